@@ -1,0 +1,25 @@
+# Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
+"""LLaDA2.0-Uni for transformers. Importing this package registers every class with the Auto classes."""
+
+from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+from .modeling_llada_uni import (
+    LLaDA2MoeForConditionalGeneration,
+    LLaDA2MoeModel,
+    LLaDAUniForConditionalGeneration,
+    LLaDAUniModel,
+    LLaDAUniPreTrainedModel,
+)
+from .registration import register_auto_classes
+
+
+register_auto_classes()
+
+__all__ = [
+    "LLaDAUniConfig",
+    "LLaDA2MoeConfig",
+    "LLaDAUniPreTrainedModel",
+    "LLaDAUniModel",
+    "LLaDAUniForConditionalGeneration",
+    "LLaDA2MoeModel",
+    "LLaDA2MoeForConditionalGeneration",
+]

@@ -1,0 +1,46 @@
+# Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
+"""Registration with the transformers Auto classes.
+
+Neither transformers nor diffusers discovers plugins, so `import transformers_llada_uni` calls this. A model type
+that is already registered (by transformers itself, or by someone else) is left alone.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+
+def _register(config_class, model_classes):
+    model_type = config_class.model_type
+    if model_type in CONFIG_MAPPING and CONFIG_MAPPING[model_type] is not config_class:
+        # Someone else owns this model type: do not clobber it.
+        return False
+    if model_type not in CONFIG_MAPPING:
+        AutoConfig.register(model_type, config_class)
+    for auto_class, model_class in model_classes:
+        if config_class not in auto_class._model_mapping:
+            auto_class.register(config_class, model_class)
+    return True
+
+
+def register_auto_classes():
+    from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+    from .modeling_llada_uni import (
+        LLaDA2MoeForConditionalGeneration,
+        LLaDA2MoeModel,
+        LLaDAUniForConditionalGeneration,
+        LLaDAUniModel,
+    )
+
+    _register(
+        LLaDAUniConfig,
+        [(AutoModel, LLaDAUniModel), (AutoModelForCausalLM, LLaDAUniForConditionalGeneration)],
+    )
+    _register(
+        LLaDA2MoeConfig,
+        [(AutoModel, LLaDA2MoeModel), (AutoModelForCausalLM, LLaDA2MoeForConditionalGeneration)],
+    )
+    # `save_pretrained` writes `auto_map` and copies the code files, so converted checkpoints load with
+    # `trust_remote_code=True` where this package is not installed.
+    LLaDAUniConfig.register_for_auto_class()
+    LLaDAUniModel.register_for_auto_class("AutoModel")
+    LLaDAUniForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")

@@ -1,0 +1,32 @@
+import os
+import pathlib
+import tempfile
+
+import pytest
+
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+TINY_RELEASED = FIXTURES / "tiny-llada2-uni"
+EXPECTED = FIXTURES / "expected"
+IMAGES = FIXTURES / "images"
+REAL_FILES = FIXTURES / "real-checkpoint-files"
+
+# Nothing may reach a hub: every test runs offline with a private cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="llada-uni-hf-home-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_released_dir():
+    return TINY_RELEASED
+
+
+@pytest.fixture(scope="session")
+def expected_dir():
+    return EXPECTED
+
+
+@pytest.fixture(scope="session")
+def images_dir():
+    return IMAGES
