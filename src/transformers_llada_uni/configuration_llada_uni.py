@@ -6,6 +6,28 @@ from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
 
 
+# Modules whose classes `auto_map` may name: ours. The released config names the original remote code
+# (`modeling_llada2uni_moe`), which this package replaces; keeping those entries would make a re-saved checkpoint
+# point at files that are not written next to it.
+_OWN_CODE_MODULES = ("configuration_llada_uni", "modeling_llada_uni")
+
+
+def _drop_foreign_auto_map(kwargs):
+    auto_map = kwargs.get("auto_map")
+    if not isinstance(auto_map, dict):
+        return
+    kept = {}
+    for auto_class, reference in auto_map.items():
+        references = reference if isinstance(reference, (list, tuple)) else [reference]
+        modules = [ref.split("--")[-1].split(".")[0] for ref in references if ref]
+        if modules and all(module in _OWN_CODE_MODULES for module in modules):
+            kept[auto_class] = reference
+    if kept:
+        kwargs["auto_map"] = kept
+    else:
+        kwargs.pop("auto_map")
+
+
 @strict
 class LLaDAUniConfig(PreTrainedConfig):
     r"""
@@ -81,6 +103,7 @@ class LLaDAUniConfig(PreTrainedConfig):
         # The released config carries both a top-level `rope_theta`/`partial_rotary_factor` and `rope_parameters`.
         kwargs.setdefault("rope_theta", 600000.0)
         kwargs.setdefault("partial_rotary_factor", 0.5)
+        _drop_foreign_auto_map(kwargs)
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.image_codebook_size is None:

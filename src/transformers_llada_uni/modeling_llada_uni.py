@@ -397,6 +397,28 @@ class LLaDAUniPreTrainedModel(PreTrainedModel):
         "attentions": LLaDAUniAttention,
     }
 
+    @classmethod
+    def from_pretrained(cls, *args, allow_missing_weights: bool = False, **kwargs):
+        r"""
+        As [`~PreTrainedModel.from_pretrained`], but a checkpoint that lacks weights the model needs is an error (a
+        16 B diffusion model with randomly initialised layers produces plausible-looking garbage).
+
+        allow_missing_weights (`bool`, *optional*, defaults to `False`):
+            Initialise missing weights randomly instead of raising, as plain transformers does.
+        """
+        return_info = kwargs.pop("output_loading_info", False)
+        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = sorted(loading_info.get("missing_keys", ()))
+        if missing and not allow_missing_weights:
+            shown = ", ".join(missing[:12]) + (f", ... ({len(missing)} in all)" if len(missing) > 12 else "")
+            source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            raise ValueError(
+                f"The checkpoint at {source} lacks weights that {cls.__name__} needs: {shown}. Check that every "
+                "shard listed in the weight index is present and complete, or pass `allow_missing_weights=True` to "
+                "initialise them randomly."
+            )
+        return (model, loading_info) if return_info else model
+
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range

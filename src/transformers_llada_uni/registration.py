@@ -41,6 +41,10 @@ def register_auto_classes():
     )
     # `save_pretrained` writes `auto_map` and copies the code files, so converted checkpoints load with
     # `trust_remote_code=True` where this package is not installed.
-    LLaDAUniConfig.register_for_auto_class()
-    LLaDAUniModel.register_for_auto_class("AutoModel")
-    LLaDAUniForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
+    for config_class, base_class, lm_class in (
+        (LLaDAUniConfig, LLaDAUniModel, LLaDAUniForConditionalGeneration),
+        (LLaDA2MoeConfig, LLaDA2MoeModel, LLaDA2MoeForConditionalGeneration),
+    ):
+        config_class.register_for_auto_class()
+        base_class.register_for_auto_class("AutoModel")
+        lm_class.register_for_auto_class("AutoModelForCausalLM")
