@@ -1,0 +1,381 @@
+# Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
+"""Prompt construction for LLaDA2.0-Uni: the one place where token ids are built from a tokenizer.
+
+Every function is pure (tokenizer first, no model needed) and returns plain `list[int]`, so the generation mixin and
+the processor build byte-identical prompts. The layouts are the original implementation's:
+
+- text-to-image: `"<role>SYSTEM</role> {system} <role>HUMAN</role>" + prompt + "<role>ASSISTANT</role>" + header`,
+  each piece tokenised on its own (no BOS/EOS) and concatenated; the unconditional branch replaces the prompt with
+  the plain text `<uncondition>`;
+- image header: `<|image|><|reserved_token_{h}|><|reserved_token_{w}|><boi>`;
+- understanding: `header + image ids + <|/image|> + question` (raw, as the original) or the same image block inside
+  the tokenizer's chat template;
+- editing: `sys + header + image + <|/image|> + instruction + "<role>ASSISTANT</role>" + header`, with the no-text
+  (`<uncondition>` instead of the instruction) and no-image (a bare `<|image|>` instead of the image block) branches.
+
+Special ids (mask, EOS, image markers) are looked up in the model config first and then in the tokenizer, never
+hard-coded: the released `config.json` does not store the mask id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+T2I_SYSTEM_PROMPT = "You are a text-to-image generation assistant."
+THINKING_SYSTEM_PROMPT = "You are a text-to-image generation assistant with a thinking process."
+EDIT_SYSTEM_PROMPT = "You are an image editing assistant."
+UNCONDITIONAL_TEXT = "<uncondition>"
+ASSISTANT_TURN = "<role>ASSISTANT</role>"
+
+MASK_TOKEN = "<|mask|>"
+EOS_TOKEN = "<|endoftext|>"
+IMAGE_TOKEN = "<|image|>"
+END_IMAGE_TOKEN = "<|/image|>"
+BOI_TOKEN = "<boi>"
+RESERVED_SIZE_TOKEN = "<|reserved_token_{}|>"
+
+# Grid sides are written with `<|reserved_token_N|>`; the largest N the released tokenizer has is 255.
+_MAX_GRID_SIDE = 255
+_RESERVED_RE = re.compile(r"^<\|reserved_token_(\d+)\|>$")
+
+
+@dataclass(frozen=True)
+class LLaDAUniSpecialTokenIds:
+    """Ids of the special tokens that generation needs (all resolved; see [`get_special_token_ids`])."""
+
+    mask_token_id: int
+    eos_token_id: int
+    image_token_id: int
+    end_image_token_id: int
+    boi_token_id: int
+    image_token_offset: int
+    image_codebook_size: int
+
+
+def _token_id(tokenizer, token: str) -> int | None:
+    """Id of `token` if it is a single token of this vocabulary (not the unknown token), else None."""
+    converted = tokenizer.convert_tokens_to_ids(token)
+    if converted is None or isinstance(converted, list):
+        return None
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and converted == unk and token != getattr(tokenizer, "unk_token", None):
+        return None
+    # Some tokenizers map any string to an id; accept it only if it maps back to the same token.
+    if tokenizer.convert_ids_to_tokens(int(converted)) != token:
+        return None
+    return int(converted)
+
+
+def _require_token_id(tokenizer, token: str) -> int:
+    token_id = _token_id(tokenizer, token)
+    if token_id is None:
+        raise ValueError(f"The tokenizer has no `{token}` token, which LLaDA2.0-Uni prompts need.")
+    return token_id
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` alone: no BOS/EOS and no chat template (how the original tokenises each prompt piece)."""
+    if not isinstance(text, str):
+        raise TypeError(f"Expected a string to tokenise, got {type(text).__name__}.")
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def get_special_token_ids(tokenizer=None, config: Any = None) -> LLaDAUniSpecialTokenIds:
+    """Resolve the special token ids, from `config` (the model config or a generation config) first, then
+    `tokenizer`.
+
+    The released `config.json` has no `mask_token_id`; the tokenizer's `<|mask|>` then supplies it. The image range
+    is `[image_token_offset, image_token_offset + image_codebook_size)` from the config; without a config it is
+    read from the tokenizer's `<IMAGE0>` token and the vocabulary size.
+    """
+
+    def from_config(name):
+        value = getattr(config, name, None) if config is not None else None
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        return value
+
+    def resolve(name, token, tokenizer_attr=None):
+        value = from_config(name)
+        if value is not None:
+            return int(value)
+        if tokenizer is not None:
+            if tokenizer_attr is not None and getattr(tokenizer, tokenizer_attr, None) is not None:
+                return int(getattr(tokenizer, tokenizer_attr))
+            token_id = _token_id(tokenizer, token)
+            if token_id is not None:
+                return token_id
+        raise ValueError(
+            f"Cannot resolve `{name}`: it is not set in the config and "
+            + ("no tokenizer was given." if tokenizer is None else f"the tokenizer has no `{token}` token.")
+        )
+
+    mask = resolve("mask_token_id", MASK_TOKEN, "mask_token_id")
+    eos = resolve("eos_token_id", EOS_TOKEN, "eos_token_id")
+    image = resolve("image_token_id", IMAGE_TOKEN)
+    end_image = resolve("end_image_token_id", END_IMAGE_TOKEN)
+    boi = resolve("boi_token_id", BOI_TOKEN)
+
+    offset = from_config("image_token_offset")
+    if offset is None and tokenizer is not None:
+        offset = _token_id(tokenizer, "<IMAGE0>")
+    if offset is None:
+        raise ValueError("Cannot resolve `image_token_offset`: set it in the config or use the LLaDA2.0-Uni tokenizer.")
+    codebook = from_config("image_codebook_size")
+    if codebook is None:
+        vocab_size = from_config("vocab_size")
+        if vocab_size is None and tokenizer is not None:
+            vocab_size = len(tokenizer)
+        if vocab_size is None:
+            raise ValueError("Cannot resolve `image_codebook_size`: set it (or `vocab_size`) in the config.")
+        codebook = int(vocab_size) - int(offset)
+    return LLaDAUniSpecialTokenIds(
+        mask_token_id=mask,
+        eos_token_id=eos,
+        image_token_id=image,
+        end_image_token_id=end_image,
+        boi_token_id=boi,
+        image_token_offset=int(offset),
+        image_codebook_size=int(codebook),
+    )
+
+
+def valid_image_grid_sizes(tokenizer) -> list[int]:
+    """Grid side lengths `N` (image codes per row or column) that have a `<|reserved_token_N|>` in this tokenizer.
+
+    For the released tokenizer: 8, 10, ..., 34 and 36..255 (odd sizes below 36 are other special tokens).
+    """
+    sizes = set()
+    get_vocab = getattr(tokenizer, "get_vocab", None)
+    if get_vocab is not None:
+        for token in get_vocab():
+            match = _RESERVED_RE.match(token)
+            if match:
+                sizes.add(int(match.group(1)))
+    else:
+        sizes = {n for n in range(1, _MAX_GRID_SIDE + 1) if _token_id(tokenizer, RESERVED_SIZE_TOKEN.format(n))}
+    return sorted(sizes)
+
+
+def _format_sizes(sizes: Sequence[int]) -> str:
+    """Compact listing of sorted sizes, e.g. `8, 10, ..., 34, 36..255`."""
+    sizes = sorted(sizes)
+    if not sizes:
+        return "none"
+    parts, i = [], 0
+    while i < len(sizes):
+        j = i
+        while j + 1 < len(sizes) and sizes[j + 1] == sizes[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{sizes[i]}..{sizes[j]}")
+            i = j + 1
+            continue
+        j = i
+        # an even/odd stride run stops where a consecutive run begins
+        while (j + 1 < len(sizes) and sizes[j + 1] == sizes[j] + 2
+               and not (j + 2 < len(sizes) and sizes[j + 2] == sizes[j + 1] + 1)):
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{sizes[i]}, {sizes[i] + 2}, ..., {sizes[j]}")
+        else:
+            parts.extend(str(v) for v in sizes[i : j + 1])
+        i = j + 1
+    return ", ".join(parts)
+
+
+def image_grid_size(image_h: int, image_w: int) -> tuple[int, int]:
+    """Code grid `(h, w)` for a requested picture size in pixels: `(image_h // 2) // 16` by `(image_w // 2) // 16`
+    (the decoder renders each code as 2 x 16 pixels). A 1024 x 1024 request gives 32 x 32 codes."""
+    for name, value in (("image_h", image_h), ("image_w", image_w)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive number of pixels, got {value!r}.")
+    return (image_h // 2) // 16, (image_w // 2) // 16
+
+
+def image_header_ids(tokenizer, h: int, w: int) -> list[int]:
+    """`<|image|><|reserved_token_{h}|><|reserved_token_{w}|><boi>`: the header that opens an image of h x w codes.
+
+    Raises a ValueError listing the valid sizes when a side has no `<|reserved_token_N|>`.
+    """
+    ids = [_require_token_id(tokenizer, IMAGE_TOKEN)]
+    for name, side in (("h", h), ("w", w)):
+        token_id = None
+        if isinstance(side, int) and not isinstance(side, bool) and side > 0:
+            token_id = _token_id(tokenizer, RESERVED_SIZE_TOKEN.format(side))
+        if token_id is None:
+            raise ValueError(
+                f"Image grid {name}={side!r} has no `<|reserved_token_{side}|>` token. Valid grid sides (codes; "
+                f"pixels = 32 x side): {_format_sizes(valid_image_grid_sizes(tokenizer))}."
+            )
+        ids.append(token_id)
+    ids.append(_require_token_id(tokenizer, BOI_TOKEN))
+    return ids
+
+
+def parse_image_header(tokenizer, ids: Sequence[int]) -> tuple[int, int] | None:
+    """Inverse of [`image_header_ids`]: `(h, w)` if `ids` ends with a well-formed header, else None."""
+    ids = list(ids)
+    if len(ids) < 4:
+        return None
+    image, side_h, side_w, boi = ids[-4:]
+    if image != _token_id(tokenizer, IMAGE_TOKEN) or boi != _token_id(tokenizer, BOI_TOKEN):
+        return None
+    sides = []
+    for side_id in (side_h, side_w):
+        match = _RESERVED_RE.match(tokenizer.convert_ids_to_tokens(int(side_id)) or "")
+        if not match:
+            return None
+        sides.append(int(match.group(1)))
+    return sides[0], sides[1]
+
+
+def _system_turn(tokenizer, system_prompt: str) -> list[int]:
+    return encode_text(tokenizer, f"<role>SYSTEM</role> {system_prompt} <role>HUMAN</role>")
+
+
+def _check_prompt(name: str, text: str):
+    if not isinstance(text, str):
+        raise TypeError(f"`{name}` must be a string, got {type(text).__name__}.")
+    if not text.strip():
+        raise ValueError(f"`{name}` is empty; give a non-empty text.")
+
+
+def validate_image_token_ids(image_tokens: Sequence[int], h: int, w: int, image_token_offset: int,
+                             image_codebook_size: int) -> list[int]:
+    """Check that `image_tokens` are `h * w` image ids (codes plus `image_token_offset`) and return them as a list."""
+    if hasattr(image_tokens, "tolist"):
+        image_tokens = image_tokens.tolist()
+    image_tokens = list(image_tokens)
+    if any(isinstance(t, (list, tuple)) for t in image_tokens):
+        raise ValueError("`image_tokens` must be a flat sequence of ids for one image (raster order).")
+    if len(image_tokens) != h * w:
+        raise ValueError(f"`image_tokens` holds {len(image_tokens)} ids, but the grid h={h} x w={w} needs {h * w}.")
+    low, high = image_token_offset, image_token_offset + image_codebook_size
+    bad = [t for t in image_tokens if not low <= int(t) < high]
+    if bad:
+        raise ValueError(
+            f"`image_tokens` holds ids outside the image range [{low}, {high}) (e.g. {bad[0]}): pass image codes "
+            f"plus `image_token_offset` ({image_token_offset})."
+        )
+    return [int(t) for t in image_tokens]
+
+
+def build_text_to_image_prompt(tokenizer, prompt: str, h: int, w: int, thinking: bool = False) -> list[int]:
+    """Conditional text-to-image prompt: system turn + `prompt` + assistant turn + image header (h x w codes).
+
+    `thinking=True` uses the thinking system prompt (the phase-2 prompt of thinking mode adds the thinking text; see
+    [`build_thinking_image_prompt`]).
+    """
+    _check_prompt("prompt", prompt)
+    system = THINKING_SYSTEM_PROMPT if thinking else T2I_SYSTEM_PROMPT
+    return (
+        _system_turn(tokenizer, system)
+        + encode_text(tokenizer, prompt)
+        + encode_text(tokenizer, ASSISTANT_TURN)
+        + image_header_ids(tokenizer, h, w)
+    )
+
+
+def build_text_to_image_unconditional_prompt(tokenizer, h: int, w: int, thinking: bool = False) -> list[int]:
+    """Unconditional branch of text-to-image guidance: the prompt is replaced by the plain text `<uncondition>`."""
+    system = THINKING_SYSTEM_PROMPT if thinking else T2I_SYSTEM_PROMPT
+    return (
+        _system_turn(tokenizer, system)
+        + encode_text(tokenizer, UNCONDITIONAL_TEXT)
+        + encode_text(tokenizer, ASSISTANT_TURN)
+        + image_header_ids(tokenizer, h, w)
+    )
+
+
+def build_thinking_prompt(tokenizer, prompt: str) -> list[int]:
+    """Phase 1 of thinking mode: thinking system turn + `prompt` + assistant turn; the model writes its reasoning and
+    then the image header."""
+    _check_prompt("prompt", prompt)
+    return (
+        _system_turn(tokenizer, THINKING_SYSTEM_PROMPT)
+        + encode_text(tokenizer, prompt)
+        + encode_text(tokenizer, ASSISTANT_TURN)
+    )
+
+
+def build_thinking_image_prompt(tokenizer, prompt: str, thinking_ids: Sequence[int], h: int, w: int) -> list[int]:
+    """Phase 2 of thinking mode: the phase-1 prompt, the model's reasoning (`thinking_ids`, without the header it
+    wrote) and the header of the requested grid."""
+    return build_thinking_prompt(tokenizer, prompt) + [int(t) for t in thinking_ids] + image_header_ids(tokenizer, h, w)
+
+
+def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int) -> list[int]:
+    """`header + image ids + <|/image|>`: an image inside a prompt (ids already carry `image_token_offset`)."""
+    return image_header_ids(tokenizer, h, w) + [int(t) for t in image_tokens] + [
+        _require_token_id(tokenizer, END_IMAGE_TOKEN)
+    ]
+
+
+def build_understanding_prompt(tokenizer, image_tokens: Sequence[int], h: int, w: int, question: str,
+                               use_chat_template: bool = False, system_prompt: str | None = None) -> list[int]:
+    """Image-understanding prompt.
+
+    `use_chat_template=False` (the original): `header + image ids + <|/image|> + question`, no system prompt.
+    `use_chat_template=True`: one user turn of the tokenizer's chat template whose content is the image block followed
+    by `question`, with the generation prompt (assistant turn) appended; `system_prompt` adds a system turn.
+    """
+    _check_prompt("question", question)
+    image = image_block_ids(tokenizer, image_tokens, h, w)
+    if not use_chat_template:
+        return image + encode_text(tokenizer, question)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("`use_chat_template=True` needs a tokenizer with a chat template.")
+    # The image block is ids, not text: render the template around a placeholder and splice the ids in.
+    placeholder = "\u0000LLADA_UNI_IMAGE\u0000"
+    messages = [{"role": "user", "content": placeholder + question}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    before, after = rendered.split(placeholder)
+    return encode_text(tokenizer, before) + image + encode_text(tokenizer, after)
+
+
+def build_editing_prompts(tokenizer, image_tokens: Sequence[int], h: int, w: int,
+                          instruction: str) -> tuple[list[int], list[int], list[int]]:
+    """The three branches of editing guidance, `(full, no_text, no_image)`.
+
+    full = `sys + image block + instruction + assistant turn + header`; no_text replaces the instruction with
+    `<uncondition>`; no_image keeps a bare `<|image|>` in place of the image block. The output grid is the input grid.
+    """
+    _check_prompt("instruction", instruction)
+    system = _system_turn(tokenizer, EDIT_SYSTEM_PROMPT)
+    image = image_block_ids(tokenizer, image_tokens, h, w)
+    tail = encode_text(tokenizer, ASSISTANT_TURN) + image_header_ids(tokenizer, h, w)
+    instruction_ids = encode_text(tokenizer, instruction)
+    full = system + image + instruction_ids + tail
+    no_text = system + image + encode_text(tokenizer, UNCONDITIONAL_TEXT) + tail
+    no_image = system + [_require_token_id(tokenizer, IMAGE_TOKEN)] + instruction_ids + tail
+    return full, no_text, no_image
+
+
+__all__ = [
+    "LLaDAUniSpecialTokenIds",
+    "T2I_SYSTEM_PROMPT",
+    "THINKING_SYSTEM_PROMPT",
+    "EDIT_SYSTEM_PROMPT",
+    "UNCONDITIONAL_TEXT",
+    "encode_text",
+    "get_special_token_ids",
+    "valid_image_grid_sizes",
+    "image_grid_size",
+    "image_header_ids",
+    "parse_image_header",
+    "validate_image_token_ids",
+    "image_block_ids",
+    "build_text_to_image_prompt",
+    "build_text_to_image_unconditional_prompt",
+    "build_thinking_prompt",
+    "build_thinking_image_prompt",
+    "build_understanding_prompt",
+    "build_editing_prompts",
+]
