@@ -1,0 +1,21 @@
+# Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
+"""LLaDA2.0-Uni for diffusers: the image decoder and the end-to-end pipelines."""
+
+from .modeling_sigvq import SigVQEmbedding
+from .pipeline_llada_uni_decoder import (
+    LLaDAUniDecoderPipeline,
+    convert_released_decoder,
+    load_released_transformer,
+    make_released_scheduler,
+)
+from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
+
+
+__all__ = [
+    "SigVQEmbedding",
+    "LLaDAUniFlowMatchScheduler",
+    "LLaDAUniDecoderPipeline",
+    "convert_released_decoder",
+    "load_released_transformer",
+    "make_released_scheduler",
+]
