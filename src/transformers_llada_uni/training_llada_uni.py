@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,13 +40,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .prompting_llada_uni import (
+    UNCONDITIONAL_TEXT,
+    build_editing_prompts,
+    build_text_to_image_prompt,
+    build_text_to_image_unconditional_prompt,
+    encode_text,
+    get_special_token_ids,
+)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Special tokens
 # --------------------------------------------------------------------------------------------------------------------
-
-UNCONDITION_TEXT = "<uncondition>"
-
 
 @dataclass(frozen=True)
 class LLaDAUniSpecialTokens:
@@ -67,40 +72,21 @@ class LLaDAUniSpecialTokens:
 
     @classmethod
     def from_tokenizer(cls, tokenizer, config) -> LLaDAUniSpecialTokens:
-        """Reads `<|mask|>`, `<|endoftext|>`, `<|image|>`, `<|/image|>` and `<boi>` from `tokenizer` (the mask id from
-        `config.mask_token_id` when the config stores it) and the image range from `config`."""
-
-        def token_id(token: str) -> int:
-            value = tokenizer.convert_tokens_to_ids(token)
-            unk = getattr(tokenizer, "unk_token_id", None)
-            if value is None or (unk is not None and value == unk and token != getattr(tokenizer, "unk_token", None)):
-                raise ValueError(f"The tokenizer has no {token!r} token; a LLaDA2.0-Uni tokenizer is required.")
-            return int(value)
-
-        mask_id = getattr(config, "mask_token_id", None)
-        if mask_id is None:
-            mask_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else token_id("<|mask|>")
-        eos_id = getattr(config, "eos_token_id", None)
-        if isinstance(eos_id, (list, tuple)):
-            eos_id = eos_id[0] if eos_id else None
-        if eos_id is None:
-            eos_id = tokenizer.eos_token_id
-        if eos_id is None:
-            raise ValueError("Neither the config nor the tokenizer defines an EOS token id.")
+        """Resolves the ids the way generation does ([`prompting_llada_uni.get_special_token_ids`]: config first, then
+        the tokenizer; the released config stores no mask id) and adds the padding id (config, tokenizer, else EOS)."""
+        ids = get_special_token_ids(tokenizer, config)
         pad_id = getattr(config, "pad_token_id", None)
         if pad_id is None:
-            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-        offset = int(config.image_token_offset)
-        codebook = getattr(config, "image_codebook_size", None) or (int(config.vocab_size) - offset)
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids.eos_token_id
         return cls(
-            mask_token_id=int(mask_id),
-            eos_token_id=int(eos_id),
+            mask_token_id=ids.mask_token_id,
+            eos_token_id=ids.eos_token_id,
             pad_token_id=int(pad_id),
-            image_token_offset=offset,
-            image_codebook_size=int(codebook),
-            image_start_token_id=token_id("<|image|>"),
-            image_end_token_id=token_id("<|/image|>"),
-            boi_token_id=token_id("<boi>"),
+            image_token_offset=ids.image_token_offset,
+            image_codebook_size=ids.image_codebook_size,
+            image_start_token_id=ids.image_token_id,
+            image_end_token_id=ids.end_image_token_id,
+            boi_token_id=ids.boi_token_id,
         )
 
 
@@ -136,11 +122,6 @@ class MaskedDiffusionExample:
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids) + (1 if self.pad_with_eos else 0)
-
-
-def _tokenize(tokenizer, text: str) -> list[int]:
-    # Pieces are tokenised on their own with no BOS/EOS, as the generation prompts are.
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _check_codes(codes, grid, special: LLaDAUniSpecialTokens, what: str) -> tuple[list[int], tuple[int, int]]:
@@ -206,7 +187,6 @@ class LLaDAUniTrainingDataEncoder:
         self.special = LLaDAUniSpecialTokens.from_tokenizer(tokenizer, config)
         self.image_tokenizer = image_tokenizer
         self.max_length = max_length
-        self._uncondition_ids = _tokenize(tokenizer, UNCONDITION_TEXT)
 
     # -- text ----------------------------------------------------------------------------------------------------------
     def encode_messages(self, messages: Sequence[Mapping[str, Any]], what: str = "record") -> MaskedDiffusionExample:
@@ -230,8 +210,8 @@ class LLaDAUniTrainingDataEncoder:
         if not full_text.startswith(prompt_text):
             raise ValueError(f"{what}: the chat template does not render the prompt as a prefix of the full chat.")
         example = MaskedDiffusionExample(
-            prompt_ids=_tokenize(self.tokenizer, prompt_text),
-            response_ids=_tokenize(self.tokenizer, full_text[len(prompt_text) :]),
+            prompt_ids=encode_text(self.tokenizer, prompt_text),
+            response_ids=encode_text(self.tokenizer, full_text[len(prompt_text) :]),
             task=TASK_TEXT,
             pad_with_eos=True,
         )
@@ -270,9 +250,8 @@ class LLaDAUniTrainingDataEncoder:
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"{what}: `prompt` must be a non-empty string.")
         codes, (h, w) = self._codes(image, image_codes, grid, TASK_TEXT_TO_IMAGE, what)
-        builders = _prompt_builders()
-        prompt_ids = builders.text_to_image(self.tokenizer, prompt, h, w)
-        uncond_ids = builders.text_to_image(self.tokenizer, UNCONDITION_TEXT, h, w)
+        prompt_ids = build_text_to_image_prompt(self.tokenizer, prompt, h, w)
+        uncond_ids = build_text_to_image_unconditional_prompt(self.tokenizer, h, w)
         example = MaskedDiffusionExample(
             prompt_ids=prompt_ids,
             response_ids=[c + self.special.image_token_offset for c in codes],
@@ -301,18 +280,14 @@ class LLaDAUniTrainingDataEncoder:
         tgt, grid = self._codes(edited_image, edited_codes, edited_grid, TASK_IMAGE_EDITING, what + " (edited)")
         if grid != (h, w):
             raise ValueError(f"{what}: the edited image grid {grid} differs from the source grid {(h, w)}.")
-        builders = _prompt_builders()
         offset = self.special.image_token_offset
-        src_ids = [c + offset for c in src]
+        full, no_text, no_image = build_editing_prompts(self.tokenizer, [c + offset for c in src], h, w, instruction)
         example = MaskedDiffusionExample(
-            prompt_ids=builders.editing(self.tokenizer, src_ids, h, w, instruction),
+            prompt_ids=full,
             response_ids=[c + offset for c in tgt],
             task=TASK_IMAGE_EDITING,
             pad_with_eos=False,
-            dropout_prompts={
-                "no_text": builders.editing(self.tokenizer, src_ids, h, w, UNCONDITION_TEXT),
-                "no_image": builders.editing(self.tokenizer, None, h, w, instruction),
-            },
+            dropout_prompts={"no_text": no_text, "no_image": no_image},
         )
         return self._check_length(example, what)
 
@@ -405,25 +380,6 @@ def image_codes_from_processor(processor) -> Callable:
         return codes, tuple(int(g) for g in grid)
 
     return encode
-
-
-class _PromptBuilders:
-    """The generation module's prompt builders, in the form the encoder needs."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def text_to_image(self, tokenizer, prompt: str, h: int, w: int) -> list[int]:
-        return self.module.build_text_to_image_prompt_ids(tokenizer, prompt, h, w)
-
-    def editing(self, tokenizer, image_ids, h: int, w: int, instruction: str) -> list[int]:
-        return self.module.build_edit_prompt_ids(tokenizer, image_ids, h, w, instruction)
-
-
-def _prompt_builders() -> _PromptBuilders:
-    from . import prompting_llada_uni
-
-    return _PromptBuilders(prompting_llada_uni)
 
 
 def load_jsonl_records(path: str | os.PathLike) -> list[dict]:
@@ -617,7 +573,8 @@ class DataCollatorForMaskedDiffusion:
         for i, example in enumerate(examples):
             if not isinstance(example, MaskedDiffusionExample):
                 raise TypeError(
-                    f"Batch item {i} is a {type(example).__name__}; encode records with LLaDAUniTrainingDataEncoder."
+                    f"Batch item {i} is a {type(example).__name__}, not a MaskedDiffusionExample; encode records with "
+                    "LLaDAUniTrainingDataEncoder."
                 )
         cfg, special = self.config, self.special
         prompts = self._choose_prompts(examples)

@@ -1,0 +1,361 @@
+"""The masked-diffusion objective: noising, masks, the loss against a hand computation, options and input errors."""
+
+import pytest
+import torch
+
+import transformers_llada_uni  # noqa: F401  (registers the Auto classes)
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers_llada_uni.training_llada_uni import (
+    DataCollatorForMaskedDiffusion,
+    LLaDAUniSpecialTokens,
+    LLaDAUniTrainingDataEncoder,
+    MaskedDiffusionConfig,
+    MaskedDiffusionDataset,
+    MaskedDiffusionExample,
+    block_diffusion_attention_mask,
+    load_jsonl_records,
+    masked_diffusion_loss,
+)
+
+
+BLOCK = 4
+SEED = 1234
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_released_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_released_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_released_dir)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def special(tiny):
+    model, tokenizer = tiny
+    return LLaDAUniSpecialTokens.from_tokenizer(tokenizer, model.config)
+
+
+def hand_examples(special):
+    # Two text examples of different lengths (the shorter one gets EOS padding, which is part of its target); ids far
+    # from the special tokens, read from nowhere but this test.
+    return [
+        MaskedDiffusionExample(prompt_ids=[11, 12, 13, 14, 15], response_ids=[21, 22, 23, 24, 25, 26, 27, 28, 29]),
+        MaskedDiffusionExample(prompt_ids=[31, 32, 33], response_ids=[41, 42, 43, 44]),
+    ]
+
+
+def test_special_tokens_come_from_tokenizer_and_config(tiny, special):
+    model, tokenizer = tiny
+    assert special.mask_token_id == tokenizer.convert_tokens_to_ids("<|mask|>")
+    assert special.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert special.boi_token_id == tokenizer.convert_tokens_to_ids("<boi>")
+    assert special.image_start_token_id == tokenizer.convert_tokens_to_ids("<|image|>")
+    assert special.image_token_offset == model.config.image_token_offset
+    assert special.image_codebook_size == model.config.vocab_size - model.config.image_token_offset
+
+
+def expected_noise(examples, special, lo, hi, seed):
+    """The documented draw order, replayed by hand: t per sequence, one uniform per token, mask where below t."""
+    lengths = [len(e.prompt_ids) + len(e.response_ids) + 1 for e in examples]
+    length = max(lengths)
+    generator = torch.Generator().manual_seed(seed)
+    t = lo + (hi - lo) * torch.rand(len(examples), generator=generator)
+    u = torch.rand(len(examples), length, generator=generator)
+    clean = torch.full((len(examples), length), special.eos_token_id)
+    maskable = torch.zeros((len(examples), length), dtype=torch.bool)
+    for row, e in enumerate(examples):
+        ids = e.prompt_ids + e.response_ids
+        clean[row, : len(ids)] = torch.tensor(ids)
+        maskable[row, len(e.prompt_ids) :] = True
+    masked = torch.zeros_like(maskable)
+    for row in range(len(examples)):
+        for col in range(length):
+            masked[row, col] = bool(maskable[row, col]) and float(u[row, col]) < float(t[row])
+        if not masked[row].any():
+            cols = [c for c in range(length) if maskable[row, c]]
+            masked[row, min(cols, key=lambda c: float(u[row, c]))] = True
+    return clean, masked, t
+
+
+def test_collator_noising_matches_the_documented_draws(special):
+    examples = hand_examples(special)
+    config = MaskedDiffusionConfig(block_length=BLOCK, noise_range=(0.3, 0.8))
+    batch = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(examples)
+    clean, masked, t = expected_noise(examples, special, 0.3, 0.8, SEED)
+    assert torch.equal(batch["input_ids"], clean)
+    assert torch.equal(batch["masked"], masked)
+    assert torch.equal(batch["noisy_input_ids"], clean.masked_fill(masked, special.mask_token_id))
+    assert torch.allclose(batch["noise_level"], t[:, None].expand_as(batch["noise_level"]))
+    # prompt never masked; EOS padding is part of the short example's target
+    assert not batch["masked"][0, :5].any() and not batch["masked"][1, :3].any()
+    assert batch["maskable"][1, 3:].all() and batch["attention_mask"].all()
+    assert (batch["input_ids"][1, 7:] == special.eos_token_id).all()
+
+
+def test_block_diffusion_mask_matches_its_definition():
+    length, block = 7, 3
+    pad = torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
+    mask = block_diffusion_attention_mask(pad, block)
+    assert mask.shape == (2, 1, 2 * length, 2 * length)
+    for b in range(2):
+        for q in range(2 * length):
+            for k in range(2 * length):
+                qn, kn = q < length, k < length  # noisy half first
+                qb, kb = (q % length) // block, (k % length) // block
+                if qn and kn:
+                    allowed = qb == kb
+                elif qn and not kn:
+                    allowed = kb < qb
+                elif not qn and not kn:
+                    allowed = kb <= qb
+                else:
+                    allowed = False
+                allowed = allowed and bool(pad[b, k % length])
+                assert bool(mask[b, 0, q, k]) == allowed, (b, q, k)
+
+
+def hand_block_logits(model, clean_row, noisy_row, block, block_length):
+    """Clean prefix + one noisy block, block-causal (the model's own 2-D-mask path), logits of that block."""
+    start = block * block_length
+    end = min(start + block_length, clean_row.numel())
+    ids = torch.cat([clean_row[:start], noisy_row[start:end]])[None]
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), block_length=block_length).logits
+    return logits[0, start:end]
+
+
+def hand_cross_entropy(logits_row, target):
+    return float(torch.logsumexp(logits_row.double(), dim=-1) - logits_row.double()[target])
+
+
+def test_doubled_loss_equals_hand_computation(tiny, special):
+    model, _ = tiny
+    examples = hand_examples(special)
+    config = MaskedDiffusionConfig(block_length=BLOCK)
+    batch = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(examples)
+    clean, noisy, masked = batch["input_ids"], batch["noisy_input_ids"], batch["masked"]
+    per_sequence = []
+    for row in range(clean.shape[0]):
+        total, count = 0.0, 0
+        for block in range(-(-clean.shape[1] // BLOCK)):
+            logits = hand_block_logits(model, clean[row], noisy[row], block, BLOCK)
+            for offset in range(logits.shape[0]):
+                col = block * BLOCK + offset
+                if masked[row, col]:
+                    total += hand_cross_entropy(logits[offset], int(clean[row, col]))
+                    count += 1
+        per_sequence.append(total / count)
+    expected = sum(per_sequence) / len(per_sequence)
+    with torch.no_grad():
+        out = masked_diffusion_loss(model, batch, config)
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    assert out.per_sequence_loss.tolist() == pytest.approx(per_sequence, rel=1e-5, abs=1e-5)
+
+
+def test_one_block_loss_equals_hand_computation_and_doubled_logits(tiny, special):
+    model, _ = tiny
+    examples = hand_examples(special)
+    doubled_cfg = MaskedDiffusionConfig(block_length=BLOCK)
+    one_cfg = MaskedDiffusionConfig(block_length=BLOCK, form="one_block")
+    doubled = DataCollatorForMaskedDiffusion(special, doubled_cfg, seed=SEED)(examples)
+    one = DataCollatorForMaskedDiffusion(special, one_cfg, seed=SEED)(examples)
+    # the same noise: the block choice is drawn after the token noise
+    assert torch.equal(one["noisy_input_ids"], doubled["noisy_input_ids"])
+    clean, noisy, masked = one["input_ids"], one["noisy_input_ids"], one["masked"]
+    with torch.no_grad():
+        one_out = masked_diffusion_loss(model, one, one_cfg, return_logits=True)
+        doubled_out = masked_diffusion_loss(model, doubled, doubled_cfg, return_logits=True)
+
+    per_sequence, one_rows = [], []
+    for row in range(clean.shape[0]):
+        block = int(one["block_index"][row])
+        assert masked[row, block * BLOCK : (block + 1) * BLOCK].any()
+        logits = hand_block_logits(model, clean[row], noisy[row], block, BLOCK)
+        losses = []
+        for offset in range(logits.shape[0]):
+            col = block * BLOCK + offset
+            if masked[row, col]:
+                losses.append(hand_cross_entropy(logits[offset], int(clean[row, col])))
+                one_rows.append((row, col))
+        per_sequence.append(sum(losses) / len(losses))
+    assert one_out.loss.item() == pytest.approx(sum(per_sequence) / len(per_sequence), rel=1e-5, abs=1e-5)
+
+    # The doubled form's logits at the chosen block's masked positions are the one-block form's logits.
+    doubled_rows = masked.nonzero().tolist()
+    picked = torch.stack([doubled_out.logits[doubled_rows.index([r, c])] for r, c in one_rows])
+    # float32 attention over 2L vs L keys: equal up to rounding (logits are O(10))
+    assert torch.allclose(picked, one_out.logits, atol=1e-4, rtol=1e-5)
+
+
+def test_inverse_t_weighting(tiny, special):
+    model, _ = tiny
+    examples = hand_examples(special)
+    plain_cfg = MaskedDiffusionConfig(block_length=BLOCK, noise_range=(0.001, 1.0))
+    weighted_cfg = MaskedDiffusionConfig(block_length=BLOCK, noise_range=(0.001, 1.0), loss_weighting="inverse_t")
+    batch = DataCollatorForMaskedDiffusion(special, plain_cfg, seed=SEED)(examples)
+    with torch.no_grad():
+        plain = masked_diffusion_loss(model, batch, plain_cfg)
+        weighted = masked_diffusion_loss(model, batch, weighted_cfg)
+    t = batch["noise_level"][:, 0]
+    n_masked = batch["masked"].sum(1).double()
+    n_maskable = batch["maskable"].sum(1).double()
+    expected = plain.per_sequence_loss.double() * n_masked / t.double() / n_maskable
+    assert weighted.per_sequence_loss.double().tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+def test_per_block_noise_levels(special):
+    examples = hand_examples(special)
+    config = MaskedDiffusionConfig(block_length=BLOCK, per_block_noise=True, pad_to_multiple_of=BLOCK)
+    batch = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(examples)
+    level = batch["noise_level"]
+    blocks = level.reshape(level.shape[0], -1, BLOCK)
+    assert torch.equal(blocks, blocks[:, :, :1].expand_as(blocks))
+    assert blocks[0, :, 0].unique().numel() == blocks.shape[1]
+    assert ((level >= 0.3) & (level <= 0.8)).all()
+
+
+def test_zero_masked_guard_and_empty_batch(tiny, special):
+    model, _ = tiny
+    examples = hand_examples(special)
+    config = MaskedDiffusionConfig(block_length=BLOCK, noise_range=(1e-9, 1e-9))
+    batch = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(examples)
+    assert batch["masked"].sum(1).tolist() == [1, 1]
+
+    nothing = [MaskedDiffusionExample(prompt_ids=[11, 12, 13], response_ids=[], pad_with_eos=False)]
+    empty = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(nothing)
+    assert not empty["masked"].any()
+    out = masked_diffusion_loss(model, empty, config)
+    assert out.loss.item() == 0.0
+    out.loss.backward()  # still connected to the graph
+
+
+def test_condition_dropout_swaps_prompts(special):
+    cond = [11, 12, 13, 14, 15, 16]
+    no_text = [11, 99, 16]
+    no_image = [11, 12, 98, 16]
+    example = MaskedDiffusionExample(
+        prompt_ids=cond,
+        response_ids=[1030, 1031, 1032, 1033],
+        task="image_editing",
+        pad_with_eos=False,
+        dropout_prompts={"no_text": no_text, "no_image": no_image},
+    )
+    config = MaskedDiffusionConfig(block_length=BLOCK, text_dropout=0.5, image_dropout=0.5)
+    collator = DataCollatorForMaskedDiffusion(special, config, seed=SEED)
+    seen = set()
+    for _ in range(30):
+        batch = collator([example])
+        real = batch["attention_mask"][0].bool()
+        ids = batch["input_ids"][0][real].tolist()
+        prompt = ids[: len(ids) - 4]
+        assert ids[-4:] == [1030, 1031, 1032, 1033]
+        assert prompt in (cond, no_text, no_image)
+        seen.add(tuple(prompt))
+        # image targets are padded with ignored tokens, never targets
+        assert not batch["maskable"][0][~real].any()
+    assert len(seen) == 3
+
+
+def test_no_dropout_without_probability(special):
+    example = MaskedDiffusionExample(
+        prompt_ids=[11, 12, 13], response_ids=[1030, 1031], pad_with_eos=False, dropout_prompts={"no_text": [11, 99]}
+    )
+    collator = DataCollatorForMaskedDiffusion(special, MaskedDiffusionConfig(block_length=BLOCK), seed=SEED)
+    for _ in range(10):
+        assert collator([example])["input_ids"][0, :3].tolist() == [11, 12, 13]
+
+
+def test_chat_record_encoding(tiny):
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    messages = [{"role": "user", "content": "What is two plus two?"}, {"role": "assistant", "content": "Four."}]
+    example = encoder.encode({"messages": messages})
+    prompt_text = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    assert example.prompt_ids == tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(example.response_ids).startswith("Four.")
+    assert example.pad_with_eos
+    same = encoder.encode({"prompt": "What is two plus two?", "response": "Four."})
+    assert same.prompt_ids == example.prompt_ids and same.response_ids == example.response_ids
+
+
+def test_text_to_image_record_from_codes(tiny):
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    codes = [[1, 2, 3, 4, 5, 6, 7, 8]] * 8
+    example = encoder.encode({"prompt": "a red fox", "image_codes": codes})
+    offset = model.config.image_token_offset
+    assert example.response_ids == [c + offset for row in codes for c in row]
+    assert not example.pad_with_eos
+    assert example.prompt_ids[-1] == tokenizer.convert_tokens_to_ids("<boi>")
+    assert "no_text" in example.dropout_prompts
+
+
+# -- errors at the public boundary -----------------------------------------------------------------------------------
+
+
+def test_record_without_response_is_rejected(tiny):
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    with pytest.raises(ValueError, match="no response"):
+        encoder.encode({"messages": [{"role": "user", "content": "hello"}]})
+    with pytest.raises(ValueError, match="no response"):
+        encoder.encode({"prompt": "hello"})
+    with pytest.raises(ValueError, match="no response"):
+        encoder.encode({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]})
+
+
+def test_unreadable_image_is_rejected(tiny, tmp_path):
+    model, tokenizer = tiny
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a png")
+
+    def image_tokenizer(image, task):  # never reached: the file cannot be opened
+        raise AssertionError("called with an unreadable image")
+
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer)
+    with pytest.raises(ValueError, match="cannot read the image.*broken.png"):
+        encoder.encode({"prompt": "a fox", "image": str(broken)})
+    with pytest.raises(ValueError, match="cannot read the image.*missing.png"):
+        encoder.encode({"instruction": "make it blue", "source_image": str(tmp_path / "missing.png"),
+                        "edited_image": str(broken)})
+
+
+def test_target_longer_than_max_length_is_rejected(tiny):
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, max_length=16)
+    with pytest.raises(ValueError, match="longer than max_length=16"):
+        encoder.encode({"prompt": "hi", "response": "a rather long answer that will not fit in sixteen tokens"})
+    config = MaskedDiffusionConfig(block_length=BLOCK, max_length=8)
+    collator = DataCollatorForMaskedDiffusion(LLaDAUniSpecialTokens.from_tokenizer(tokenizer, model.config), config)
+    with pytest.raises(ValueError, match="longer than max_length=8"):
+        collator([MaskedDiffusionExample(prompt_ids=[11] * 6, response_ids=[12] * 6)])
+
+
+def test_bad_codes_and_options_are_rejected(tiny, special):
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    with pytest.raises(ValueError, match="outside the codebook"):
+        encoder._codes(None, [[0, special.image_codebook_size]], None, "text_to_image", "record")
+    with pytest.raises(ValueError, match="do not fill the grid"):
+        encoder._codes(None, [1, 2, 3], (2, 2), "text_to_image", "record")
+    with pytest.raises(ValueError, match="noise_range"):
+        MaskedDiffusionConfig(noise_range=(0.0, 0.5))
+    with pytest.raises(ValueError, match="form"):
+        MaskedDiffusionConfig(form="triple")
+    with pytest.raises(ValueError, match="loss_weighting"):
+        MaskedDiffusionConfig(loss_weighting="1/t")
+    with pytest.raises(TypeError, match="MaskedDiffusionExample"):
+        DataCollatorForMaskedDiffusion(special, MaskedDiffusionConfig(block_length=4))([{"input_ids": [1]}])
+
+
+def test_jsonl_dataset_names_the_bad_line(tiny, tmp_path):
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": "c"}\n')
+    assert len(load_jsonl_records(path)) == 2
+    with pytest.raises(ValueError, match=r"data.jsonl:record 2 has no response"):
+        MaskedDiffusionDataset.from_jsonl(path, encoder)
+    path.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"data.jsonl:2: not valid JSON"):
+        load_jsonl_records(path)
