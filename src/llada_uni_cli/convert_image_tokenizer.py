@@ -1,0 +1,117 @@
+# Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
+"""Released `image_tokenizer/` (GLM-Image config, `model.visual.*` / `model.vqmodel.*` keys plus unrelated ones) ->
+a `LLaDAUniImageTokenizerModel` folder (`config.json` with `model_type "llada_uni_image_tokenizer"`,
+`model.safetensors` holding exactly the model's keys, code files for `trust_remote_code`)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .convert import (
+    IMAGE_TOKENIZER_DIR,
+    CheckpointError,
+    WeightPlan,
+    _code_files,
+    _compare,
+    _require,
+    check_shapes,
+    write_weights,
+)
+from .safetensors_stream import read_header
+
+
+@dataclass
+class ImageTokenizerPlan:
+    src_dir: Path
+    config: object  # LLaDAUniImageTokenizerConfig
+    weights: WeightPlan
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+
+def _released_weights_name() -> str:
+    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import RELEASED_WEIGHTS_NAME
+
+    return RELEASED_WEIGHTS_NAME
+
+
+def inspect_image_tokenizer(src: Path) -> ImageTokenizerPlan:
+    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+
+    folder = src / IMAGE_TOKENIZER_DIR
+    _require(folder / "config.json", "the image tokenizer config")
+    weights_path = _require(folder / _released_weights_name(), "the image tokenizer weights")
+    try:
+        config = LLaDAUniImageTokenizerConfig.from_pretrained(folder)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{folder / 'config.json'}: {err}") from None
+    # Same rule as the model's loader: `model.` is its base-model prefix, everything else belongs to GLM-Image's LM.
+    prefix = LLaDAUniImageTokenizerModel.base_model_prefix + "."
+    keep = re.compile(rf"^({re.escape(prefix)})?(visual|vqmodel)\.")
+    found = {}
+    for name, info in read_header(weights_path).items():
+        if keep.match(name):
+            found[name[len(prefix):] if name.startswith(prefix) else name] = info
+    with torch.device("meta"):
+        model = LLaDAUniImageTokenizerModel(config)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    check_shapes(found, expected, str(weights_path))
+    return ImageTokenizerPlan(folder, config, WeightPlan({"model.safetensors": sorted(found.items())}))
+
+
+def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, include_remote_code=True) -> None:
+    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = plan.config
+    config.architectures = [LLaDAUniImageTokenizerModel.__name__]
+    if dtype is not None:
+        config.dtype = dtype
+    if include_remote_code:
+        classes = {"AutoConfig": LLaDAUniImageTokenizerConfig, "AutoModel": LLaDAUniImageTokenizerModel}
+        config.auto_map = {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in classes.items()}
+        for path in _code_files(classes.values()):
+            shutil.copyfile(path, out / path.name)
+    # The released file name must not leak into the converted config: there the weights are `model.safetensors`.
+    if hasattr(config, "transformers_weights"):
+        del config.transformers_weights
+    config.to_json_file(out / "config.json", use_diff=True)
+    write_weights(plan.weights, out, dtype, progress=progress)
+
+
+def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, generator) -> list[str]:
+    from transformers import AutoModel
+
+    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+
+    problems = []
+    vision = plan.config.vision_config
+    grids = torch.tensor([[1, 3, 5], [1, 4, 2]])
+    patches = int(grids.prod(-1).sum())
+    pixel_values = torch.rand(patches, vision.in_channels * vision.patch_size**2, generator=generator) * 2 - 1
+    load = {"dtype": dtype if dtype is not None else "auto"}
+
+    def run(model):
+        model.to(device).eval()
+        with torch.no_grad():
+            output = model(pixel_values.to(device), grids.to(device))
+        return output.image_codes.cpu(), output.last_hidden_state.float().cpu()
+
+    reference = run(LLaDAUniImageTokenizerModel.from_pretrained(plan.src_dir, **load))
+    model = AutoModel.from_pretrained(out, **load)
+    if not isinstance(model, LLaDAUniImageTokenizerModel):
+        problems.append(f"image tokenizer: AutoModel gave {type(model).__name__}, expected "
+                        f"{LLaDAUniImageTokenizerModel.__name__}.")
+    converted = run(model)
+    _compare("image tokenizer codes", reference[0], converted[0], problems)
+    _compare("image tokenizer features", reference[1], converted[1], problems)
+    return problems
