@@ -9,6 +9,14 @@ from .modeling_llada_uni import (
     LLaDAUniModel,
     LLaDAUniPreTrainedModel,
 )
+from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+from .image_processing_llada_uni import LLaDAUniImageProcessor
+from .modeling_llada_uni_image_tokenizer import (
+    LLaDAUniImageTokenizerModel,
+    LLaDAUniImageTokenizerOutput,
+    LLaDAUniImageTokenizerPreTrainedModel,
+)
+from .processing_llada_uni import LLaDAUniProcessor
 from .registration import register_auto_classes
 
 
@@ -22,4 +30,10 @@ __all__ = [
     "LLaDAUniForConditionalGeneration",
     "LLaDA2MoeModel",
     "LLaDA2MoeForConditionalGeneration",
+    "LLaDAUniImageTokenizerConfig",
+    "LLaDAUniImageTokenizerPreTrainedModel",
+    "LLaDAUniImageTokenizerModel",
+    "LLaDAUniImageTokenizerOutput",
+    "LLaDAUniImageProcessor",
+    "LLaDAUniProcessor",
 ]

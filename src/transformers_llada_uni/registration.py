@@ -22,6 +22,32 @@ def _register(config_class, model_classes):
     return True
 
 
+def _register_multimodal_classes():
+    """The image tokenizer (AutoConfig / AutoModel under its own model type), its image processor and the processor."""
+    from transformers import AutoImageProcessor, AutoProcessor
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+    from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+    from .image_processing_llada_uni import LLaDAUniImageProcessor
+    from .modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+    from .processing_llada_uni import LLaDAUniProcessor
+
+    _register(LLaDAUniImageTokenizerConfig, [(AutoModel, LLaDAUniImageTokenizerModel)])
+    for config_class in (LLaDAUniImageTokenizerConfig, LLaDAUniConfig, LLaDA2MoeConfig):
+        if config_class not in IMAGE_PROCESSOR_MAPPING:
+            AutoImageProcessor.register(config_class, image_processor_classes={"pil": LLaDAUniImageProcessor})
+    for config_class in (LLaDAUniConfig, LLaDA2MoeConfig):
+        if config_class not in PROCESSOR_MAPPING:
+            AutoProcessor.register(config_class, LLaDAUniProcessor)
+    # `save_pretrained` writes `auto_map` and copies the code files (remote code where the package is absent).
+    LLaDAUniImageTokenizerConfig.register_for_auto_class()
+    LLaDAUniImageTokenizerModel.register_for_auto_class("AutoModel")
+    LLaDAUniImageProcessor.register_for_auto_class("AutoImageProcessor")
+    LLaDAUniProcessor.register_for_auto_class("AutoProcessor")
+
+
 def register_auto_classes():
     from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
     from .modeling_llada_uni import (
@@ -48,3 +74,4 @@ def register_auto_classes():
         config_class.register_for_auto_class()
         base_class.register_for_auto_class("AutoModel")
         lm_class.register_for_auto_class("AutoModelForCausalLM")
+    _register_multimodal_classes()
