@@ -1,6 +1,1092 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""Block-diffusion generation for LLaDA2.0-Uni (filled in by the generation work)."""
+"""Block-diffusion generation for LLaDA2.0-Uni.
+
+One engine (`_BlockDiffusionDecoder`) fills `<|mask|>` positions block by block for every mode: text (`generate`),
+image understanding, text-to-image (normal and thinking) and editing. A mode only chooses the prompts of its guidance
+branches and a `_Guidance` (how the branch logits of a sample combine, with the optional rescale and image-only
+vocabulary); all branches of all samples run in one batched forward.
+
+Exactness: the loop reproduces the original implementation's token ids (DESIGN.md section 3). The keys/values of
+finished blocks are cached, which is exact because attention is block-causal; the LM head only runs on the active
+block (`logits_to_keep`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers.cache_utils import DynamicCache
+from transformers.generation import GenerationConfig
+from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
+
+from .prompting_llada_uni import (
+    build_editing_prompts,
+    build_text_to_image_prompt,
+    build_text_to_image_unconditional_prompt,
+    build_thinking_image_prompt,
+    build_thinking_prompt,
+    build_understanding_prompt,
+    encode_text,
+    get_special_token_ids,
+    image_grid_size,
+    image_header_ids,
+    parse_image_header,
+    validate_image_token_ids,
+)
+
+
+logger = hf_logging.get_logger(__name__)
+
+REMASKING_STRATEGIES = ("low_confidence", "top_k_margin", "neg_entropy", "random")
+
+
+class LLaDAUniGenerationConfig(GenerationConfig):
+    r"""
+    Generation settings of LLaDA2.0-Uni's block diffusion (saved as `generation_config.json`).
+
+    Args:
+        block_length (`int`, defaults to 32): tokens per block; blocks are aligned to position 0 of the sequence.
+        steps (`int`, defaults to 32): denoising iterations per block (at most; capped by `gen_length // minimal_topk`).
+        gen_length (`int`, *optional*): tokens to generate; `max_new_tokens` is accepted as an alias. Defaults to 2048
+            for text; image modes default to the grid size `h * w`.
+        threshold (`float`, defaults to 0.95): positions whose top probability exceeds it are committed together.
+        minimal_topk (`int`, defaults to 1): fewest positions committed per step.
+        eos_early_stop (`bool`, defaults to `True`): stop a sample once it committed EOS with nothing masked before it.
+        remasking_strategy (`str`, defaults to `"low_confidence"`): score that ranks positions for commitment, one of
+            `low_confidence` (probability of the chosen token), `top_k_margin` (p1 - p2), `neg_entropy`
+            (1 - H / log V) and `random`.
+        temperature (`float`, defaults to 0): 0 is greedy; above 0 samples after `top_k` / `top_p` filtering.
+        cfg_scale (`float`, defaults to 4.0): text-to-image guidance scale; guidance is off at exactly 1.0.
+        cfg_text_scale, cfg_image_scale (`float`, defaults to 4.0 and 0.0): editing guidance scales; guidance is off
+            when both are 0.
+        guidance_rescale (`float`, defaults to 0.7): weight of the std-rescaled guided logits (0 disables the rescale).
+        use_cache (`bool`, defaults to `True`): reuse the keys/values of finished blocks (exact).
+        use_sprint (`bool`, defaults to `False`): SPRINT acceleration: after `cache_warmup_steps` full forwards per
+            block, later steps run the block against a prefix cache pruned to `keep_ratio` of the prefix (by key
+            norm blended with token confidence, weight `confidence_alpha` on the confidence), and commit with the
+            adaptive rule `k = clamp(ceil(masked / steps_left), minimal_topk, masked)` plus every position above
+            `threshold`. Not used with three-branch editing guidance.
+        keep_ratio (`float`, defaults to 0.5), cache_warmup_steps (`int`, defaults to 1), confidence_alpha (`float`,
+            defaults to 0.5): SPRINT options.
+        sprint_keep_text, sprint_keep_image (`bool`, defaults to `False`): never prune text (resp. image) tokens from
+            the SPRINT cache.
+        sprint_attend_padding (`bool`, defaults to `True`): like the original, SPRINT's cached steps let the block see
+            the left padding of shorter guidance branches; `False` masks it as the other steps do.
+        mask_token_id (`int`, *optional*): `<|mask|>`; read from the model config or the tokenizer when unset.
+        show_progress_bar (`bool`, defaults to `True`): tqdm bar over blocks (also silenced by
+            `transformers.utils.logging.disable_progress_bar()` or a verbosity above WARNING).
+    """
+
+    def __init__(
+        self,
+        block_length: int = 32,
+        steps: int = 32,
+        gen_length: int | None = None,
+        threshold: float = 0.95,
+        minimal_topk: int = 1,
+        eos_early_stop: bool = True,
+        remasking_strategy: str = "low_confidence",
+        cfg_scale: float = 4.0,
+        cfg_text_scale: float = 4.0,
+        cfg_image_scale: float = 0.0,
+        guidance_rescale: float = 0.7,
+        use_sprint: bool = False,
+        keep_ratio: float = 0.5,
+        cache_warmup_steps: int = 1,
+        confidence_alpha: float = 0.5,
+        sprint_keep_text: bool = False,
+        sprint_keep_image: bool = False,
+        sprint_attend_padding: bool = True,
+        mask_token_id: int | None = None,
+        show_progress_bar: bool = True,
+        **kwargs,
+    ):
+        kwargs.setdefault("use_cache", True)
+        self.block_length = block_length
+        self.steps = steps
+        self.gen_length = gen_length
+        self.threshold = threshold
+        self.minimal_topk = minimal_topk
+        self.eos_early_stop = eos_early_stop
+        self.remasking_strategy = remasking_strategy
+        self.cfg_scale = cfg_scale
+        self.cfg_text_scale = cfg_text_scale
+        self.cfg_image_scale = cfg_image_scale
+        self.guidance_rescale = guidance_rescale
+        self.use_sprint = use_sprint
+        self.keep_ratio = keep_ratio
+        self.cache_warmup_steps = cache_warmup_steps
+        self.confidence_alpha = confidence_alpha
+        self.sprint_keep_text = sprint_keep_text
+        self.sprint_keep_image = sprint_keep_image
+        self.sprint_attend_padding = sprint_attend_padding
+        self.mask_token_id = mask_token_id
+        self.show_progress_bar = show_progress_bar
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_model_config(cls, model_config) -> "LLaDAUniGenerationConfig":
+        # The parent compares every attribute against a plain `GenerationConfig()`, which lacks the diffusion
+        # fields: derive the generic part there and take the diffusion fields the model config carries.
+        base = GenerationConfig.from_model_config(model_config).to_dict()
+        base.pop("_from_model_config", None)
+        config = cls(**base)
+        source = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        for name in ("block_length", "mask_token_id"):
+            if source.get(name) is not None:
+                setattr(config, name, source[name])
+        config._from_model_config = True
+        config._original_object_hash = hash(config)
+        return config
+
+    def validate(self, strict=False, user_set_attributes=None):
+        super().validate(strict=strict, user_set_attributes=user_set_attributes)
+        # `validate` also runs inside `GenerationConfig.__init__`, before the subclass fields exist in some paths.
+        if not hasattr(self, "show_progress_bar"):
+            return
+        self.validate_diffusion()
+
+    def validate_diffusion(self):
+        """Raise a ValueError naming the first invalid diffusion setting and what is allowed."""
+
+        def positive_int(name):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+
+        for name in ("block_length", "steps", "minimal_topk", "cache_warmup_steps"):
+            positive_int(name)
+        if self.gen_length is not None:
+            positive_int("gen_length")
+        if self.remasking_strategy not in REMASKING_STRATEGIES:
+            raise ValueError(
+                f"`remasking_strategy` must be one of {REMASKING_STRATEGIES}, got {self.remasking_strategy!r}."
+            )
+        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool):
+            raise ValueError(f"`threshold` must be a number, got {self.threshold!r}.")
+        if not isinstance(self.keep_ratio, (int, float)) or not 0.0 < self.keep_ratio <= 1.0:
+            raise ValueError(f"`keep_ratio` must be in (0, 1], got {self.keep_ratio!r}.")
+        if not isinstance(self.confidence_alpha, (int, float)) or not 0.0 <= self.confidence_alpha <= 1.0:
+            raise ValueError(f"`confidence_alpha` must be in [0, 1], got {self.confidence_alpha!r}.")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0, got {self.temperature!r}.")
+        if not isinstance(self.guidance_rescale, (int, float)) or not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"`guidance_rescale` must be in [0, 1], got {self.guidance_rescale!r}.")
+
+
+@dataclass
+class LLaDAUniGenerateOutput(ModelOutput):
+    """Output of [`~LLaDAUniGenerationMixin.generate`] with `return_dict_in_generate=True`.
+
+    Args:
+        sequences (`torch.LongTensor` of shape `(batch, length)`): prompt (left-padded with `pad_token_id`) followed
+            by the generated tokens, cut after the first EOS and right-padded with `pad_token_id`.
+        num_forward_passes (`int`): model forwards (NFE); guidance branches share one forward.
+    """
+
+    sequences: torch.LongTensor | None = None
+    num_forward_passes: int | None = None
+
+
+@dataclass
+class LLaDAUniImageGenerationOutput(ModelOutput):
+    """Result of `generate_image` / `edit_image`.
+
+    Args:
+        token_ids (`torch.LongTensor` of shape `(h * w,)`): image codes in raster order, WITHOUT `image_token_offset`.
+        h, w (`int`): code grid.
+        thinking (`str`, *optional*): the reasoning text written in thinking mode.
+        sequences (`torch.LongTensor`): the conditional branch's prompt followed by the generated ids.
+        num_forward_passes (`int`): model forwards (NFE) of this call.
+    """
+
+    token_ids: torch.LongTensor | None = None
+    h: int | None = None
+    w: int | None = None
+    thinking: str | None = None
+    sequences: torch.LongTensor | None = None
+    num_forward_passes: int | None = None
+
+
+@dataclass
+class LLaDAUniUnderstandingOutput(ModelOutput):
+    """Result of `understand_image(..., return_dict=True)`.
+
+    Args:
+        text (`str`): decoded from the question onwards, special tokens skipped (the original's return value).
+        sequences (`torch.LongTensor` of shape `(1, length)`): prompt + generated ids, cut after the first EOS.
+        num_forward_passes (`int`): model forwards (NFE).
+    """
+
+    text: str | None = None
+    sequences: torch.LongTensor | None = None
+    num_forward_passes: int | None = None
+
+
+class _Guidance:
+    """How the logits of a sample's guidance branches combine into the logits that are decoded.
+
+    `kind` is `"none"` (one branch), `"cfg"` (conditional, unconditional: `Lu + s (Lc - Lu)`) or `"edit"` (full,
+    no-text[, no-image]: `Lnt + st (Lf - Lnt) + si (Lnt - Lni)`). Guided logits are rescaled towards the std of the
+    first branch (`rescale * r + (1 - rescale) * L` with `r = L * std(L0) / (std(L) + 1e-6)`, torch's unbiased std
+    over the vocabulary), then, with `allowed_range`, every id outside it (text ids, for images) is set to -inf.
+    """
+
+    def __init__(self, kind="none", scale=1.0, text_scale=0.0, image_scale=0.0, rescale=0.0, allowed_range=None):
+        self.kind = kind
+        self.scale = scale
+        self.text_scale = text_scale
+        self.image_scale = image_scale
+        self.rescale = rescale
+        self.allowed_range = allowed_range
+        if kind == "none":
+            self.num_branches = 1
+        elif kind == "cfg":
+            self.num_branches = 2
+        elif kind == "edit":
+            # A zero image scale adds exactly 0 * (Lnt - Lni): the no-image branch need not be computed at all.
+            self.num_branches = 3 if image_scale != 0 else 2
+        else:
+            raise ValueError(f"Unknown guidance kind {kind!r}.")
+
+    @classmethod
+    def text_to_image(cls, cfg_scale, rescale, allowed_range):
+        # The original turns guidance off at exactly 1.0 (where it would be the identity anyway).
+        if cfg_scale == 1.0:
+            return cls("none", allowed_range=allowed_range)
+        return cls("cfg", scale=cfg_scale, rescale=rescale, allowed_range=allowed_range)
+
+    @classmethod
+    def editing(cls, text_scale, image_scale, rescale, allowed_range):
+        if not (text_scale > 0 or image_scale > 0):
+            return cls("none", allowed_range=allowed_range)
+        return cls("edit", text_scale=text_scale, image_scale=image_scale, rescale=rescale,
+                   allowed_range=allowed_range)
+
+    @property
+    def guided(self) -> bool:
+        return self.kind != "none"
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits`: `(samples, branches, positions, vocab)` -> `(samples, positions, vocab)`."""
+        if self.kind == "none":
+            guided = logits[:, 0]
+        elif self.kind == "cfg":
+            cond, uncond = logits[:, 0], logits[:, 1]
+            guided = uncond + self.scale * (cond - uncond)
+        else:
+            full, no_text = logits[:, 0], logits[:, 1]
+            guided = no_text + self.text_scale * (full - no_text)
+            if self.num_branches == 3:
+                guided = guided + self.image_scale * (no_text - logits[:, 2])
+        if self.guided and self.rescale:
+            reference = logits[:, 0]
+            rescaled = guided * (reference.std(dim=-1, keepdim=True) / (guided.std(dim=-1, keepdim=True) + 1e-6))
+            guided = self.rescale * rescaled + (1 - self.rescale) * guided
+        if self.allowed_range is not None:
+            low, high = self.allowed_range
+            if self.kind == "none":
+                guided = guided.clone()
+            guided[..., :low] = float("-inf")
+            guided[..., high:] = float("-inf")
+        return guided
+
+
+@dataclass
+class _Layout:
+    """Samples and their guidance branches laid out on one canvas of whole blocks.
+
+    Row `s * G + g` holds branch `g` of sample `s`. Branches of a sample are left-padded to the sample's longest
+    branch (pad columns are masked out; positions start at 0 on the first real token), and samples are left-padded
+    by whole blocks so that every block boundary of every sample stays where a one-sample run puts it.
+    """
+
+    x: torch.LongTensor  # (rows, T)
+    row_start: torch.LongTensor  # (rows,) first real column of each row
+    sample_start: torch.LongTensor  # (rows,) first column of the row's sample (after the whole-block padding)
+    gen_start: torch.LongTensor  # (samples,) first generated column
+    num_branches: int
+    block_length: int
+    gen_length: int
+
+    @property
+    def num_samples(self) -> int:
+        return self.gen_start.shape[0]
+
+    @classmethod
+    def build(cls, branch_prompts, gen_length, block_length, mask_token_id, device):
+        num_branches = len(branch_prompts[0])
+        lengths = [max(len(p) for p in branches) for branches in branch_prompts]
+        num_blocks = [(length + gen_length + block_length - 1) // block_length for length in lengths]
+        total = max(num_blocks) * block_length
+        rows = len(branch_prompts) * num_branches
+        x = torch.full((rows, total), mask_token_id, dtype=torch.long)
+        row_start = torch.empty(rows, dtype=torch.long)
+        sample_start = torch.empty(rows, dtype=torch.long)
+        gen_start = torch.empty(len(branch_prompts), dtype=torch.long)
+        for s, branches in enumerate(branch_prompts):
+            if len(branches) != num_branches:
+                raise ValueError("Every sample needs the same number of guidance branches.")
+            pad = total - num_blocks[s] * block_length
+            end = pad + lengths[s]
+            gen_start[s] = end
+            for g, prompt in enumerate(branches):
+                r = s * num_branches + g
+                x[r, end - len(prompt) : end] = torch.tensor(prompt, dtype=torch.long)
+                row_start[r] = end - len(prompt)
+                sample_start[r] = pad
+        return cls(
+            x=x.to(device),
+            row_start=row_start.to(device),
+            sample_start=sample_start.to(device),
+            gen_start=gen_start.to(device),
+            num_branches=num_branches,
+            block_length=block_length,
+            gen_length=gen_length,
+        )
+
+
+def _positions(layout: _Layout, start: int, end: int) -> torch.LongTensor:
+    cols = torch.arange(start, end, device=layout.x.device)
+    return (cols[None, :] - layout.row_start[:, None]).clamp(min=0)
+
+
+def _block_causal_mask(key_cols: torch.LongTensor, visible_from: torch.LongTensor, query_start: int, query_end: int,
+                       block_length: int) -> torch.BoolTensor:
+    """`(rows, 1, queries, keys)` boolean mask: a query sees keys of its own and earlier blocks at columns
+    `>= visible_from[row]`; `key_cols` (`(rows, keys)`, -1 = empty slot) are the canvas columns of the keys.
+    A query that would see nothing (padding filling a whole block) sees itself, so no softmax runs over nothing."""
+    device = key_cols.device
+    query_cols = torch.arange(query_start, query_end, device=device)
+    allowed = (key_cols[:, None, :] // block_length) <= (query_cols[None, :, None] // block_length)
+    allowed &= key_cols[:, None, :] >= visible_from[:, None, None]
+    allowed &= key_cols[:, None, :] >= 0
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    if empty.any():
+        allowed |= empty & (key_cols[:, None, :] == query_cols[None, :, None])
+    return allowed[:, None]
+
+
+def _num_transfer_schedule(block_length: int, steps: int) -> list[int]:
+    base, extra = divmod(block_length, steps)
+    return [base + 1 if i < extra else base for i in range(steps)]
+
+
+def _filter_top_k(logits, top_k):
+    if not top_k or top_k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _filter_top_p(logits, top_p):
+    if top_p is None or top_p >= 1.0:
+        return logits
+    sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = cumulative > top_p
+    remove[..., 1:] = remove[..., :-1].clone()
+    remove[..., 0] = False
+    return logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
+
+
+def _sample(logits, temperature, top_k, top_p, strategy, generator):
+    """Candidate token, its probability and the remasking score per position (`logits`: `(..., vocab)`)."""
+    if temperature and temperature > 0:
+        logits = logits / temperature if temperature != 1.0 else logits
+        logits = _filter_top_p(_filter_top_k(logits, top_k), top_p)
+        probs = logits.float().softmax(dim=-1)
+        flat = probs.reshape(-1, probs.shape[-1])
+        tokens = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+    else:
+        probs = logits.float().softmax(dim=-1)
+        tokens = logits.argmax(dim=-1)
+    token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    if strategy == "low_confidence":
+        score = token_probs
+    elif strategy == "top_k_margin":
+        top2 = probs.topk(2, dim=-1).values
+        score = top2[..., 0] - top2[..., 1]
+    elif strategy == "neg_entropy":
+        entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
+        support = torch.isfinite(logits).sum(dim=-1).clamp(min=2).float()
+        score = 1.0 - entropy / support.log()
+    else:
+        score = torch.rand(token_probs.shape, generator=generator, device=token_probs.device)
+    return tokens, token_probs, score
+
+
+class _BlockDiffusionDecoder:
+    """Fills the masked tail of every row of a `_Layout`, one block at a time (see module docstring)."""
+
+    def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
+                 mask_token_id: int, stop_token_ids: Sequence[int] = (), image_range=None, callback=None,
+                 streamer=None, generator=None):
+        self.model = model
+        self.layout = layout
+        self.guidance = guidance
+        self.config = config
+        self.mask = mask_token_id
+        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=layout.x.device)
+        self.image_range = image_range
+        self.callback = callback
+        self.streamer = streamer
+        self.generator = generator
+        self.nfe = 0
+        self.use_sprint = bool(config.use_sprint)
+        if self.use_sprint and guidance.kind == "edit":
+            logger.warning_once("SPRINT is not used with three-branch editing guidance; decoding without it.")
+            self.use_sprint = False
+        self.steps = min(config.steps, layout.gen_length // config.minimal_topk)
+        if self.steps <= 0:
+            raise ValueError(
+                f"`gen_length` ({layout.gen_length}) must be at least `minimal_topk` ({config.minimal_topk})."
+            )
+        self.schedule = _num_transfer_schedule(layout.block_length, self.steps)
+
+    # ----------------------------------------------------------------------------------------------- forwards
+    def _run_model(self, start, end, cache, mask):
+        out = self.model(
+            input_ids=self.layout.x[:, start:end],
+            attention_mask=mask,
+            position_ids=_positions(self.layout, start, end),
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=self.layout.block_length,
+        )
+        self.nfe += 1
+        return out.logits
+
+    def _exact_forward(self, cache, block_start, block_end):
+        """Block logits under the exact block-causal mask. With a cache, only the columns it lacks are run, then it
+        is cropped back to `block_start` (the finished blocks)."""
+        layout = self.layout
+        start = cache.get_seq_length() if cache is not None else 0
+        keys = torch.arange(block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
+        mask = _block_causal_mask(keys, layout.row_start, start, block_end, layout.block_length)
+        logits = self._run_model(start, block_end, cache, mask)
+        if cache is not None:
+            cache.crop(block_start - cache.get_seq_length())
+        return logits
+
+    def _sprint_forward(self, sprint_cache, block_start, block_end):
+        """The active block alone against SPRINT's prefix cache."""
+        layout = self.layout
+        cache, prefix_cols = sprint_cache
+        block_cols = torch.arange(block_start, block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
+        keys = torch.cat([prefix_cols, block_cols], dim=1)
+        # The original's cached steps do not mask the left padding of shorter guidance branches.
+        visible = layout.sample_start if self.config.sprint_attend_padding else layout.row_start
+        mask = _block_causal_mask(keys, visible, block_start, block_end, layout.block_length)
+        length = cache.get_seq_length()
+        logits = self._run_model(block_start, block_end, cache, mask)
+        cache.crop(length - cache.get_seq_length())
+        return logits
+
+    def _build_sprint_cache(self, exact_cache, block_start, confidence):
+        """SPRINT's prefix cache for this block: the exact prefix, or its `keep_ratio` most important tokens."""
+        layout, config = self.layout, self.config
+        rows = layout.x.shape[0]
+        device = layout.x.device
+        prefix_cols = torch.arange(block_start, device=device).expand(rows, -1)
+        if config.keep_ratio >= 1.0 or block_start == 0:
+            return exact_cache, prefix_cols
+        visible_from = layout.sample_start if config.sprint_attend_padding else layout.row_start
+        real = prefix_cols >= visible_from[:, None]
+        ids = layout.x[:, :block_start]
+        forced = torch.zeros_like(real)
+        if self.image_range is not None or config.sprint_keep_text or config.sprint_keep_image:
+            low = self.image_range[0] if self.image_range is not None else self.model.config.image_token_offset
+            if config.sprint_keep_text:
+                forced |= ids < low
+            if config.sprint_keep_image:
+                forced |= ids >= low
+        forced &= real
+        real_count = real.sum(dim=1)
+        keep = torch.ceil(real_count.float() * config.keep_ratio).long()
+        keep = torch.maximum(keep, forced.sum(dim=1)).clamp(max=real_count)
+        k = int(keep.max().clamp(min=1))
+        row_conf = confidence.repeat_interleave(layout.num_branches, dim=0)[:, :block_start]
+        pruned = DynamicCache(config=self.model.config)
+        slot_valid = torch.arange(k, device=device)[None, :] < keep[:, None]
+        chosen_cols = None
+        for layer_idx, layer in enumerate(exact_cache.layers):
+            keys = layer.keys[:, :, :block_start]
+            values = layer.values[:, :, :block_start]
+            norm = keys.float().norm(dim=-1).mean(dim=1)
+            norm = norm / norm.masked_fill(~real, 0).amax(dim=1, keepdim=True).clamp(min=1e-6)
+            score = (1 - config.confidence_alpha) * norm + config.confidence_alpha * row_conf
+            score = score.masked_fill(forced, float("inf")).masked_fill(~real, float("-inf"))
+            index = score.topk(k, dim=1).indices
+            gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[-1])
+            pruned.update(keys.gather(2, gather), values.gather(2, gather), layer_idx)
+            if chosen_cols is None:
+                chosen_cols = index
+        # Slots past a row's budget are empty; every kept token lies in an earlier block, so -1 / its column work.
+        prefix_cols = torch.where(slot_valid, chosen_cols, torch.full_like(chosen_cols, -1))
+        return pruned, prefix_cols
+
+    # ----------------------------------------------------------------------------------------------- commits
+    def _commit_count_plain(self, step, num_masked, high_conf_count):
+        wanted = self.schedule[step] if step < len(self.schedule) else num_masked
+        if high_conf_count >= wanted:
+            return None
+        return min(wanted, num_masked)
+
+    def _select(self, step, masked, probs, score):
+        """Positions to commit for one sample's block (`masked`, `probs`, `score`: `(block_length,)`)."""
+        config = self.config
+        num_masked = int(masked.sum())
+        high = masked & (probs > config.threshold)
+        ranked = torch.where(masked, score, torch.full_like(score, float("-inf")))
+        transfer = torch.zeros_like(masked)
+        if self.use_sprint:
+            steps_left = self.steps - step
+            k = num_masked if steps_left <= 0 else math.ceil(num_masked / steps_left)
+            k = min(max(k, config.minimal_topk), num_masked)
+            transfer[torch.topk(ranked, k).indices] = True
+            return transfer | high
+        k = self._commit_count_plain(step, num_masked, int(high.sum()))
+        if k is None:
+            return high
+        if k > 0:
+            transfer[torch.topk(ranked, k).indices] = True
+        return transfer
+
+    # ----------------------------------------------------------------------------------------------- main loop
+    def run(self, progress_bar=None):
+        layout, config = self.layout, self.config
+        x, bl, G = layout.x, layout.block_length, layout.num_branches
+        device = x.device
+        S = layout.num_samples
+        branch0 = torch.arange(S, device=device) * G
+        total_blocks = x.shape[1] // bl
+        first_block = layout.gen_start // bl
+        gen_end = layout.gen_start + layout.gen_length
+        finished = torch.zeros(S, dtype=torch.bool, device=device)
+        self.cut = torch.full((S,), -1, dtype=torch.long, device=device)
+        # Confidence of every canvas token (prompt = 1), used to rank prefix tokens for SPRINT's pruning.
+        confidence = torch.ones(S, x.shape[1], device=device)
+        exact_cache = DynamicCache(config=self.model.config) if config.use_cache else None
+        warm_step = config.cache_warmup_steps - 1
+        streamed = layout.gen_start.clone()
+        if self.streamer is not None:
+            self.streamer.put(x[0, layout.row_start[0] : layout.gen_start[0]].cpu())
+
+        for block in range(int(first_block.min()), total_blocks):
+            block_start, block_end = block * bl, (block + 1) * bl
+            active = (first_block <= block) & ~finished
+            if not active.any():
+                if finished.all():
+                    break
+                continue
+            sprint_cache = None
+            step = 0
+            while True:
+                block_ids = x[branch0, block_start:block_end]
+                masked = (block_ids == self.mask) & active[:, None]
+                # Prompt columns are never rewritten. The block tail past `gen_length` is denoised like the rest
+                # (as in the original: it takes part in the commit schedule) and cut off at the end.
+                cols = torch.arange(block_start, block_end, device=device)
+                masked &= cols[None, :] >= layout.gen_start[:, None]
+                if not masked.any():
+                    break
+                if self.use_sprint and step > warm_step and sprint_cache is not None:
+                    logits = self._sprint_forward(sprint_cache, block_start, block_end)
+                else:
+                    building = self.use_sprint and step == warm_step
+                    cache = exact_cache
+                    if building and cache is None:
+                        cache = DynamicCache(config=self.model.config)
+                    logits = self._exact_forward(cache, block_start, block_end)
+                    if building:
+                        sprint_cache = self._build_sprint_cache(cache, block_start, confidence)
+                logits = self.guidance(logits.view(S, G, bl, -1))
+                tokens, probs, score = _sample(
+                    logits, config.temperature, config.top_k, config.top_p, config.remasking_strategy, self.generator
+                )
+                for s in torch.nonzero(masked.any(dim=1)).flatten().tolist():
+                    transfer = self._select(step, masked[s], probs[s], score[s])
+                    if not transfer.any():
+                        continue
+                    rows = slice(s * G, (s + 1) * G)
+                    x[rows, block_start:block_end] = torch.where(
+                        transfer, tokens[s], x[rows, block_start:block_end]
+                    )
+                    confidence[s, block_start:block_end] = torch.where(
+                        transfer, probs[s], confidence[s, block_start:block_end]
+                    )
+                    if config.eos_early_stop and self.stop_ids.numel() and torch.isin(tokens[s][transfer],
+                                                                                    self.stop_ids).any():
+                        self._check_stop(s, block_end)
+                        if self.cut[s] >= 0:
+                            finished[s] = True
+                if self.callback is not None:
+                    self.callback(step, block, self.generated_ids())
+                step += 1
+                active &= ~finished
+            if config.eos_early_stop and self.stop_ids.numel():
+                for s in torch.nonzero(active).flatten().tolist():
+                    region = x[s * G, layout.gen_start[s] : min(block_end, int(gen_end[s]))]
+                    if torch.isin(region, self.stop_ids).any():
+                        finished[s] = True
+            if self.streamer is not None:
+                upto = min(block_end, int(gen_end[0]))
+                if self.cut[0] >= 0:
+                    upto = min(upto, int(self.cut[0]))
+                elif self.stop_ids.numel():
+                    stops = torch.isin(x[0, streamed[0] : upto], self.stop_ids).nonzero()
+                    if len(stops):
+                        upto = int(streamed[0]) + int(stops[0]) + 1
+                if upto > streamed[0]:
+                    self.streamer.put(x[0, int(streamed[0]) : upto].cpu())
+                    streamed[0] = upto
+            if progress_bar is not None:
+                progress_bar.update(1)
+            if finished.all():
+                break
+        if self.streamer is not None:
+            self.streamer.end()
+        return self
+
+    def _check_stop(self, s, block_end):
+        """After committing a stop token: finish the sample if everything before its first stop token is filled."""
+        layout = self.layout
+        row = s * layout.num_branches
+        start = int(layout.gen_start[s])
+        region = layout.x[row, start:block_end]
+        stops = torch.isin(region, self.stop_ids).nonzero()
+        if len(stops):
+            first = int(stops[0])
+            if not (region[:first] == self.mask).any():
+                self.cut[s] = start + first + 1
+
+    def generated_ids(self) -> torch.LongTensor:
+        """`(samples, gen_length)`: the current generated region of every sample (masked positions hold the mask)."""
+        layout = self.layout
+        rows = torch.arange(layout.num_samples, device=layout.x.device) * layout.num_branches
+        index = layout.gen_start[:, None] + torch.arange(layout.gen_length, device=layout.x.device)[None, :]
+        index = index.clamp(max=layout.x.shape[1] - 1)
+        return layout.x[rows[:, None], index].clone()
+
+    def outputs(self, cut_at_stop: bool) -> list[torch.LongTensor]:
+        """Per sample: the generated ids, cut after the first stop token when `cut_at_stop`."""
+        generated = self.generated_ids()
+        result = []
+        for s in range(generated.shape[0]):
+            ids = generated[s]
+            if cut_at_stop and self.stop_ids.numel():
+                stops = torch.isin(ids, self.stop_ids).nonzero()
+                if len(stops):
+                    ids = ids[: int(stops[0]) + 1]
+            result.append(ids)
+        return result
 
 
 class LLaDAUniGenerationMixin:
-    pass
+    """Block-diffusion generation for [`LLaDAUniForConditionalGeneration`]: `generate` (text), `understand_image`,
+    `generate_image` (normal and thinking) and `edit_image`, all driven by one engine.
+
+    Image and understanding methods need a tokenizer: pass `tokenizer=` or set one with `set_tokenizer`.
+    """
+
+    generation_config_class = LLaDAUniGenerationConfig
+    output_modalities = ("text", "image")
+    tokenizer = None
+
+    # ------------------------------------------------------------------------------------------- plumbing
+    def set_tokenizer(self, tokenizer):
+        """Remember `tokenizer` for the methods that build prompts (`understand_image`, `generate_image`, ...)."""
+        self.tokenizer = tokenizer
+        return self
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             cache_dir=None, force_download=False, proxies=None, local_files_only=False, token=None,
+                             revision=None, subfolder="", trust_remote_code=None, **kwargs):
+        """Called by `from_pretrained`: load `generation_config.json` as a [`LLaDAUniGenerationConfig`]."""
+        if generation_config is not None:
+            self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
+            return
+        if pretrained_model_name_or_path is None:
+            return
+        try:
+            self.generation_config = self.generation_config_class.from_pretrained(
+                pretrained_model_name_or_path,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                proxies=proxies,
+                local_files_only=local_files_only,
+                token=token,
+                revision=revision,
+                subfolder=subfolder,
+                _from_auto=from_auto_class,
+                _from_pipeline=from_pipeline,
+            )
+        except OSError:
+            logger.info("No generation_config.json found; using defaults derived from the model config.")
+            self.generation_config = self.generation_config_class.from_model_config(self.config)
+
+    def _generation_settings(self, generation_config=None, **kwargs) -> LLaDAUniGenerationConfig:
+        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        if base is None:
+            config = self.generation_config_class.from_model_config(self.config)
+        elif isinstance(base, LLaDAUniGenerationConfig):
+            config = copy.deepcopy(base)
+        else:
+            config = self.generation_config_class.from_dict(base.to_dict())
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}
+        if "max_new_tokens" in kwargs and "gen_length" not in kwargs:
+            kwargs["gen_length"] = kwargs["max_new_tokens"]
+        if kwargs.get("do_sample") and kwargs.get("temperature") is None and not config.temperature:
+            kwargs["temperature"] = 1.0
+        unknown = [key for key in kwargs if not hasattr(config, key)]
+        if unknown:
+            raise TypeError(f"Unexpected generation argument(s) {unknown}; see `LLaDAUniGenerationConfig`.")
+        for key, value in kwargs.items():
+            setattr(config, key, value)
+        config.validate_diffusion()
+        return config
+
+    def _resolve_tokenizer(self, tokenizer, what):
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        if tokenizer is None:
+            raise ValueError(
+                f"`{what}` needs a tokenizer to build its prompt: pass `tokenizer=` or call "
+                "`model.set_tokenizer(tokenizer)` first."
+            )
+        return tokenizer
+
+    def _special_ids(self, tokenizer, config: LLaDAUniGenerationConfig):
+        merged = copy.copy(self.config)
+        for name in ("mask_token_id", "eos_token_id"):
+            value = getattr(config, name, None)
+            if value is not None:
+                setattr(merged, name, value)
+        return get_special_token_ids(tokenizer, merged)
+
+    def _mask_and_eos(self, tokenizer, config):
+        mask = config.mask_token_id if config.mask_token_id is not None else self.config.mask_token_id
+        if mask is None and tokenizer is not None:
+            mask = getattr(tokenizer, "mask_token_id", None)
+        if mask is None:
+            raise ValueError(
+                "The mask token id is unknown (this config does not store it): pass `tokenizer=` (its `<|mask|>`), "
+                "set `model.set_tokenizer(...)`, or give `mask_token_id=`."
+            )
+        eos = config.eos_token_id if config.eos_token_id is not None else self.config.eos_token_id
+        if eos is None and tokenizer is not None:
+            eos = tokenizer.eos_token_id
+        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        return int(mask), eos
+
+    def _progress_bar(self, config, total):
+        disabled = (
+            not config.show_progress_bar
+            or not hf_logging.is_progress_bar_enabled()
+            or hf_logging.get_verbosity() > hf_logging.WARNING
+        )
+        return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
+
+    def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, stop_ids=(), image_range=None,
+                callback=None, streamer=None, generator=None):
+        """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats)."""
+        device = self.device
+        layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device)
+        decoder = _BlockDiffusionDecoder(
+            self, layout, guidance, config, mask_id, stop_token_ids=stop_ids, image_range=image_range,
+            callback=callback, streamer=streamer, generator=generator,
+        )
+        num_blocks = layout.x.shape[1] // config.block_length - int((layout.gen_start // config.block_length).min())
+        bar = self._progress_bar(config, num_blocks)
+        try:
+            with torch.no_grad():
+                decoder.run(progress_bar=bar)
+        finally:
+            bar.close()
+        return decoder
+
+    # ------------------------------------------------------------------------------------------- text
+    def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                 generation_config: GenerationConfig | None = None, *, tokenizer=None, streamer=None,
+                 callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
+                 generator: torch.Generator | None = None, return_dict_in_generate: bool | None = None, **kwargs):
+        r"""
+        Block-diffusion text generation (the original `generate_bd`), batched.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, length)` or `(length,)`): prompts. Rows of different
+                lengths may be padded on either side; `attention_mask` (1 = real token) tells which ids are real.
+            generation_config ([`LLaDAUniGenerationConfig`], *optional*): defaults to `model.generation_config`;
+                `kwargs` (`gen_length`/`max_new_tokens`, `steps`, `block_length`, `threshold`, `temperature`, ...)
+                override it.
+            tokenizer (*optional*): only needed when the config has no mask token id (the released layout).
+            streamer (`BaseStreamer`, *optional*): e.g. `transformers.TextStreamer`; receives the prompt, then each
+                finished block in order (batch size 1 only).
+            callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step with
+                `(step within the block, block index, generated ids (batch, gen_length) with masks still in)`.
+            generator (`torch.Generator`, *optional*): randomness for sampling and the `random` remasking strategy.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch, length)`: each row is the prompt (left-padded with `pad_token_id`)
+            followed by its generated tokens, cut after the first EOS and right-padded with `pad_token_id`. For one
+            unpadded prompt this is the original's `prompt + generated`. With `return_dict_in_generate=True`, a
+            [`LLaDAUniGenerateOutput`] that also holds the number of forward passes.
+        """
+        config = self._generation_settings(generation_config, **kwargs)
+        if return_dict_in_generate is None:
+            return_dict_in_generate = bool(config.return_dict_in_generate)
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        if input_ids is None:
+            raise ValueError("`generate` needs `input_ids` (the tokenised prompt).")
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"`input_ids` must be a torch.LongTensor, got {type(input_ids).__name__}.")
+        if input_ids.ndim == 1:
+            input_ids = input_ids[None]
+            attention_mask = attention_mask[None] if attention_mask is not None and attention_mask.ndim == 1 else attention_mask
+        if input_ids.ndim != 2:
+            raise ValueError(f"`input_ids` must be 1-D or 2-D, got shape {tuple(input_ids.shape)}.")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"`attention_mask` shape {tuple(attention_mask.shape)} does not match `input_ids` "
+                f"{tuple(input_ids.shape)}."
+            )
+        if streamer is not None and input_ids.shape[0] != 1:
+            raise ValueError("`streamer` supports a batch of one prompt only.")
+        mask_id, eos_ids = self._mask_and_eos(tokenizer, config)
+        prompts = []
+        for row in range(input_ids.shape[0]):
+            ids = input_ids[row] if attention_mask is None else input_ids[row][attention_mask[row].bool()]
+            if ids.numel() == 0:
+                raise ValueError(f"Prompt {row} is empty: give at least one token.")
+            prompts.append([[int(t) for t in ids.tolist()]])
+        gen_length = config.gen_length if config.gen_length is not None else 2048
+        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), mask_id, stop_ids=eos_ids,
+                               callback=callback, streamer=streamer, generator=generator)
+        generated = decoder.outputs(cut_at_stop=True)
+        sequences = self._pack([p[0] for p in prompts], generated, config, eos_ids)
+        if return_dict_in_generate:
+            return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe)
+        return sequences
+
+    def _pack(self, prompts, generated, config, eos_ids):
+        pad = config.pad_token_id if config.pad_token_id is not None else self.config.pad_token_id
+        if pad is None:
+            pad = eos_ids[0] if eos_ids else 0
+        prompt_len = max(len(p) for p in prompts)
+        gen_len = max(len(g) for g in generated)
+        out = torch.full((len(prompts), prompt_len + gen_len), pad, dtype=torch.long, device=self.device)
+        for i, (prompt, gen) in enumerate(zip(prompts, generated)):
+            out[i, prompt_len - len(prompt) : prompt_len] = torch.tensor(prompt, dtype=torch.long)
+            out[i, prompt_len : prompt_len + len(gen)] = gen
+        return out
+
+    # ------------------------------------------------------------------------------------------- understanding
+    def understand_image(self, image_tokens, h: int, w: int, question: str, tokenizer=None, steps: int = 32,
+                         block_length: int = 32, gen_length: int = 512, temperature: float = 0.0,
+                         threshold: float = 0.95, use_chat_template: bool = False, return_dict: bool = False,
+                         callback=None, streamer=None, generator=None, **kwargs):
+        """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`).
+
+        The prompt is the original's `header + image + <|/image|> + question` (`use_chat_template=True` wraps the
+        image and question in the tokenizer's chat template instead). Returns the text decoded from the question
+        onwards with special tokens skipped, as the original; `return_dict=True` returns a
+        [`LLaDAUniUnderstandingOutput`] with the ids as well.
+        """
+        tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
+        config = self._generation_settings(
+            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
+            threshold=threshold, **kwargs,
+        )
+        special = self._special_ids(tokenizer, config)
+        image_tokens = validate_image_token_ids(image_tokens, h, w, special.image_token_offset,
+                                                special.image_codebook_size)
+        prompt = build_understanding_prompt(tokenizer, image_tokens, h, w, question,
+                                            use_chat_template=use_chat_template)
+        question_ids = encode_text(tokenizer, question)
+        if use_chat_template:
+            question_start = self._find_subsequence(prompt, question_ids)
+        else:
+            question_start = len(prompt) - len(question_ids)
+        stop = [special.eos_token_id]
+        decoder = self._decode([[prompt]], config.gen_length, config, _Guidance("none"), special.mask_token_id,
+                               stop_ids=stop, callback=callback, streamer=streamer, generator=generator)
+        generated = decoder.outputs(cut_at_stop=True)[0]
+        sequence = torch.cat([torch.tensor(prompt, dtype=torch.long, device=generated.device), generated])
+        text = tokenizer.decode(sequence[question_start:].tolist(), skip_special_tokens=True)
+        if return_dict:
+            return LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe)
+        return text
+
+    @staticmethod
+    def _find_subsequence(sequence, part):
+        for start in range(len(sequence) - len(part), -1, -1):
+            if sequence[start : start + len(part)] == part:
+                return start
+        return 0
+
+    # ------------------------------------------------------------------------------------------- images
+    def _image_guidance_setup(self, tokenizer, config):
+        special = self._special_ids(tokenizer, config)
+        image_range = (special.image_token_offset, special.image_token_offset + special.image_codebook_size)
+        return special, image_range
+
+    @staticmethod
+    def _image_gen_length(gen_length, h, w):
+        if gen_length is None:
+            return h * w
+        if not isinstance(gen_length, int) or isinstance(gen_length, bool) or gen_length < h * w:
+            raise ValueError(
+                f"`gen_length` ({gen_length!r}) must be at least the grid size h * w = {h} * {w} = {h * w}."
+            )
+        return gen_length
+
+    def generate_image(self, prompt: str | Sequence[str], tokenizer=None, image_h: int = 1024, image_w: int = 1024,
+                       steps: int = 8, block_length: int = 32, cfg_scale: float = 4.0, gen_length: int | None = None,
+                       temperature: float = 0.0, mode: str = "normal", use_sprint: bool = False,
+                       keep_ratio: float = 0.5, cache_warmup_steps: int = 1, confidence_alpha: float = 0.5,
+                       remasking_strategy: str = "low_confidence", thinking_steps: int | None = None,
+                       thinking_gen_length: int = 1024, callback=None, generator=None, **kwargs):
+        """Text-to-image: generate the image codes of `prompt` (a string, or a list of strings for a batch).
+
+        The grid is `h = (image_h // 2) // 16` by `w = (image_w // 2) // 16` codes; `gen_length` defaults to `h * w`
+        (the original's 1088 truncated larger grids). Conditional and unconditional branches share one forward per
+        step; guidance is `Lu + cfg_scale (Lc - Lu)`, rescaled (`guidance_rescale`), text ids excluded.
+
+        `mode="thinking"`: the model first writes its reasoning (up to `thinking_gen_length` tokens, `thinking_steps`
+        steps per block, defaults to `steps`) ending with an image header, then the codes. If the header it wrote
+        names another size, a warning is logged and the requested size is used.
+
+        Returns a [`LLaDAUniImageGenerationOutput`] (`.token_ids` codes without offset, `.h`, `.w`, `.thinking`), or a
+        list of them for a list of prompts.
+        """
+        tokenizer = self._resolve_tokenizer(tokenizer, "generate_image")
+        batched = not isinstance(prompt, str)
+        prompts = list(prompt) if batched else [prompt]
+        if not prompts:
+            raise ValueError("`prompt` is an empty list; give at least one prompt.")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
+            if not p.strip():
+                raise ValueError("`prompt` is empty; give a non-empty text.")
+        if mode not in ("normal", "thinking"):
+            raise ValueError(f"`mode` must be 'normal' or 'thinking', got {mode!r}.")
+        h, w = image_grid_size(image_h, image_w)
+        image_header_ids(tokenizer, h, w)  # validates the grid before any work
+        gen_length = self._image_gen_length(gen_length, h, w)
+        config = self._generation_settings(
+            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
+            cfg_scale=cfg_scale, use_sprint=use_sprint, keep_ratio=keep_ratio, cache_warmup_steps=cache_warmup_steps,
+            confidence_alpha=confidence_alpha, remasking_strategy=remasking_strategy, **kwargs,
+        )
+        special, image_range = self._image_guidance_setup(tokenizer, config)
+        thinking_texts = [None] * len(prompts)
+        nfe = 0
+        if mode == "thinking":
+            thinking_ids, thinking_texts, nfe = self._think(tokenizer, prompts, h, w, config, special,
+                                                            thinking_steps, thinking_gen_length, generator)
+            conditional = [build_thinking_image_prompt(tokenizer, p, t, h, w) for p, t in zip(prompts, thinking_ids)]
+        else:
+            conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
+        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale, image_range)
+        if guidance.guided:
+            unconditional = build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=mode == "thinking")
+            branches = [[c, unconditional] for c in conditional]
+        else:
+            branches = [[c] for c in conditional]
+        decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id, image_range=image_range,
+                               callback=callback, generator=generator)
+        results = []
+        for s, generated in enumerate(decoder.outputs(cut_at_stop=False)):
+            sequence = torch.cat([torch.tensor(conditional[s], dtype=torch.long, device=generated.device), generated])
+            results.append(LLaDAUniImageGenerationOutput(
+                token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, thinking=thinking_texts[s],
+                sequences=sequence[None], num_forward_passes=decoder.nfe + nfe,
+            ))
+        return results if batched else results[0]
+
+    def _think(self, tokenizer, prompts, h, w, config, special, thinking_steps, thinking_gen_length, generator):
+        """Phase 1 of thinking mode: text generation until the model writes `<boi>` (or EOS)."""
+        think_config = copy.deepcopy(config)
+        think_config.steps = thinking_steps if thinking_steps is not None else config.steps
+        think_config.gen_length = thinking_gen_length
+        think_config.eos_early_stop = True
+        think_config.use_sprint = False
+        think_config.validate_diffusion()
+        stop = [special.boi_token_id, special.eos_token_id]
+        branches = [[build_thinking_prompt(tokenizer, p)] for p in prompts]
+        decoder = self._decode(branches, thinking_gen_length, think_config, _Guidance("none"), special.mask_token_id,
+                               stop_ids=stop, generator=generator)
+        thinking_ids, texts = [], []
+        for generated in decoder.outputs(cut_at_stop=True):
+            ids = generated.tolist()
+            if ids and ids[-1] == special.boi_token_id:
+                written = parse_image_header(tokenizer, ids)
+                if written is None:
+                    logger.warning("The model's thinking ended with `<boi>` but no well-formed image header; using "
+                                   f"the requested grid {h} x {w}.")
+                elif written != (h, w):
+                    logger.warning(f"The model wrote an image header for a {written[0]} x {written[1]} grid; using "
+                                   f"the requested {h} x {w}.")
+                cut = len(ids) - 1
+                if special.image_token_id in ids:
+                    cut = len(ids) - 1 - ids[::-1].index(special.image_token_id)
+                ids = ids[:cut]
+            else:
+                logger.warning("The model did not end its thinking with an image header within "
+                               f"`thinking_gen_length` ({thinking_gen_length}); using the requested grid {h} x {w}.")
+                if ids and ids[-1] == special.eos_token_id:
+                    ids = ids[:-1]
+                ids = [t for t in ids if t != special.mask_token_id]
+            thinking_ids.append(ids)
+            texts.append(tokenizer.decode(ids, skip_special_tokens=True))
+        return thinking_ids, texts, decoder.nfe
+
+    def edit_image(self, image_tokens, h: int, w: int, instruction: str, tokenizer=None, steps: int = 8,
+                   block_length: int = 32, cfg_text_scale: float = 4.0, cfg_image_scale: float = 0.0,
+                   temperature: float = 0.0, gen_length: int | None = None, callback=None, generator=None, **kwargs):
+        """Edit an image (`h * w` image ids, codes plus `image_token_offset`) following `instruction`.
+
+        Three branches share one forward: full, no-text (`<uncondition>`) and no-image (bare `<|image|>`); guidance
+        `Lnt + cfg_text_scale (Lfull - Lnt) + cfg_image_scale (Lnt - Lni)`, rescaled, text ids excluded, on when either
+        scale is above 0. The output grid is the input grid (`gen_length` defaults to, and must cover, `h * w`).
+        Returns a [`LLaDAUniImageGenerationOutput`].
+        """
+        tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
+        gen_length = self._image_gen_length(gen_length, h, w)
+        config = self._generation_settings(
+            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
+            cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, **kwargs,
+        )
+        special, image_range = self._image_guidance_setup(tokenizer, config)
+        image_tokens = validate_image_token_ids(image_tokens, h, w, special.image_token_offset,
+                                                special.image_codebook_size)
+        full, no_text, no_image = build_editing_prompts(tokenizer, image_tokens, h, w, instruction)
+        guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale,
+                                     image_range)
+        branches = [full, no_text, no_image][: guidance.num_branches]
+        decoder = self._decode([branches], gen_length, config, guidance, special.mask_token_id,
+                               image_range=image_range, callback=callback, generator=generator)
+        generated = decoder.outputs(cut_at_stop=False)[0]
+        sequence = torch.cat([torch.tensor(full, dtype=torch.long, device=generated.device), generated])
+        return LLaDAUniImageGenerationOutput(
+            token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
+            num_forward_passes=decoder.nfe,
+        )
+
+
+__all__ = [
+    "LLaDAUniGenerationConfig",
+    "LLaDAUniGenerationMixin",
+    "LLaDAUniGenerateOutput",
+    "LLaDAUniImageGenerationOutput",
+    "LLaDAUniUnderstandingOutput",
+    "REMASKING_STRATEGIES",
+]
