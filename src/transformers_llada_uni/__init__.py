@@ -9,12 +9,15 @@ from .modeling_llada_uni import (
     LLaDAUniModel,
     LLaDAUniPreTrainedModel,
 )
-from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig, LLaDAUniImageVQConfig
 from .image_processing_llada_uni import LLaDAUniImageProcessor
 from .modeling_llada_uni_image_tokenizer import (
     LLaDAUniImageTokenizerModel,
     LLaDAUniImageTokenizerOutput,
     LLaDAUniImageTokenizerPreTrainedModel,
+    LLaDAUniImageVQModel,
+    LLaDAUniImageVQOutput,
+    LLaDAUniImageVQPreTrainedModel,
 )
 from .processing_llada_uni import LLaDAUniProcessor
 from .registration import register_auto_classes
@@ -30,10 +33,14 @@ __all__ = [
     "LLaDAUniForConditionalGeneration",
     "LLaDA2MoeModel",
     "LLaDA2MoeForConditionalGeneration",
+    "LLaDAUniImageVQConfig",
     "LLaDAUniImageTokenizerConfig",
-    "LLaDAUniImageTokenizerPreTrainedModel",
     "LLaDAUniImageTokenizerModel",
+    "LLaDAUniImageTokenizerPreTrainedModel",
     "LLaDAUniImageTokenizerOutput",
+    "LLaDAUniImageVQPreTrainedModel",
+    "LLaDAUniImageVQModel",
+    "LLaDAUniImageVQOutput",
     "LLaDAUniImageProcessor",
     "LLaDAUniProcessor",
 ]

@@ -21,9 +21,9 @@ _GLM_IMAGE_ONLY_KEYS = (
 
 
 @strict
-class LLaDAUniImageTokenizerConfig(PreTrainedConfig):
+class LLaDAUniImageVQConfig(PreTrainedConfig):
     r"""
-    Configuration of [`LLaDAUniImageTokenizerModel`]: GLM-Image's SigLIP vision transformer followed by its VQ
+    Configuration of [`LLaDAUniImageVQModel`]: GLM-Image's SigLIP vision transformer followed by its VQ
     quantizer (a 1x1 conv to the code width and a cosine nearest-neighbour lookup in the codebook).
 
     The released `image_tokenizer/config.json` (a GLM-Image config, `model_type "glm_image"`) is read as is:
@@ -89,4 +89,7 @@ class LLaDAUniImageTokenizerConfig(PreTrainedConfig):
         return cls.from_dict(config_dict, **kwargs)
 
 
-__all__ = ["LLaDAUniImageTokenizerConfig"]
+# The "image tokenizer" name (see modeling_llada_uni_image_tokenizer.py for why the class is named otherwise).
+LLaDAUniImageTokenizerConfig = LLaDAUniImageVQConfig
+
+__all__ = ["LLaDAUniImageVQConfig", "LLaDAUniImageTokenizerConfig"]

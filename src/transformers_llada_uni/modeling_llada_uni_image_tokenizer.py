@@ -15,11 +15,11 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import PreTrainedModel
 from transformers.models.glm_image.modeling_glm_image import GlmImageVisionModel, GlmImageVQVAE
 
-from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+from .configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
 
 
 @dataclass
-class LLaDAUniImageTokenizerOutput(ModelOutput):
+class LLaDAUniImageVQOutput(ModelOutput):
     r"""
     image_codes (`torch.LongTensor` of shape `(total_patches,)`):
         Codebook indices of every image, concatenated; each image's codes in raster order (row by row). They do not
@@ -43,9 +43,9 @@ class LLaDAUniImageTokenizerOutput(ModelOutput):
         ]
 
 
-class LLaDAUniImageTokenizerPreTrainedModel(PreTrainedModel):
-    config: LLaDAUniImageTokenizerConfig
-    config_class = LLaDAUniImageTokenizerConfig
+class LLaDAUniImageVQPreTrainedModel(PreTrainedModel):
+    config: LLaDAUniImageVQConfig
+    config_class = LLaDAUniImageVQConfig
     # The released file stores `model.visual.*` / `model.vqmodel.*`; with this prefix they load into a model whose
     # top-level modules are `visual` and `vqmodel`.
     base_model_prefix = "model"
@@ -60,7 +60,7 @@ class LLaDAUniImageTokenizerPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^(?!(model\.)?(visual|vqmodel)\.)"]
 
 
-class LLaDAUniImageTokenizerModel(LLaDAUniImageTokenizerPreTrainedModel):
+class LLaDAUniImageVQModel(LLaDAUniImageVQPreTrainedModel):
     r"""
     SigLIP ViT (patch 16, learned 2-D position embedding resampled bilinearly to each image's grid, bidirectional
     attention within each image, no final norm) followed by a 1x1 conv to the code width and the nearest codebook
@@ -73,16 +73,16 @@ class LLaDAUniImageTokenizerModel(LLaDAUniImageTokenizerPreTrainedModel):
 
     ```python
     >>> from transformers import AutoImageProcessor
-    >>> from transformers_llada_uni import LLaDAUniImageProcessor, LLaDAUniImageTokenizerModel
+    >>> from transformers_llada_uni import LLaDAUniImageProcessor, LLaDAUniImageVQModel
 
-    >>> tokenizer = LLaDAUniImageTokenizerModel.from_pretrained("LLaDA2.0-Uni/image_tokenizer")
+    >>> tokenizer = LLaDAUniImageVQModel.from_pretrained("LLaDA2.0-Uni/image_tokenizer")
     >>> processor = LLaDAUniImageProcessor()
     >>> inputs = processor(image, mode="understand", return_tensors="pt")
     >>> codes = tokenizer.encode(**inputs).image_codes
     ```
     """
 
-    def __init__(self, config: LLaDAUniImageTokenizerConfig):
+    def __init__(self, config: LLaDAUniImageVQConfig):
         super().__init__(config)
         self.visual = GlmImageVisionModel._from_config(config.vision_config)
         self.vqmodel = GlmImageVQVAE._from_config(config.vq_config)
@@ -154,7 +154,7 @@ class LLaDAUniImageTokenizerModel(LLaDAUniImageTokenizerPreTrainedModel):
         image_grid_thw: torch.LongTensor,
         return_hidden_states: bool = True,
         **kwargs,
-    ) -> LLaDAUniImageTokenizerOutput:
+    ) -> LLaDAUniImageVQOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(total_patches, 3 * patch_size * patch_size)`):
             Packed patches of all images (each image's patches in raster order), as returned by
@@ -170,14 +170,14 @@ class LLaDAUniImageTokenizerModel(LLaDAUniImageTokenizerPreTrainedModel):
         image_grid_thw = image_grid_thw.to(device=target.device, dtype=torch.long)
         features = self.visual(pixel_values, grid_thw=image_grid_thw, **kwargs).last_hidden_state
         codes = self._quantize(features, image_grid_thw)
-        return LLaDAUniImageTokenizerOutput(
+        return LLaDAUniImageVQOutput(
             image_codes=codes,
             image_grid_thw=image_grid_thw.to(codes.device),
             last_hidden_state=features if return_hidden_states else None,
         )
 
     @torch.no_grad()
-    def encode(self, pixel_values: torch.Tensor, image_grid_thw: torch.LongTensor) -> LLaDAUniImageTokenizerOutput:
+    def encode(self, pixel_values: torch.Tensor, image_grid_thw: torch.LongTensor) -> LLaDAUniImageVQOutput:
         r"""
         Tokenize images: returns `image_codes` (packed, raster order within each image, no `image_token_offset`) and
         `image_grid_thw`; `.codes_per_image()` splits them into `(rows, columns)` grids.
@@ -190,8 +190,17 @@ class LLaDAUniImageTokenizerModel(LLaDAUniImageTokenizerPreTrainedModel):
         return self.forward(pixel_values, image_grid_thw, return_hidden_states=False)
 
 
+# The "image tokenizer" names. The classes themselves avoid "Tokenizer" in their names: `save_pretrained` treats a
+# class named "...Tokenizer..." as a text tokenizer and writes an `auto_map` entry that remote code cannot load.
+LLaDAUniImageTokenizerModel = LLaDAUniImageVQModel
+LLaDAUniImageTokenizerPreTrainedModel = LLaDAUniImageVQPreTrainedModel
+LLaDAUniImageTokenizerOutput = LLaDAUniImageVQOutput
+
 __all__ = [
-    "LLaDAUniImageTokenizerOutput",
-    "LLaDAUniImageTokenizerPreTrainedModel",
     "LLaDAUniImageTokenizerModel",
+    "LLaDAUniImageTokenizerPreTrainedModel",
+    "LLaDAUniImageTokenizerOutput",
+    "LLaDAUniImageVQOutput",
+    "LLaDAUniImageVQPreTrainedModel",
+    "LLaDAUniImageVQModel",
 ]

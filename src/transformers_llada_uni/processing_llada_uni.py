@@ -136,7 +136,7 @@ class LLaDAUniProcessor(ProcessorMixin):
     def encode_images(self, images, image_tokenizer, mode: str = "understand", **image_kwargs):
         r"""
         Pictures -> image ids ready for the model: runs the image processor and `image_tokenizer` (a
-        [`LLaDAUniImageTokenizerModel`]) and adds `image_token_offset`.
+        [`LLaDAUniImageVQModel`]) and adds `image_token_offset`.
 
         Returns, for one picture, a dict `{"image_token_ids": list[int], "h": rows, "w": columns}` (the argument
         names of `understand_image` / `edit_image`); for a list (or list of lists) of pictures, a list (of lists) of
@@ -144,7 +144,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         """
         if image_tokenizer is None or not hasattr(image_tokenizer, "encode"):
             raise TypeError(
-                f"`image_tokenizer` must be a LLaDAUniImageTokenizerModel, got {type(image_tokenizer).__name__}."
+                f"`image_tokenizer` must be a LLaDAUniImageVQModel, got {type(image_tokenizer).__name__}."
             )
         codebook = getattr(getattr(image_tokenizer, "config", None), "codebook_size", None)
         if codebook is not None and codebook > self.special_token_ids.image_codebook_size:

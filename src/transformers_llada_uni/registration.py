@@ -29,21 +29,21 @@ def _register_multimodal_classes():
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
     from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
-    from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
+    from .configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
     from .image_processing_llada_uni import LLaDAUniImageProcessor
-    from .modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+    from .modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
     from .processing_llada_uni import LLaDAUniProcessor
 
-    _register(LLaDAUniImageTokenizerConfig, [(AutoModel, LLaDAUniImageTokenizerModel)])
-    for config_class in (LLaDAUniImageTokenizerConfig, LLaDAUniConfig, LLaDA2MoeConfig):
+    _register(LLaDAUniImageVQConfig, [(AutoModel, LLaDAUniImageVQModel)])
+    for config_class in (LLaDAUniImageVQConfig, LLaDAUniConfig, LLaDA2MoeConfig):
         if config_class not in IMAGE_PROCESSOR_MAPPING:
             AutoImageProcessor.register(config_class, image_processor_classes={"pil": LLaDAUniImageProcessor})
     for config_class in (LLaDAUniConfig, LLaDA2MoeConfig):
         if config_class not in PROCESSOR_MAPPING:
             AutoProcessor.register(config_class, LLaDAUniProcessor)
     # `save_pretrained` writes `auto_map` and copies the code files (remote code where the package is absent).
-    LLaDAUniImageTokenizerConfig.register_for_auto_class()
-    LLaDAUniImageTokenizerModel.register_for_auto_class("AutoModel")
+    LLaDAUniImageVQConfig.register_for_auto_class()
+    LLaDAUniImageVQModel.register_for_auto_class("AutoModel")
     LLaDAUniImageProcessor.register_for_auto_class("AutoImageProcessor")
     LLaDAUniProcessor.register_for_auto_class("AutoProcessor")
 
