@@ -89,6 +89,15 @@ def _find_decoder_weights(folder: Path) -> list[Path]:
     )
 
 
+def _own_aligned(tensor: torch.Tensor) -> torch.Tensor:
+    # Tensors read from a file can start at any byte offset of its buffer; CPU matmul kernels pick a different
+    # summation order for unaligned operands, which made a pipeline built from the released files differ (~1e-5) from
+    # the same weights saved and loaded with `from_pretrained`. A fresh allocation is aligned.
+    if tensor.data_ptr() % 64 == 0 and tensor.is_contiguous():
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
+
+
 def load_released_transformer(
     decoder_dir: str | os.PathLike, cap_feat_dim: int, torch_dtype: torch.dtype | None = None
 ) -> ZImageTransformer2DModel:
@@ -108,7 +117,7 @@ def load_released_transformer(
         for key, value in load_file(str(path)).items():
             if key.startswith("semantic_embedder."):
                 key = "cap_embedder." + key[len("semantic_embedder.") :]
-            state_dict[key] = value
+            state_dict[key] = _own_aligned(value)
     if torch_dtype is not None:
         state_dict = {k: v.to(torch_dtype) for k, v in state_dict.items()}
 
@@ -201,9 +210,8 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
         for path in (sigvq_path, decoder_dir / "config.json", released_dir / "vae" / "config.json"):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: {released_dir} is not a released LLaDA2.0-Uni folder.")
-        vq_embedder = SigVQEmbedding.from_released_state_dict(
-            torch.load(sigvq_path, map_location="cpu", weights_only=True)
-        )
+        sigvq_state_dict = torch.load(sigvq_path, map_location="cpu", weights_only=True)
+        vq_embedder = SigVQEmbedding.from_released_state_dict({k: _own_aligned(v) for k, v in sigvq_state_dict.items()})
         transformer = load_released_transformer(
             decoder_dir, cap_feat_dim=vq_embedder.config.embedding_dim, torch_dtype=torch_dtype
         )

@@ -11,6 +11,9 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
     FlowMatchEulerDiscreteScheduler,
     FlowMatchEulerDiscreteSchedulerOutput,
 )
+# `DiffusionPipeline.from_pretrained` finds a component's load method by looking the diffusers base classes up in the
+# component's own module, so this module must expose `SchedulerMixin` by name.
+from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 
 
 class LLaDAUniFlowMatchScheduler(FlowMatchEulerDiscreteScheduler):
