@@ -21,6 +21,7 @@ from .convert import (
     CheckpointError,
     WeightPlan,
     _compare,
+    float_tolerance,
     _read_json,
     _require,
     check_shapes,
@@ -194,11 +195,14 @@ def verify_decoder(plan: DecoderPlan, out: Path, dtype, device, generator) -> li
     reference = run(LLaDAUniDecoderPipeline.from_released(plan.src, turbo=plan.turbo, torch_dtype=dtype))
     converted = run(LLaDAUniDecoderPipeline.from_pretrained(out, torch_dtype=dtype))
     where = f"{plan.folder}"
-    _compare(f"{where}: SigVQ features", reference[0], converted[0], problems)
-    _compare(f"{where}: DiT velocity", reference[1], converted[1], problems)
-    _compare(f"{where}: VAE image", reference[2], converted[2], problems)
-    if reference[3] != converted[3]:
-        diff = {k: (reference[3].get(k), converted[3].get(k)) for k in set(reference[3]) | set(converted[3])
-                if reference[3].get(k) != converted[3].get(k)}
+    rtol = float_tolerance(dtype)
+    _compare(f"{where}: SigVQ features", reference[0], converted[0], problems, rtol)
+    _compare(f"{where}: DiT velocity", reference[1], converted[1], problems, rtol)
+    _compare(f"{where}: VAE image", reference[2], converted[2], problems, rtol)
+    # Bookkeeping entries (`_diffusers_version`, `_class_name`, ...) exist only in a loaded file's config.
+    before = {k: v for k, v in reference[3].items() if not k.startswith("_")}
+    after = {k: v for k, v in converted[3].items() if not k.startswith("_")}
+    if before != after:
+        diff = {k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)}
         problems.append(f"{where}: scheduler config differs (before, after): {diff}.")
     return problems

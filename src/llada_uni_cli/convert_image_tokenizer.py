@@ -1,6 +1,6 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
 """Released `image_tokenizer/` (GLM-Image config, `model.visual.*` / `model.vqmodel.*` keys plus unrelated ones) ->
-a `LLaDAUniImageTokenizerModel` folder (`config.json` with `model_type "llada_uni_image_tokenizer"`,
+a `LLaDAUniImageVQModel` folder (`config.json` with `model_type "llada_uni_image_tokenizer"`,
 `model.safetensors` holding exactly the model's keys, code files for `trust_remote_code`)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .convert import (
     WeightPlan,
     _code_files,
     _compare,
+    float_tolerance,
     _require,
     check_shapes,
     write_weights,
@@ -28,7 +29,7 @@ from .safetensors_stream import read_header
 @dataclass
 class ImageTokenizerPlan:
     src_dir: Path
-    config: object  # LLaDAUniImageTokenizerConfig
+    config: object  # LLaDAUniImageVQConfig
     weights: WeightPlan
 
     @property
@@ -43,41 +44,41 @@ def _released_weights_name() -> str:
 
 
 def inspect_image_tokenizer(src: Path) -> ImageTokenizerPlan:
-    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
-    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
+    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
     folder = src / IMAGE_TOKENIZER_DIR
     _require(folder / "config.json", "the image tokenizer config")
     weights_path = _require(folder / _released_weights_name(), "the image tokenizer weights")
     try:
-        config = LLaDAUniImageTokenizerConfig.from_pretrained(folder)
+        config = LLaDAUniImageVQConfig.from_pretrained(folder)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{folder / 'config.json'}: {err}") from None
     # Same rule as the model's loader: `model.` is its base-model prefix, everything else belongs to GLM-Image's LM.
-    prefix = LLaDAUniImageTokenizerModel.base_model_prefix + "."
+    prefix = LLaDAUniImageVQModel.base_model_prefix + "."
     keep = re.compile(rf"^({re.escape(prefix)})?(visual|vqmodel)\.")
     found = {}
     for name, info in read_header(weights_path).items():
         if keep.match(name):
             found[name[len(prefix):] if name.startswith(prefix) else name] = info
     with torch.device("meta"):
-        model = LLaDAUniImageTokenizerModel(config)
+        model = LLaDAUniImageVQModel(config)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     check_shapes(found, expected, str(weights_path))
     return ImageTokenizerPlan(folder, config, WeightPlan({"model.safetensors": sorted(found.items())}))
 
 
 def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, include_remote_code=True) -> None:
-    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig
-    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
+    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
     out.mkdir(parents=True, exist_ok=True)
     config = plan.config
-    config.architectures = [LLaDAUniImageTokenizerModel.__name__]
+    config.architectures = [LLaDAUniImageVQModel.__name__]
     if dtype is not None:
         config.dtype = dtype
     if include_remote_code:
-        classes = {"AutoConfig": LLaDAUniImageTokenizerConfig, "AutoModel": LLaDAUniImageTokenizerModel}
+        classes = {"AutoConfig": LLaDAUniImageVQConfig, "AutoModel": LLaDAUniImageVQModel}
         config.auto_map = {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in classes.items()}
         for path in _code_files(classes.values()):
             shutil.copyfile(path, out / path.name)
@@ -91,7 +92,7 @@ def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, 
 def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, generator) -> list[str]:
     from transformers import AutoModel
 
-    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+    from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
     problems = []
     vision = plan.config.vision_config
@@ -106,12 +107,12 @@ def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, g
             output = model(pixel_values.to(device), grids.to(device))
         return output.image_codes.cpu(), output.last_hidden_state.float().cpu()
 
-    reference = run(LLaDAUniImageTokenizerModel.from_pretrained(plan.src_dir, **load))
+    reference = run(LLaDAUniImageVQModel.from_pretrained(plan.src_dir, **load))
     model = AutoModel.from_pretrained(out, **load)
-    if not isinstance(model, LLaDAUniImageTokenizerModel):
+    if not isinstance(model, LLaDAUniImageVQModel):
         problems.append(f"image tokenizer: AutoModel gave {type(model).__name__}, expected "
-                        f"{LLaDAUniImageTokenizerModel.__name__}.")
+                        f"{LLaDAUniImageVQModel.__name__}.")
     converted = run(model)
     _compare("image tokenizer codes", reference[0], converted[0], problems)
-    _compare("image tokenizer features", reference[1], converted[1], problems)
+    _compare("image tokenizer features", reference[1], converted[1], problems, float_tolerance(dtype))
     return problems

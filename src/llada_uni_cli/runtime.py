@@ -59,6 +59,8 @@ class ModelBundle:
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.random_weights = is_random_weights(self.path)
         self._decoders = {}
+        # Editing crops hold at most (edit_image_size / 32)^2 cells; None keeps the processor's own setting.
+        self.edit_image_size = None
 
     def _load_kwargs(self):
         return {"dtype": self.dtype if self.dtype is not None else "auto"}
@@ -74,15 +76,14 @@ class ModelBundle:
 
     @cached_property
     def processor(self):
-        from transformers import AutoProcessor, AutoTokenizer
+        from transformers import AutoProcessor
 
-        from transformers_llada_uni.image_processing_llada_uni import LLaDAUniImageProcessor
         from transformers_llada_uni.processing_llada_uni import LLaDAUniProcessor
 
         if self.layout == "converted":
             return AutoProcessor.from_pretrained(self.path)
-        tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
-        return LLaDAUniProcessor(image_processor=LLaDAUniImageProcessor(), tokenizer=tokenizer)
+        # The processor reads the released layout itself (tokenizer at the top, image settings in image_tokenizer/).
+        return LLaDAUniProcessor.from_pretrained(self.path, trust_remote_code=False)
 
     @property
     def tokenizer(self):
@@ -90,10 +91,10 @@ class ModelBundle:
 
     @cached_property
     def image_tokenizer(self):
-        from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageTokenizerModel
+        from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
         self.log(f"Loading the image tokenizer from {self.path / IMAGE_TOKENIZER_DIR} ...")
-        model = LLaDAUniImageTokenizerModel.from_pretrained(self.path / IMAGE_TOKENIZER_DIR, **self._load_kwargs())
+        model = LLaDAUniImageVQModel.from_pretrained(self.path / IMAGE_TOKENIZER_DIR, **self._load_kwargs())
         return model.to(self.device).eval()
 
     def decoder(self, turbo: bool):
@@ -120,16 +121,68 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ steps shared by the subcommands
 
-    def tokenize_image(self, image, mode: str):
-        """Image codes `(h, w)` of a PIL image or path, with the understanding resize or the editing crop."""
-        inputs = self.processor.image_processor(image, mode=mode, return_tensors="pt")
-        output = self.image_tokenizer.encode(inputs["pixel_values"], inputs["image_grid_thw"])
-        return output.codes_per_image()[0].cpu()
+    def encode_image(self, image, mode: str) -> dict:
+        """`{"image_token_ids", "h", "w"}` of a picture (path or PIL image): the understanding resize or the editing
+        crop, the image tokenizer, plus `image_token_offset` (the arguments of `understand_image` / `edit_image`)."""
+        kwargs = {}
+        if mode.startswith("edit") and self.edit_image_size is not None:
+            kwargs["edit_image_size"] = self.edit_image_size
+        with torch.no_grad():
+            return self.processor.encode_images(image, self.image_tokenizer, mode=mode, **kwargs)
+
+    def generation_kwargs(self) -> dict:
+        """What every generation call of the subcommands passes: the tokenizer (prompts and, for a released folder,
+        the mask id) and the progress bar setting."""
+        return {"tokenizer": self.tokenizer, "show_progress_bar": self.progress}
 
     def decode(self, codes: torch.Tensor, turbo: bool, seed: int, steps: int | None = None):
         """A PIL image from a `(h, w)` grid of image codes."""
         pipe = self.decoder(turbo)
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        output = pipe(image_tokens=codes[None].to(torch.long), num_inference_steps=steps, generator=generator,
-                      output_type="pil")
+        codes = torch.as_tensor(codes, dtype=torch.long)
+        output = pipe(image_tokens=codes[None], num_inference_steps=steps, generator=generator, output_type="pil")
         return output.images[0]
+
+
+def save_codes(path: Path, codes, h: int, w: int, **extra) -> None:
+    """Image codes as JSON (`llada-uni decode --codes` reads it back)."""
+    data = {"token_ids": [int(c) for c in torch.as_tensor(codes).flatten().tolist()], "h": int(h), "w": int(w)}
+    data.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def load_codes(path: Path) -> tuple[torch.LongTensor, int, int]:
+    """`(codes as an (h, w) tensor, h, w)` from a JSON file with `token_ids` (codes, no offset), `h` and `w`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}).") from None
+    if not isinstance(data, dict) or not {"token_ids", "h", "w"} <= set(data):
+        raise ValueError(f"{path}: expected a JSON object with `token_ids` (image codes), `h` and `w`.")
+    h, w, codes = data["h"], data["w"], data["token_ids"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise ValueError(f"{path}: `h` and `w` must be positive integers, got {h!r} and {w!r}.")
+    if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes):
+        raise ValueError(f"{path}: `token_ids` must be a list of integer image codes.")
+    if len(codes) != h * w:
+        raise ValueError(f"{path}: {len(codes)} codes, but the grid h={h} x w={w} needs {h * w}.")
+    return torch.tensor(codes, dtype=torch.long).view(h, w), h, w
+
+
+def output_path(value: str | Path, suffix: str = ".png") -> Path:
+    path = Path(value)
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"output file {str(path)!r} must end in {suffix}.")
+    if path.exists() and path.is_dir():
+        raise ValueError(f"output file {str(path)!r} is a folder.")
+    return path
+
+
+def save_image(image, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written next to the target and renamed: a reader never sees half a PNG.
+    tmp = path.with_name(f".{path.name}.partial")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
