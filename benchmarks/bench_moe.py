@@ -1,0 +1,102 @@
+"""Forward time of each `experts_implementation` against the original per-expert loop, measured in one run.
+
+The original LLaDA2.0 MoE sorts the token copies by expert and runs one SwiGLU (three matmuls) per expert that
+received tokens. We register that loop as an experts implementation on the same fused weights, so every variant runs
+the same model and the same inputs, and print each implementation's time as a ratio against it.
+
+    python benchmarks/bench_moe.py                 # hidden 512, 64 experts, top 8, 1024 tokens
+    python benchmarks/bench_moe.py --tokens 256    # quicker
+"""
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+from transformers_llada_uni import LLaDAUniConfig, LLaDAUniForConditionalGeneration
+
+
+def original_loop_experts_forward(self, hidden_states, top_k_index, top_k_weights):
+    """The original `moe_infer`: argsort token copies by expert, one gate/up/down matmul triple per expert."""
+    intermediate = self.intermediate_dim
+    counts = torch.bincount(top_k_index.flatten(), minlength=self.num_experts).tolist()
+    order = top_k_index.flatten().argsort()
+    sorted_tokens = hidden_states[order // top_k_index.shape[1]]
+    outputs, start = [], 0
+    for expert, count in enumerate(counts):
+        if count == 0:
+            continue
+        tokens = sorted_tokens[start : start + count]
+        gate = F.linear(tokens, self.gate_up_proj[expert, :intermediate])
+        up = F.linear(tokens, self.gate_up_proj[expert, intermediate:])
+        outputs.append(F.linear(self.act_fn(gate) * up, self.down_proj[expert]))
+        start += count
+    outs = torch.cat(outputs, dim=0)
+    unsorted = torch.empty_like(outs)
+    unsorted[order] = outs
+    weighted = unsorted.view(*top_k_index.shape, -1).float() * top_k_weights.unsqueeze(-1).float()
+    return weighted.sum(dim=1).to(hidden_states.dtype)
+
+
+ALL_EXPERTS_FUNCTIONS.register("original_loop", original_loop_experts_forward)
+
+
+def time_forward(model, ids, repeats):
+    with torch.no_grad():
+        model(ids)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            logits = model(ids).logits
+    return (time.perf_counter() - start) / repeats, logits
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--experts", type=int, default=64)
+    parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--max-gather-gb", type=float, default=2.0)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    config = LLaDAUniConfig(
+        vocab_size=8192, image_token_offset=4096, image_codebook_size=4096, mask_token_id=4095, eos_token_id=4094,
+        pad_token_id=4094, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
+        num_hidden_layers=args.layers, num_attention_heads=8, num_key_value_heads=2, head_dim=args.hidden // 8,
+        num_experts=args.experts, num_experts_per_tok=args.top_k, n_group=8, topk_group=4,
+        moe_intermediate_size=args.hidden // 2, first_k_dense_replace=1,
+    )
+    dtype = getattr(torch, args.dtype)
+    model = LLaDAUniForConditionalGeneration(config).to(args.device, dtype).eval()
+    ids = torch.randint(0, 4096, (1, args.tokens), device=args.device)
+    print(f"config: hidden {args.hidden}, {args.experts} experts, top {args.top_k}, {args.layers} layers "
+          f"({args.layers - 1} MoE), {args.tokens} tokens, {args.dtype} on {args.device}")
+
+    model.set_experts_implementation("original_loop")
+    baseline, reference = time_forward(model, ids, args.repeats)
+    print(f"{'original per-expert loop':>26}: {baseline * 1e3:8.1f} ms  (baseline)")
+    default = LLaDAUniForConditionalGeneration(config).config._experts_implementation
+    # batched_mm gathers one weight matrix per (token, expert) pair: fine for decoding a few tokens, not for a
+    # 1024-token window on a small machine.
+    gathered_bytes = args.tokens * args.top_k * 3 * args.hidden * (args.hidden // 2) * dtype.itemsize
+    for name in ("eager", "batched_mm", "grouped_mm"):
+        if name == "batched_mm" and gathered_bytes > args.max_gather_gb * 2**30:
+            print(f"{name:>26}: skipped, would gather {gathered_bytes / 2**30:.1f} GiB of expert weights "
+                  f"(raise --max-gather-gb to run it)")
+            continue
+        model.set_experts_implementation(name)
+        seconds, logits = time_forward(model, ids, args.repeats)
+        err = ((logits - reference).abs().max() / reference.abs().max()).item()
+        tag = " (default)" if name == default else ""
+        print(f"{name + tag:>26}: {seconds * 1e3:8.1f} ms  speed-up x{baseline / seconds:5.2f}  max rel diff {err:.1e}")
+
+
+if __name__ == "__main__":
+    main()
