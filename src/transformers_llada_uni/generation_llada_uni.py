@@ -137,6 +137,9 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         # fields: derive the generic part there and take the diffusion fields the model config carries.
         base = GenerationConfig.from_model_config(model_config).to_dict()
         base.pop("_from_model_config", None)
+        # The model config's `use_cache` (false in the release) is about autoregressive caching; the cache of
+        # finished blocks is exact, so diffusion decoding keeps it on.
+        base.pop("use_cache", None)
         config = cls(**base)
         source = model_config if isinstance(model_config, dict) else model_config.to_dict()
         for name in ("block_length", "mask_token_id"):
