@@ -138,9 +138,10 @@ class LLaDAUniProcessor(ProcessorMixin):
         Pictures -> image ids ready for the model: runs the image processor and `image_tokenizer` (a
         [`LLaDAUniImageVQModel`]) and adds `image_token_offset`.
 
-        Returns, for one picture, a dict `{"image_token_ids": list[int], "h": rows, "w": columns}` (the argument
-        names of `understand_image` / `edit_image`); for a list (or list of lists) of pictures, a list (of lists) of
-        such dicts. All pictures go through the tokenizer in one batched call.
+        Returns, for one picture, a dict `{"image_tokens": list[int], "h": rows, "w": columns}` (image ids in raster
+        order; the argument names of `understand_image` / `edit_image`, so `model.understand_image(**image, ...)`
+        works); for a list (or list of lists) of pictures, a list (of lists) of such dicts. All pictures go through
+        the image tokenizer in one batched call.
         """
         if image_tokenizer is None or not hasattr(image_tokenizer, "encode"):
             raise TypeError(
@@ -158,7 +159,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         output = image_tokenizer.encode(inputs["pixel_values"], inputs["image_grid_thw"])
         offset = self.special_token_ids.image_token_offset
         encoded = [
-            {"image_token_ids": (grid.flatten() + offset).tolist(), "h": int(grid.shape[0]), "w": int(grid.shape[1])}
+            {"image_tokens": (grid.flatten() + offset).tolist(), "h": int(grid.shape[0]), "w": int(grid.shape[1])}
             for grid in output.codes_per_image()
         ]
         if single:
@@ -172,13 +173,13 @@ class LLaDAUniProcessor(ProcessorMixin):
 
     # --------------------------------------------------------------------------------------------------- prompts --
     def _image_ids(self, image) -> tuple[list[int], int, int]:
-        if not isinstance(image, dict) or not {"image_token_ids", "h", "w"} <= set(image):
+        if not isinstance(image, dict) or not {"image_tokens", "h", "w"} <= set(image):
             raise TypeError(
-                "An image must be a dict with `image_token_ids`, `h` and `w` (what `encode_images` returns), got "
-                f"{type(image).__name__}."
+                "An image must be a dict with `image_tokens`, `h` and `w` (what `encode_images` returns), got "
+                f"{type(image).__name__}{' with keys ' + str(sorted(image)) if isinstance(image, dict) else ''}."
             )
         ids = validate_image_token_ids(
-            image["image_token_ids"], image["h"], image["w"],
+            image["image_tokens"], image["h"], image["w"],
             self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size,
         )
         return ids, int(image["h"]), int(image["w"])
@@ -209,6 +210,8 @@ class LLaDAUniProcessor(ProcessorMixin):
 
     def _pair(self, images, texts, image_name, text_name):
         images, _ = self._as_list(images, image_name) if not isinstance(images, dict) else ([images], True)
+        for image in images:
+            self._image_ids(image)
         texts, _ = self._as_list(texts, text_name)
         if len(images) == 1 and len(texts) > 1:
             images = images * len(texts)
