@@ -58,6 +58,8 @@ def test_understand_image_ids_from_the_picture(processor, image_tokenizer, under
     image = processor.encode_images(IMAGES / "landscape_150x100.png", image_tokenizer, mode="understand")
     assert (image["h"], image["w"]) == (understand_case["h"], understand_case["w"])
     assert image["image_tokens"] == understand_case["image_token_ids"]
+    assert image["image_token_ids"] == image["image_tokens"]  # the original's name reads the same ids
+    assert set(image) == {"image_tokens", "h", "w"}  # what `**image` passes to understand_image / edit_image
 
 
 def test_edit_image_ids_from_the_picture(processor, image_tokenizer, edit_case):

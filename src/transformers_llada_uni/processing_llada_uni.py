@@ -44,6 +44,17 @@ from .prompting_llada_uni import (
 )
 
 
+class LLaDAUniEncodedImage(dict):
+    """`{"image_tokens": ids, "h": rows, "w": columns}`: one picture as image ids (codes + `image_token_offset`, raster
+    order). Its keys are the argument names of `understand_image` / `edit_image`, so `**image` passes it on;
+    `image["image_token_ids"]` (the original implementation's name) reads the same ids."""
+
+    def __missing__(self, key):
+        if key == "image_token_ids":
+            return self["image_tokens"]
+        raise KeyError(key)
+
+
 class LLaDAUniProcessor(ProcessorMixin):
     r"""
     Wraps a [`LLaDAUniImageProcessor`] and the LLaDA2.0-Uni tokenizer.
@@ -159,7 +170,9 @@ class LLaDAUniProcessor(ProcessorMixin):
         output = image_tokenizer.encode(inputs["pixel_values"], inputs["image_grid_thw"])
         offset = self.special_token_ids.image_token_offset
         encoded = [
-            {"image_tokens": (grid.flatten() + offset).tolist(), "h": int(grid.shape[0]), "w": int(grid.shape[1])}
+            LLaDAUniEncodedImage(
+                image_tokens=(grid.flatten() + offset).tolist(), h=int(grid.shape[0]), w=int(grid.shape[1])
+            )
             for grid in output.codes_per_image()
         ]
         if single:
@@ -173,13 +186,15 @@ class LLaDAUniProcessor(ProcessorMixin):
 
     # --------------------------------------------------------------------------------------------------- prompts --
     def _image_ids(self, image) -> tuple[list[int], int, int]:
-        if not isinstance(image, dict) or not {"image_tokens", "h", "w"} <= set(image):
+        keys = set(image) if isinstance(image, dict) else set()
+        ids_key = "image_tokens" if "image_tokens" in keys else "image_token_ids"
+        if not {ids_key, "h", "w"} <= keys:
             raise TypeError(
                 "An image must be a dict with `image_tokens`, `h` and `w` (what `encode_images` returns), got "
-                f"{type(image).__name__}{' with keys ' + str(sorted(image)) if isinstance(image, dict) else ''}."
+                f"{type(image).__name__}{' with keys ' + str(sorted(keys)) if isinstance(image, dict) else ''}."
             )
         ids = validate_image_token_ids(
-            image["image_tokens"], image["h"], image["w"],
+            image[ids_key], image["h"], image["w"],
             self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size,
         )
         return ids, int(image["h"]), int(image["w"])
@@ -370,4 +385,4 @@ class LLaDAUniProcessor(ProcessorMixin):
         return self.image_processor.postprocess(images, output_type=output_type)
 
 
-__all__ = ["LLaDAUniProcessor"]
+__all__ = ["LLaDAUniProcessor", "LLaDAUniEncodedImage"]
