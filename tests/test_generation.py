@@ -14,10 +14,14 @@ from conftest import EXPECTED, TINY_RELEASED
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quiet_progress_bars():
+def quiet_single_threaded():
+    # The tiny model's matmuls are too small to gain from threads; on a shared machine they only add contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
     yield
     hf_logging.enable_progress_bar()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
