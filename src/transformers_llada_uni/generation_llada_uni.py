@@ -583,7 +583,8 @@ class _BlockDiffusionDecoder:
         if self.streamer is not None:
             self.streamer.put(x[0, layout.row_start[0] : layout.gen_start[0]].cpu())
 
-        for block in range(int(first_block.min()), total_blocks):
+        start_block = int(first_block.min())
+        for block in range(start_block, total_blocks):
             block_start, block_end = block * bl, (block + 1) * bl
             active = (first_block <= block) & ~finished
             if not active.any():
@@ -632,7 +633,7 @@ class _BlockDiffusionDecoder:
                         if self.cut[s] >= 0:
                             finished[s] = True
                 if self.callback is not None:
-                    self.callback(step, block, self.generated_ids())
+                    self.callback(step, block - start_block, self.generated_ids())
                 step += 1
                 active &= ~finished
             if config.eos_early_stop and self.stop_ids.numel():
@@ -691,6 +692,27 @@ class _BlockDiffusionDecoder:
                     ids = ids[: int(stops[0]) + 1]
             result.append(ids)
         return result
+
+
+def _split_thinking(tokenizer, ids, special, h, w):
+    """Split phase-1 output of thinking mode into the reasoning ids (without the image header the model wrote) and a
+    description of what disagrees with the requested `h x w` grid (None when the header is as requested)."""
+    ids = list(ids)
+    if ids and ids[-1] == special.boi_token_id:
+        written = parse_image_header(tokenizer, ids)
+        problem = None
+        if written is None:
+            problem = "The model's thinking ended with `<boi>` but not with a well-formed image header."
+        elif written != (h, w):
+            problem = f"The model wrote an image header for a {written[0]} x {written[1]} grid, not {h} x {w}."
+        cut = len(ids) - 1
+        if special.image_token_id in ids:
+            cut = len(ids) - 1 - ids[::-1].index(special.image_token_id)
+        return ids[:cut], problem
+    problem = "The model did not end its thinking with an image header within `thinking_gen_length`."
+    if ids and ids[-1] == special.eos_token_id:
+        ids = ids[:-1]
+    return [t for t in ids if t != special.mask_token_id], problem
 
 
 class LLaDAUniGenerationMixin:
@@ -833,7 +855,8 @@ class LLaDAUniGenerationMixin:
             streamer (`BaseStreamer`, *optional*): e.g. `transformers.TextStreamer`; receives the prompt, then each
                 finished block in order (batch size 1 only).
             callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step with
-                `(step within the block, block index, generated ids (batch, gen_length) with masks still in)`.
+                `(step within the block, block index counted from the first block that holds generated tokens,
+                generated ids (batch, gen_length) with masks still in)`.
             generator (`torch.Generator`, *optional*): randomness for sampling and the `random` remasking strategy.
 
         Returns:
@@ -971,6 +994,8 @@ class LLaDAUniGenerationMixin:
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "generate_image")
         batched = not isinstance(prompt, str)
+        if batched and not isinstance(prompt, (list, tuple)):
+            raise TypeError(f"`prompt` must be a string or a list of strings, got {type(prompt).__name__}.")
         prompts = list(prompt) if batched else [prompt]
         if not prompts:
             raise ValueError("`prompt` is an empty list; give at least one prompt.")
@@ -1029,25 +1054,9 @@ class LLaDAUniGenerationMixin:
                                stop_ids=stop, generator=generator)
         thinking_ids, texts = [], []
         for generated in decoder.outputs(cut_at_stop=True):
-            ids = generated.tolist()
-            if ids and ids[-1] == special.boi_token_id:
-                written = parse_image_header(tokenizer, ids)
-                if written is None:
-                    logger.warning("The model's thinking ended with `<boi>` but no well-formed image header; using "
-                                   f"the requested grid {h} x {w}.")
-                elif written != (h, w):
-                    logger.warning(f"The model wrote an image header for a {written[0]} x {written[1]} grid; using "
-                                   f"the requested {h} x {w}.")
-                cut = len(ids) - 1
-                if special.image_token_id in ids:
-                    cut = len(ids) - 1 - ids[::-1].index(special.image_token_id)
-                ids = ids[:cut]
-            else:
-                logger.warning("The model did not end its thinking with an image header within "
-                               f"`thinking_gen_length` ({thinking_gen_length}); using the requested grid {h} x {w}.")
-                if ids and ids[-1] == special.eos_token_id:
-                    ids = ids[:-1]
-                ids = [t for t in ids if t != special.mask_token_id]
+            ids, problem = _split_thinking(tokenizer, generated.tolist(), special, h, w)
+            if problem is not None:
+                logger.warning(problem + f" Using the requested grid {h} x {w}.")
             thinking_ids.append(ids)
             texts.append(tokenizer.decode(ids, skip_special_tokens=True))
         return thinking_ids, texts, decoder.nfe

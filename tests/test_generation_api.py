@@ -1,0 +1,285 @@
+"""Generation API: input validation, progress, callbacks, streaming, thinking mode and the LM-head-on-block rule."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers.generation.streamers import BaseStreamer
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging as hf_logging
+
+import transformers_llada_uni  # noqa: F401
+from transformers_llada_uni import generation_llada_uni
+from transformers_llada_uni.generation_llada_uni import _split_thinking
+from transformers_llada_uni.prompting_llada_uni import get_special_token_ids, image_header_ids
+
+from conftest import EXPECTED, TINY_RELEASED
+
+
+SMALL_IMAGE = dict(image_h=256, image_w=256, steps=4, block_length=8)  # an 8 x 8 grid
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_threaded():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_progress():
+    hf_logging.disable_progress_bar()
+    yield
+    hf_logging.enable_progress_bar()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return AutoModelForCausalLM.from_pretrained(TINY_RELEASED).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
+
+
+@pytest.fixture(scope="module")
+def edit_case():
+    return json.loads((EXPECTED / "edit.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------------ errors
+def test_grid_without_reserved_token_lists_valid_sizes(model, tokenizer):
+    with pytest.raises(ValueError, match=r"reserved_token_9\|>.*8, 10, \.\.\., 34, 36\.\.255"):
+        model.generate_image("A fox", tokenizer=tokenizer, image_h=288, image_w=256)  # (288 // 2) // 16 = 9
+
+
+def test_edit_grid_without_reserved_token(model, tokenizer):
+    with pytest.raises(ValueError, match="Valid grid sides"):
+        model.edit_image([1030] * 99, 9, 11, "Make it red.", tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("method", ["edit", "understand"])
+def test_image_token_count_must_match_grid(model, tokenizer, edit_case, method):
+    tokens = edit_case["image_token_ids"][:-1]
+    with pytest.raises(ValueError, match=r"holds 63 ids, but the grid h=8 x w=8 needs 64"):
+        if method == "edit":
+            model.edit_image(tokens, 8, 8, "Make it red.", tokenizer=tokenizer)
+        else:
+            model.understand_image(tokens, 8, 8, "What is it?", tokenizer=tokenizer)
+
+
+def test_image_ids_outside_image_range(model, tokenizer, edit_case):
+    tokens = [t - 1024 for t in edit_case["image_token_ids"]]  # codes without the offset
+    with pytest.raises(ValueError, match=r"outside the image range \[1024, 1088\).*image_token_offset"):
+        model.edit_image(tokens, 8, 8, "Make it red.", tokenizer=tokenizer)
+
+
+def test_gen_length_smaller_than_grid(model, tokenizer):
+    with pytest.raises(ValueError, match=r"`gen_length` \(63\) must be at least the grid size h \* w = 8 \* 8 = 64"):
+        model.generate_image("A fox", tokenizer=tokenizer, gen_length=63, **SMALL_IMAGE)
+
+
+@pytest.mark.parametrize("name", ["steps", "block_length"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_steps_or_block_length(model, tokenizer, name, value):
+    settings = {**SMALL_IMAGE, name: value}
+    with pytest.raises(ValueError, match=rf"`{name}` must be a positive integer, got {value}"):
+        model.generate_image("A fox", tokenizer=tokenizer, **settings)
+    with pytest.raises(ValueError, match=rf"`{name}` must be a positive integer, got {value}"):
+        model.generate(torch.tensor([[991, 39]]), tokenizer=tokenizer, gen_length=8, **{name: value})
+
+
+def test_missing_tokenizer(model, edit_case):
+    with pytest.raises(ValueError, match="needs a tokenizer.*set_tokenizer"):
+        model.generate_image("A fox", **SMALL_IMAGE)
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        model.edit_image(edit_case["image_token_ids"], 8, 8, "Make it red.")
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        model.understand_image(edit_case["image_token_ids"], 8, 8, "What is it?")
+
+
+def test_released_config_needs_a_mask_id_source(model, tokenizer):
+    # The released config has no mask id: without a tokenizer the error says where to get it.
+    assert model.config.mask_token_id is None
+    with pytest.raises(ValueError, match="mask token id is unknown"):
+        model.generate(torch.tensor([[991, 39]]), gen_length=8, block_length=8, steps=2)
+    case = json.loads((EXPECTED / "generate_text.json").read_text())
+    output = model.generate(torch.tensor([case["prompt_ids"]]), mask_token_id=tokenizer.mask_token_id, **case["kwargs"])
+    assert output[0].tolist() == case["output_ids"]
+
+
+def test_empty_prompts(model, tokenizer, edit_case):
+    with pytest.raises(ValueError, match="`prompt` is empty"):
+        model.generate_image("  ", tokenizer=tokenizer, **SMALL_IMAGE)
+    with pytest.raises(ValueError, match="empty list"):
+        model.generate_image([], tokenizer=tokenizer, **SMALL_IMAGE)
+    with pytest.raises(ValueError, match="`instruction` is empty"):
+        model.edit_image(edit_case["image_token_ids"], 8, 8, "", tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="`question` is empty"):
+        model.understand_image(edit_case["image_token_ids"], 8, 8, "", tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="Prompt 0 is empty"):
+        model.generate(torch.zeros((1, 0), dtype=torch.long), tokenizer=tokenizer, gen_length=8)
+    with pytest.raises(ValueError, match="Prompt 1 is empty"):
+        model.generate(torch.tensor([[991, 39], [991, 39]]), attention_mask=torch.tensor([[1, 1], [0, 0]]),
+                       tokenizer=tokenizer, gen_length=8)
+
+
+def test_bad_types_and_names(model, tokenizer):
+    with pytest.raises(TypeError, match="`prompt` must be a string or a list of strings"):
+        model.generate_image(123, tokenizer=tokenizer, **SMALL_IMAGE)
+    with pytest.raises(TypeError, match=r"Unexpected generation argument\(s\) \['stepz'\]"):
+        model.generate_image("A fox", tokenizer=tokenizer, stepz=3, **SMALL_IMAGE)
+    with pytest.raises(ValueError, match="`mode` must be 'normal' or 'thinking'"):
+        model.generate_image("A fox", tokenizer=tokenizer, mode="fast", **SMALL_IMAGE)
+    with pytest.raises(ValueError, match="`remasking_strategy` must be one of"):
+        model.generate_image("A fox", tokenizer=tokenizer, remasking_strategy="best", **SMALL_IMAGE)
+    with pytest.raises(ValueError, match=r"`keep_ratio` must be in \(0, 1\]"):
+        model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.0, **SMALL_IMAGE)
+
+
+# ------------------------------------------------------------------------------------------------ engine rules
+def test_lm_head_only_sees_the_active_block(model, tokenizer, no_progress):
+    widths = []
+    handle = model.lm_head.register_forward_hook(lambda module, args, out: widths.append(args[0].shape[1]))
+    try:
+        model.generate(torch.tensor([[991, 39, 378, 992, 542]]), tokenizer=tokenizer, gen_length=16, block_length=8,
+                       steps=4)
+        model.generate_image("A fox", tokenizer=tokenizer, **SMALL_IMAGE)
+        model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.5, **SMALL_IMAGE)
+    finally:
+        handle.remove()
+    assert widths and set(widths) == {8}
+
+
+def test_cache_changes_work_not_results(model, tokenizer, no_progress):
+    counts = {}
+    for use_cache in (True, False):
+        seen = []
+        handle = model.model.register_forward_hook(lambda module, args, kwargs, out: seen.append(
+            kwargs["input_ids"].shape[1]), with_kwargs=True)
+        try:
+            result = model.generate_image("A fox", tokenizer=tokenizer, use_cache=use_cache, **SMALL_IMAGE)
+        finally:
+            handle.remove()
+        counts[use_cache] = (result.token_ids.tolist(), result.num_forward_passes, sum(seen))
+    assert counts[True][:2] == counts[False][:2]
+    assert counts[True][2] < counts[False][2]
+
+
+@pytest.mark.parametrize("strategy", ["low_confidence", "top_k_margin", "neg_entropy", "random"])
+def test_sprint_remasking_strategies_and_pruning(model, tokenizer, strategy, no_progress):
+    result = model.generate_image(
+        "A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.4, cache_warmup_steps=2, confidence_alpha=0.3,
+        sprint_keep_text=True, remasking_strategy=strategy, generator=torch.Generator().manual_seed(0),
+        **SMALL_IMAGE,
+    )
+    assert result.token_ids.shape == (64,)
+    assert ((result.token_ids >= 0) & (result.token_ids < 64)).all()
+
+
+def test_sampling_is_reproducible_with_a_generator(model, tokenizer, no_progress):
+    def run(seed):
+        return model.generate_image("A fox", tokenizer=tokenizer, temperature=0.8, top_k=20, top_p=0.9,
+                                    generator=torch.Generator().manual_seed(seed), **SMALL_IMAGE).token_ids.tolist()
+
+    assert run(0) == run(0)
+
+
+def test_guidance_off_at_scale_one_uses_one_branch(model, tokenizer, no_progress):
+    batch_sizes = []
+    handle = model.model.register_forward_hook(
+        lambda module, args, kwargs, out: batch_sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        model.generate_image("A fox", tokenizer=tokenizer, cfg_scale=1.0, **SMALL_IMAGE)
+        assert set(batch_sizes) == {1}
+        batch_sizes.clear()
+        model.generate_image("A fox", tokenizer=tokenizer, cfg_scale=2.0, **SMALL_IMAGE)
+        assert set(batch_sizes) == {2}
+    finally:
+        handle.remove()
+
+
+# ------------------------------------------------------------------------------------------------ progress
+def test_callback_sees_every_step(model, tokenizer, no_progress):
+    calls = []
+    output = model.generate(
+        torch.tensor([[991, 39, 378, 992, 542]]), tokenizer=tokenizer, gen_length=16, block_length=8, steps=4,
+        threshold=1.1, callback=lambda step, block, ids: calls.append((step, block, ids.clone())),
+    )
+    assert calls[0][:2] == (0, 0)
+    masks = [int((ids == tokenizer.mask_token_id).sum()) for _, _, ids in calls]
+    assert masks == sorted(masks, reverse=True) and masks[-1] == 0
+    assert all(ids.shape == (1, 16) for _, _, ids in calls)
+    assert calls[-1][2][0].tolist()[: output.shape[1] - 5] == output[0, 5:].tolist()
+
+
+def test_streamer_receives_prompt_then_blocks_in_order(model, tokenizer, no_progress):
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.values, self.ended = [], False
+
+        def put(self, value):
+            self.values.append(value.tolist())
+
+        def end(self):
+            self.ended = True
+
+    prompt = [991, 39, 378, 992, 542]
+    streamer = Collect()
+    output = model.generate(torch.tensor([prompt]), tokenizer=tokenizer, gen_length=20, block_length=8, steps=4,
+                            streamer=streamer)
+    assert streamer.ended and streamer.values[0] == prompt
+    assert sum(streamer.values, []) == output[0].tolist()
+    with pytest.raises(ValueError, match="batch of one"):
+        model.generate(torch.tensor([prompt, prompt]), tokenizer=tokenizer, gen_length=8, streamer=Collect())
+
+
+def test_progress_bar_over_blocks_and_its_switches(model, tokenizer, capsys):
+    prompt = torch.tensor([[991, 39, 378, 992, 542]])
+    hf_logging.enable_progress_bar()
+    model.generate(prompt, tokenizer=tokenizer, gen_length=16, block_length=8, steps=4)
+    assert "Blocks" in capsys.readouterr().err
+    model.generate(prompt, tokenizer=tokenizer, gen_length=16, block_length=8, steps=4, show_progress_bar=False)
+    assert "Blocks" not in capsys.readouterr().err
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model.generate(prompt, tokenizer=tokenizer, gen_length=16, block_length=8, steps=4)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "Blocks" not in capsys.readouterr().err
+
+
+def test_return_dict_in_generate_counts_forwards(model, tokenizer, no_progress):
+    output = model.generate(torch.tensor([[991, 39, 378, 992, 542]]), tokenizer=tokenizer, gen_length=16,
+                            block_length=8, steps=4, threshold=1.1, return_dict_in_generate=True)
+    # with nothing above the threshold, 2 tokens are committed per step: the 3 masked positions of block 0 take 2
+    # steps, blocks 1 and 2 (8 masked each) take 4
+    assert output.num_forward_passes == 2 + 4 + 4
+    assert output.sequences.shape[0] == 1
+
+
+# ------------------------------------------------------------------------------------------------ thinking
+def test_thinking_mode_returns_thinking_text_and_codes(model, tokenizer, no_progress):
+    logger = hf_logging.get_logger(generation_llada_uni.__name__)
+    with CaptureLogger(logger) as captured:
+        result = model.generate_image("A fox", tokenizer=tokenizer, mode="thinking", thinking_gen_length=16,
+                                      **SMALL_IMAGE)
+    assert isinstance(result.thinking, str)
+    assert result.token_ids.shape == (64,) and (result.h, result.w) == (8, 8)
+    # the random tiny model does not write `<boi>`: it is told, and the requested header is used
+    assert "did not end its thinking" in captured.out
+    assert result.sequences[0, -64 - 4 : -64].tolist() == image_header_ids(tokenizer, 8, 8)
+
+
+def test_thinking_split_warns_on_other_header_size(tokenizer):
+    special = get_special_token_ids(tokenizer)
+    reasoning = tokenizer("a fox", add_special_tokens=False).input_ids
+    ids, problem = _split_thinking(tokenizer, reasoning + image_header_ids(tokenizer, 10, 12), special, 8, 8)
+    assert ids == reasoning and "10 x 12" in problem
+    ids, problem = _split_thinking(tokenizer, reasoning + image_header_ids(tokenizer, 8, 8), special, 8, 8)
+    assert ids == reasoning and problem is None
