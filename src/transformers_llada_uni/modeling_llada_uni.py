@@ -444,9 +444,23 @@ def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation
         empty_rows = ~mask.any(dim=-1, keepdim=True)
         if empty_rows.any():
             mask = mask | empty_rows
-        if attn_implementation == "eager":
-            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-        return mask
+        if attn_implementation == "sdpa":
+            return mask
+        if attn_implementation == "flex_attention":
+            # A tensor mask would become a compiled score_mod indexing it (which crashes on CPU); a BlockMask
+            # built from it computes the same attention and lets flex skip fully masked tiles.
+            from torch.nn.attention.flex_attention import create_block_mask
+
+            dense = mask.expand(mask.shape[0], 1, *mask.shape[2:])
+
+            def mask_mod(batch_idx, head_idx, q_idx, kv_idx):
+                return dense[batch_idx, 0, q_idx, kv_idx]
+
+            return create_block_mask(
+                mask_mod, dense.shape[0], None, dense.shape[2], dense.shape[3], device=mask.device
+            )
+        # eager and flex add a given tensor mask to the scores
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     return mask.to(dtype)
 
 
