@@ -160,7 +160,7 @@ def test_trust_remote_code_without_the_package(converted):
         f"""
         import torch
         from safetensors.torch import load_file
-        from transformers import AutoModel, AutoModelForCausalLM
+        from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor
         tensors = load_file({str(EXPECTED / "forward.safetensors")!r})
         model = AutoModelForCausalLM.from_pretrained({str(converted)!r}, trust_remote_code=True)
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__

@@ -23,6 +23,7 @@ folder next to DST that is renamed to DST only after the whole conversion (and i
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -452,18 +453,12 @@ def _temp_dir_for(dst: Path) -> Path:
 def remove_stale_partials(dst: Path) -> list[Path]:
     """Folders left by a conversion to `dst` that was killed (SIGKILL, power loss): their process is gone."""
     removed = []
-    for path in dst.parent.glob(f".{glob_escape(dst.name)}{_PARTIAL}*"):
+    for path in dst.parent.glob(f".{glob.escape(dst.name)}{_PARTIAL}*"):
         suffix = path.name.rsplit(_PARTIAL, 1)[-1]
         if suffix.isdigit() and not _pid_alive(int(suffix)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
@@ -736,8 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     ))
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    _src_dst(args, parser.error)  # a usage error exits with status 2 before any work
     try:
-        src, dst = _src_dst(args, parser.error)
         run(args)
     except KeyboardInterrupt:
         print("convert_llada_uni.py: interrupted; DST left untouched.", file=sys.stderr)
