@@ -31,7 +31,9 @@ SIZES = {
     "mid": dict(depth=6, hidden_size=384, num_heads=6, intermediate_size=1536, embed_dim=512, num_embeddings=16384),
     "real": None,  # read from the released config file
 }
-REAL_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real-checkpoint-files" / "image_tokenizer"
+REAL_CONFIG = (
+    Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real-checkpoint-files" / "image_tokenizer"
+)
 
 # 8 pictures of different sizes and aspects (width, height): understanding sizes from 128 x 128 to about 640 x 480.
 PICTURE_SIZES = [(150, 100), (90, 200), (64, 64), (640, 480), (300, 300), (500, 260), (220, 400), (1024, 768)]
@@ -47,7 +49,9 @@ def build_model(size: str, device: str, dtype: torch.dtype) -> LLaDAUniImageVQMo
                 depth=s["depth"], hidden_size=s["hidden_size"], num_heads=s["num_heads"],
                 intermediate_size=s["intermediate_size"], image_size=2048, patch_size=16,
             ),
-            vq_config=dict(latent_channels=s["hidden_size"], embed_dim=s["embed_dim"], num_embeddings=s["num_embeddings"]),
+            vq_config=dict(
+                latent_channels=s["hidden_size"], embed_dim=s["embed_dim"], num_embeddings=s["num_embeddings"]
+            ),
         )
     torch.manual_seed(0)
     return LLaDAUniImageVQModel(config).to(device=device, dtype=dtype).eval()

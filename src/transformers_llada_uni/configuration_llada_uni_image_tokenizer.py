@@ -37,7 +37,7 @@ class LLaDAUniImageVQConfig(PreTrainedConfig):
         vq_config (`dict` or [`GlmImageVQVAEConfig`], *optional*):
             The quantizer: `latent_channels` (= the ViT width), `embed_dim` (code width) and `num_embeddings`
             (codebook size). Defaults to the released 16384 x 2048 codebook.
-        quantize_chunk_size (`int`, *optional*, defaults to 4096):
+        quantize_chunk_size (`int`, *optional*, defaults to 1024):
             Number of patches whose distances to the whole codebook are computed at once; bounds the memory of the
             nearest-neighbour search (`chunk x num_embeddings` float32 values).
     """
@@ -47,7 +47,7 @@ class LLaDAUniImageVQConfig(PreTrainedConfig):
 
     vision_config: dict | PreTrainedConfig | None = None
     vq_config: dict | PreTrainedConfig | None = None
-    quantize_chunk_size: int = 4096
+    quantize_chunk_size: int = 1024
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):

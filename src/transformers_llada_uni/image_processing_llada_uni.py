@@ -131,7 +131,8 @@ class LLaDAUniImageProcessor(PilBackend):
     r"""
     Image processor of LLaDA2.0-Uni (PIL / numpy only). Returns `pixel_values` of shape
     `(total_patches, 3 * patch_size ** 2)` (every image's 16 x 16 patches in raster order, each patch channel-first,
-    rescaled by 1/255 and normalised with mean 0.5, std 0.5 in float32) and `image_grid_thw` `(num_images, 3)`.
+    rescaled by 1/255 and normalised with mean 0.5, std 0.5 in float32), `image_grid_thw` `(num_images, 3)` =
+    `(1, rows, columns)` of patches, and `image_sizes` `(num_images, 2)` = processed `(height, width)` in pixels.
 
     Images may be PIL images, numpy arrays (`(H, W)`, `(H, W, C)` or `(C, H, W)`, uint8 or float in [0, 1]) or
     paths to image files. A list of images is a batch of prompts with one image each; a list of lists groups the
@@ -294,7 +295,9 @@ class LLaDAUniImageProcessor(PilBackend):
                 height, width, settings["resize_factor"], settings["understand_min_pixels"], max_pixels
             )
             return target_w, target_h
-        sizes = edit_crop_sizes(settings["edit_image_size"], settings["edit_crop_unit"], settings["edit_max_aspect_ratio"])
+        sizes = edit_crop_sizes(
+            settings["edit_image_size"], settings["edit_crop_unit"], settings["edit_max_aspect_ratio"]
+        )
         return closest_crop_size(width, height, sizes)
 
     @staticmethod

@@ -52,6 +52,7 @@ class LLaDAUniImageVQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["GlmImageVisionBlock", "GlmImageVQVAEVectorQuantizer"]
+    supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True

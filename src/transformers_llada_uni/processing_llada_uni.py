@@ -164,8 +164,8 @@ class LLaDAUniProcessor(ProcessorMixin):
                 f"The image tokenizer has {codebook} codes but the vocabulary holds only "
                 f"{self.special_token_ids.image_codebook_size} image ids: they do not belong together."
             )
-        single = not isinstance(images, (list, tuple))
         prompts = _as_prompts(images)
+        single = not isinstance(images, (list, tuple)) and len(prompts) == 1
         inputs = self.image_processor(prompts, mode=mode, return_tensors="pt", **image_kwargs)
         output = image_tokenizer.encode(inputs["pixel_values"], inputs["image_grid_thw"])
         offset = self.special_token_ids.image_token_offset
@@ -178,7 +178,8 @@ class LLaDAUniProcessor(ProcessorMixin):
         if single:
             return encoded[0]
         nested, start = [], 0
-        for item, prompt_images in zip(images, prompts):
+        items = images if isinstance(images, (list, tuple)) else [None] * len(prompts)
+        for item, prompt_images in zip(items, prompts):
             group = encoded[start : start + len(prompt_images)]
             start += len(prompt_images)
             nested.append(group if isinstance(item, (list, tuple)) else group[0])
