@@ -238,3 +238,26 @@ def test_dtype_conversion_keeps_the_router_bias_in_float32(released, tmp_path):
         dtypes.update({k: v.dtype for k, v in read_header(dst / shard).items()})
     assert {d for k, d in dtypes.items() if not k.endswith("expert_bias")} == {torch.bfloat16}
     assert {d for k, d in dtypes.items() if k.endswith("expert_bias")} == {torch.float32}
+
+
+def test_verification_failure_names_the_difference_and_writes_nothing(released, monkeypatch):
+    """A converted weight that does not match its source (here: the embedding rows permuted while writing) is caught by
+    the built-in verification; DST is not created."""
+    from llada_uni_cli import safetensors_stream
+    from llada_uni_cli.convert import VerificationError
+
+    original_get = safetensors_stream.ShardReader.get
+
+    def corrupting_get(self, path, name):
+        tensor = original_get(self, path, name)
+        if name == "model.word_embeddings.weight":
+            tensor = tensor.flip(0)
+        return tensor
+
+    monkeypatch.setattr(safetensors_stream.ShardReader, "get", corrupting_get)
+    dst = released.parent / "out"
+    with pytest.raises(VerificationError, match="backbone logits") as info:
+        convert(released, dst, **_quiet())
+    assert "nothing was written" in str(info.value)
+    assert not dst.exists()
+    assert _leftovers(released.parent) == []
