@@ -32,7 +32,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,21 +171,38 @@ class LLaDAUniTrainingDataEncoder:
     Args:
         tokenizer: the model's tokenizer (its chat template renders the text SFT prompts).
         config: the model config (image offset and codebook size, mask and EOS ids).
-        image_tokenizer (*optional*): turns a PIL image into image codes: a callable
-            `image_tokenizer(image, task) -> (codes, (h, w))` with `task` in `"text_to_image"`, `"image_editing"`, or a
-            project image processor (see [`image_codes_from_processor`]). Needed only for records that give images
-            instead of precomputed codes.
+        image_tokenizer (*optional*): needed only for records that give pictures instead of precomputed codes: a
+            [`LLaDAUniImageTokenizerModel`] (used through `processor.encode_images`), or any callable
+            `image_tokenizer(image, task) -> (codes, (h, w))` with `task` in `"text_to_image"`, `"image_editing"`.
+        processor (*optional*): the [`LLaDAUniProcessor`] that prepares pictures for the image tokenizer model
+            (default: one built around `tokenizer` with the default image processor).
+        text_to_image_mode: image-processor geometry for text-to-image targets. Default `"edit_resize_crop"`: the
+            whole picture resized to the editing crop size, so each code covers 32 x 32 px of the picture the decoder
+            renders (the released recipe is unpublished; this mirrors inference, where a grid of `h x w` codes is
+            drawn at `32 h x 32 w` px).
+        editing_mode: geometry for editing pairs. Default `"edit"`, the original editing crop (reference behaviour).
         max_length (*optional*): records whose prompt plus target (plus one EOS for text) is longer raise a
             ValueError.
     """
 
-    def __init__(self, tokenizer, config, image_tokenizer=None, max_length: int | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        config,
+        image_tokenizer=None,
+        processor=None,
+        text_to_image_mode: str = "edit_resize_crop",
+        editing_mode: str = "edit",
+        max_length: int | None = None,
+    ):
         if max_length is not None and (not isinstance(max_length, int) or max_length <= 0):
             raise ValueError(f"`max_length` must be a positive integer or None, got {max_length!r}.")
         self.tokenizer = tokenizer
         self.config = config
         self.special = LLaDAUniSpecialTokens.from_tokenizer(tokenizer, config)
         self.image_tokenizer = image_tokenizer
+        self.processor = processor
+        self.modes = {TASK_TEXT_TO_IMAGE: text_to_image_mode, TASK_IMAGE_EDITING: editing_mode}
         self.max_length = max_length
 
     # -- text ----------------------------------------------------------------------------------------------------------
@@ -236,10 +253,27 @@ class LLaDAUniTrainingDataEncoder:
                 f"{what} gives an image but no image tokenizer was passed; pass `image_tokenizer=` or precomputed codes."
             )
         pil = _load_image(image, what)
-        tokenizer = self.image_tokenizer
-        if not callable(tokenizer) or hasattr(tokenizer, "image_processor"):
-            tokenizer = image_codes_from_processor(tokenizer)
-        out_codes, out_grid = tokenizer(pil, task)
+        if hasattr(self.image_tokenizer, "encode"):
+            if self.processor is None:
+                from .processing_llada_uni import LLaDAUniProcessor
+
+                self.processor = LLaDAUniProcessor(
+                    tokenizer=self.tokenizer,
+                    image_token_offset=self.special.image_token_offset,
+                    image_codebook_size=self.special.image_codebook_size,
+                )
+            with torch.no_grad():
+                encoded = self.processor.encode_images(pil, self.image_tokenizer, mode=self.modes[task])
+            offset = self.special.image_token_offset
+            out_codes = [i - offset for i in encoded["image_token_ids"]]
+            out_grid = (encoded["h"], encoded["w"])
+        elif callable(self.image_tokenizer):
+            out_codes, out_grid = self.image_tokenizer(pil, task)
+        else:
+            raise TypeError(
+                "`image_tokenizer` must be a LLaDAUniImageTokenizerModel or a callable (image, task) -> (codes, (h, w)),"
+                f" got {type(self.image_tokenizer).__name__}."
+            )
         return _check_codes(out_codes, tuple(int(g) for g in out_grid), self.special, what)
 
     def encode_text_to_image(
@@ -348,38 +382,6 @@ class LLaDAUniTrainingDataEncoder:
 
 def _grid(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
-
-
-def image_codes_from_processor(processor) -> Callable:
-    """Adapts the project's image processor / image tokenizer to `image_tokenizer(image, task) -> (codes, (h, w))`."""
-    for name in ("tokenize_image", "encode_image", "image_to_codes"):
-        method = getattr(processor, name, None)
-        if callable(method):
-            break
-    else:
-        raise TypeError(
-            f"{type(processor).__name__} has none of `tokenize_image`, `encode_image`, `image_to_codes`; pass a callable "
-            "`image_tokenizer(image, task) -> (codes, (h, w))` instead."
-        )
-
-    def encode(image, task):
-        mode = "editing" if task == TASK_IMAGE_EDITING else "generation"
-        try:
-            out = method(image, mode=mode)
-        except TypeError:
-            out = method(image)
-        if isinstance(out, Mapping):
-            codes = out.get("codes", out.get("token_ids"))
-            grid = out.get("grid", out.get("grid_hw"))
-        else:
-            codes, grid = out
-        if isinstance(codes, torch.Tensor) and codes.ndim == 2 and grid is None:
-            grid = tuple(codes.shape)
-        if isinstance(codes, torch.Tensor):
-            codes = codes.reshape(-1).tolist()
-        return codes, tuple(int(g) for g in grid)
-
-    return encode
 
 
 def load_jsonl_records(path: str | os.PathLike) -> list[dict]:
