@@ -135,6 +135,85 @@ def load_released_transformer(
     return transformer.eval()
 
 
+def check_grid_size(grid_size) -> tuple[int, int]:
+    r"""Validates a code grid `(h, w)` of positive ints."""
+    if not isinstance(grid_size, (tuple, list)) or len(grid_size) != 2:
+        raise TypeError(f"`grid_size` must be a pair (h, w) of ints, got {grid_size!r}.")
+    h, w = grid_size
+    if not (_is_int(h) and _is_int(w)):
+        raise TypeError(f"`grid_size` must be a pair (h, w) of ints, got {grid_size!r}.")
+    if h <= 0 or w <= 0:
+        raise ValueError(f"`grid_size` must be positive in both directions, got (h, w) = ({h}, {w}).")
+    return int(h), int(w)
+
+
+def prepare_image_codes(image_tokens, grid_size: tuple[int, int] | None, codebook_size: int) -> torch.LongTensor:
+    r"""
+    Validates image codes and returns them as a `(batch_size, h, w)` LongTensor.
+
+    `image_tokens` is one sequence of `h * w` codes (list of ints, 1-D tensor or array), a batch of them (list of
+    sequences, 2-D tensor), or a `(batch_size, h, w)` tensor (then `grid_size` may be left out). Codes are image
+    codes, `0 <= code < codebook_size` (language-model ids minus `image_token_offset`).
+    """
+    if isinstance(image_tokens, np.ndarray):
+        image_tokens = torch.from_numpy(image_tokens)
+    if isinstance(image_tokens, torch.Tensor):
+        if image_tokens.dtype.is_floating_point or image_tokens.dtype.is_complex or image_tokens.dtype == torch.bool:
+            raise TypeError(f"`image_tokens` must hold integer codes, got a tensor of dtype {image_tokens.dtype}.")
+        codes = image_tokens.to(torch.long)
+        if codes.ndim == 1:
+            codes = codes[None]
+        elif codes.ndim == 3:
+            if grid_size is None:
+                grid_size = tuple(codes.shape[1:])
+            codes = codes.reshape(codes.shape[0], -1)
+        elif codes.ndim != 2:
+            raise ValueError(
+                "`image_tokens` must have shape (h*w,), (batch_size, h*w) or (batch_size, h, w), "
+                f"got {tuple(image_tokens.shape)}."
+            )
+    elif isinstance(image_tokens, Sequence) and not isinstance(image_tokens, (str, bytes)):
+        if len(image_tokens) == 0:
+            raise ValueError("`image_tokens` is empty.")
+        rows = image_tokens if not _is_int(image_tokens[0]) else [image_tokens]
+        parsed = []
+        for row in rows:
+            if isinstance(row, (torch.Tensor, np.ndarray)):
+                row = row.tolist()
+            if not isinstance(row, Sequence) or not all(_is_int(c) for c in row):
+                raise TypeError(
+                    "`image_tokens` must be a sequence of int codes or a list of such sequences, got an element "
+                    f"{row!r:.80}."
+                )
+            parsed.append([int(c) for c in row])
+        lengths = sorted({len(r) for r in parsed})
+        if len(lengths) != 1:
+            raise ValueError(
+                f"All code sequences of one call must have the same length (one grid per call), got lengths {lengths}."
+            )
+        codes = torch.tensor(parsed, dtype=torch.long)
+    else:
+        raise TypeError(
+            f"`image_tokens` must be a list of int codes, a list of such lists, a tensor or an array, got "
+            f"{type(image_tokens).__name__}."
+        )
+
+    if grid_size is None:
+        raise ValueError("`grid_size=(h, w)` is required unless `image_tokens` has shape (batch_size, h, w).")
+    h, w = check_grid_size(grid_size)
+    if codes.shape[1] != h * w:
+        raise ValueError(f"Got {codes.shape[1]} codes per image but grid_size (h, w) = ({h}, {w}) needs h * w = {h * w}.")
+    if codes.numel() > 0:
+        low, high = int(codes.min()), int(codes.max())
+        if low < 0 or high >= codebook_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"Image code {bad} is outside the codebook: codes must be in [0, {codebook_size}). Language model ids "
+                "carry the `image_token_offset`; subtract it first."
+            )
+    return codes.reshape(codes.shape[0], h, w)
+
+
 class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
     r"""
     Decodes LLaDA2.0-Uni image codes into images.
@@ -274,82 +353,11 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
 
     @staticmethod
     def _check_grid_size(grid_size) -> tuple[int, int]:
-        if not isinstance(grid_size, (tuple, list)) or len(grid_size) != 2:
-            raise TypeError(f"`grid_size` must be a pair (h, w) of ints, got {grid_size!r}.")
-        h, w = grid_size
-        if not (_is_int(h) and _is_int(w)):
-            raise TypeError(f"`grid_size` must be a pair (h, w) of ints, got {grid_size!r}.")
-        if h <= 0 or w <= 0:
-            raise ValueError(f"`grid_size` must be positive in both directions, got (h, w) = ({h}, {w}).")
-        return int(h), int(w)
+        return check_grid_size(grid_size)
 
     def prepare_image_tokens(self, image_tokens, grid_size: tuple[int, int] | None = None) -> torch.LongTensor:
-        r"""
-        Validates image codes and returns them as a `(batch_size, h, w)` LongTensor.
-
-        `image_tokens` is one sequence of `h * w` codes (list of ints, 1-D tensor or array), a batch of them (list of
-        sequences, 2-D tensor), or a `(batch_size, h, w)` tensor (then `grid_size` may be left out). Codes are image
-        codes, `0 <= code < codebook_size` (language-model ids minus `image_token_offset`).
-        """
-        if isinstance(image_tokens, np.ndarray):
-            image_tokens = torch.from_numpy(image_tokens)
-        if isinstance(image_tokens, torch.Tensor):
-            if image_tokens.dtype.is_floating_point or image_tokens.dtype.is_complex or image_tokens.dtype == torch.bool:
-                raise TypeError(f"`image_tokens` must hold integer codes, got a tensor of dtype {image_tokens.dtype}.")
-            codes = image_tokens.to(torch.long)
-            if codes.ndim == 1:
-                codes = codes[None]
-            elif codes.ndim == 3:
-                if grid_size is None:
-                    grid_size = tuple(codes.shape[1:])
-                codes = codes.reshape(codes.shape[0], -1)
-            elif codes.ndim != 2:
-                raise ValueError(
-                    "`image_tokens` must have shape (h*w,), (batch_size, h*w) or (batch_size, h, w), "
-                    f"got {tuple(image_tokens.shape)}."
-                )
-        elif isinstance(image_tokens, Sequence) and not isinstance(image_tokens, (str, bytes)):
-            if len(image_tokens) == 0:
-                raise ValueError("`image_tokens` is empty.")
-            rows = image_tokens if not _is_int(image_tokens[0]) else [image_tokens]
-            parsed = []
-            for row in rows:
-                if isinstance(row, torch.Tensor):
-                    row = row.tolist()
-                if not isinstance(row, Sequence) or not all(_is_int(c) for c in row):
-                    raise TypeError(
-                        "`image_tokens` must be a sequence of int codes or a list of such sequences, got an element "
-                        f"{row!r:.80}."
-                    )
-                parsed.append([int(c) for c in row])
-            lengths = sorted({len(r) for r in parsed})
-            if len(lengths) != 1:
-                raise ValueError(
-                    f"All code sequences of one call must have the same length (one grid per call), got lengths {lengths}."
-                )
-            codes = torch.tensor(parsed, dtype=torch.long)
-        else:
-            raise TypeError(
-                f"`image_tokens` must be a list of int codes, a list of such lists, a tensor or an array, got "
-                f"{type(image_tokens).__name__}."
-            )
-
-        if grid_size is None:
-            raise ValueError("`grid_size=(h, w)` is required unless `image_tokens` has shape (batch_size, h, w).")
-        h, w = self._check_grid_size(grid_size)
-        if codes.shape[1] != h * w:
-            raise ValueError(
-                f"Got {codes.shape[1]} codes per image but grid_size (h, w) = ({h}, {w}) needs h * w = {h * w}."
-            )
-        if codes.numel() > 0:
-            low, high = int(codes.min()), int(codes.max())
-            if low < 0 or high >= self.codebook_size:
-                bad = low if low < 0 else high
-                raise ValueError(
-                    f"Image code {bad} is outside the codebook: codes must be in [0, {self.codebook_size}). Language "
-                    "model ids carry the `image_token_offset`; subtract it first."
-                )
-        return codes.reshape(codes.shape[0], h, w)
+        r"""Validated codes `(batch_size, h, w)`: see [`prepare_image_codes`]; the codebook is the SigVQ's."""
+        return prepare_image_codes(image_tokens, grid_size, self.codebook_size)
 
     @torch.no_grad()
     def encode_image_tokens(

@@ -1,0 +1,627 @@
+# Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
+"""End-to-end LLaDA2.0-Uni pipelines: text-to-image (with thinking), editing and understanding.
+
+Each pipeline chains the transformers parts (the language model `LLaDAUniForConditionalGeneration`, its
+`LLaDAUniProcessor`, the SigLIP-VQ image tokenizer `LLaDAUniImageVQModel`) with the image decoder
+[`LLaDAUniDecoderPipeline`]. All three share one constructor and one folder layout (the converted checkpoint):
+
+```
+<folder>/                  the language model, tokenizer and processor (transformers `from_pretrained`)
+<folder>/image_tokenizer/  the SigLIP-VQ image tokenizer model
+<folder>/decoder/          LLaDAUniDecoderPipeline, the 50-step decoder (diffusers `from_pretrained`)
+<folder>/decoder-turbo/    LLaDAUniDecoderPipeline, the distilled 8-step decoder
+```
+
+Parts load once and stay loaded; a call reads nothing from disk. Any pipeline can be built from another's parts
+(`LLaDAUniImageEditPipeline(**t2i.components)`), or from already-loaded objects.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput, logging
+
+from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, prepare_image_codes
+
+
+logger = logging.get_logger(__name__)
+
+IMAGE_TOKENIZER_FOLDER = "image_tokenizer"
+DECODER_FOLDERS = {"normal": "decoder", "turbo": "decoder-turbo"}
+IMAGE_OUTPUT_TYPES = ("pil", "np", "pt", "latent", "codes")
+
+
+@dataclass
+class LLaDAUniImagePipelineOutput(BaseOutput):
+    r"""
+    Output of the text-to-image and editing pipelines.
+
+    Args:
+        images: one per prompt: a list of PIL images (`"pil"`), an array `(batch, H, W, 3)` (`"np"`), a tensor
+            `(batch, 3, H, W)` (`"pt"`), the decoder's final latents (`"latent"`), or `None` (`"codes"`). With images
+            of different sizes in one batch, `"np"`, `"pt"` and `"latent"` give a list.
+        image_tokens (`list[torch.LongTensor]`): the image codes of every image (`h * w` codes in raster order,
+            without `image_token_offset`): what the decoder takes as `image_tokens`.
+        grid_sizes (`list[tuple[int, int]]`): the `(h, w)` code grid of every image.
+        thinking (`list[str | None]`): the reasoning text of thinking mode, per prompt (`None` otherwise).
+    """
+
+    images: Any
+    image_tokens: list[torch.LongTensor]
+    grid_sizes: list[tuple[int, int]]
+    thinking: list[str | None] | None = None
+
+
+@dataclass
+class LLaDAUniUnderstandingPipelineOutput(BaseOutput):
+    r"""
+    Output of [`LLaDAUniUnderstandingPipeline`].
+
+    Args:
+        text (`list[str]`): one answer per (image, question) pair.
+        sequences (`list[torch.LongTensor]`): prompt + generated ids of every pair.
+    """
+
+    text: list[str]
+    sequences: list[torch.LongTensor] | None = None
+
+
+def _as_list(value, name: str) -> tuple[list, bool]:
+    """`(items, was_single)`."""
+    if isinstance(value, (list, tuple)):
+        if len(value) == 0:
+            raise ValueError(f"`{name}` is an empty list.")
+        return list(value), False
+    return [value], True
+
+
+def _broadcast(first: list, second: list, first_name: str, second_name: str) -> tuple[list, list]:
+    if len(first) == 1 and len(second) > 1:
+        first = first * len(second)
+    elif len(second) == 1 and len(first) > 1:
+        second = second * len(first)
+    if len(first) != len(second):
+        raise ValueError(
+            f"Got {len(first)} {first_name} and {len(second)} {second_name}: give one of each per sample, or one to "
+            "share."
+        )
+    return first, second
+
+
+class _LLaDAUniPipelineBase(DiffusionPipeline):
+    r"""The parts, loading and saving shared by the LLaDA2.0-Uni end-to-end pipelines."""
+
+    _optional_components = ["image_tokenizer", "decoder", "turbo_decoder"]
+    # The language model generates token by token with its own loop; offloading it per call would reload it on every
+    # block. The decoder pipelines carry their own `model_cpu_offload_seq`.
+    model_cpu_offload_seq = None
+
+    def __init__(
+        self,
+        model,
+        processor,
+        image_tokenizer=None,
+        decoder: LLaDAUniDecoderPipeline | None = None,
+        turbo_decoder: LLaDAUniDecoderPipeline | None = None,
+    ):
+        super().__init__()
+        if model is None or processor is None:
+            raise ValueError("An LLaDA2.0-Uni pipeline needs the language `model` and its `processor`.")
+        for name, value in (("decoder", decoder), ("turbo_decoder", turbo_decoder)):
+            if value is not None and not isinstance(value, LLaDAUniDecoderPipeline):
+                raise TypeError(f"`{name}` must be a LLaDAUniDecoderPipeline, got {type(value).__name__}.")
+        self.register_modules(
+            model=model, processor=processor, image_tokenizer=image_tokenizer, decoder=decoder,
+            turbo_decoder=turbo_decoder,
+        )
+
+    # ------------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def _load_parts(cls, folder: Path, released: bool, torch_dtype, load_decoders: Sequence[str]):
+        from transformers import AutoModelForCausalLM
+
+        import transformers_llada_uni  # noqa: F401  (registers the Auto classes, incl. the released model type)
+        from transformers_llada_uni import LLaDAUniImageVQModel, LLaDAUniProcessor
+
+        unknown = [d for d in load_decoders if d not in DECODER_FOLDERS]
+        if unknown:
+            raise ValueError(f"`load_decoders` takes {list(DECODER_FOLDERS)}, got {unknown}.")
+        dtype_kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+        # The Auto class picks the converted (`llada_uni`) or the released (`llada2_moe`) model type; the released
+        # config's `auto_map` names remote code that is not shipped, this package provides the classes.
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **dtype_kwargs).eval()
+        processor = LLaDAUniProcessor.from_pretrained(folder)
+        image_tokenizer = None
+        if (folder / IMAGE_TOKENIZER_FOLDER / "config.json").is_file():
+            image_tokenizer = LLaDAUniImageVQModel.from_pretrained(folder / IMAGE_TOKENIZER_FOLDER, **dtype_kwargs)
+            image_tokenizer = image_tokenizer.eval()
+        decoders = {}
+        for kind in load_decoders:
+            sub = folder / DECODER_FOLDERS[kind]
+            if released:
+                if (sub / "config.json").is_file():
+                    decoders[kind] = LLaDAUniDecoderPipeline.from_released(folder, turbo=kind == "turbo",
+                                                                           torch_dtype=torch_dtype)
+            elif (sub / "model_index.json").is_file():
+                decoders[kind] = LLaDAUniDecoderPipeline.from_pretrained(sub, torch_dtype=torch_dtype)
+        return {
+            "model": model,
+            "processor": processor,
+            "image_tokenizer": image_tokenizer,
+            "decoder": decoders.get("normal"),
+            "turbo_decoder": decoders.get("turbo"),
+        }
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        torch_dtype: torch.dtype | None = None,
+        load_decoders: Sequence[str] = ("normal", "turbo"),
+        **kwargs,
+    ):
+        r"""
+        Loads a converted LLaDA2.0-Uni folder (see the module docstring for the layout), or a Hub repository holding
+        one.
+
+        Args:
+            pretrained_model_name_or_path: the folder or Hub repository id.
+            torch_dtype: dtype of every part (default: the stored dtypes).
+            load_decoders: which decoders to load, of `"normal"` (`decoder/`) and `"turbo"` (`decoder-turbo/`);
+                missing folders are skipped. Understanding needs none.
+            kwargs: `snapshot_download` options for a Hub repository (`revision`, `cache_dir`, `token`, ...).
+        """
+        folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(pretrained_model_name_or_path), **kwargs))
+        elif kwargs:
+            raise TypeError(f"Unexpected arguments for a local folder: {sorted(kwargs)}.")
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} holds no config.json: it is not a converted LLaDA2.0-Uni folder.")
+        return cls(**cls._load_parts(folder, released=False, torch_dtype=torch_dtype, load_decoders=load_decoders))
+
+    @classmethod
+    def from_released(
+        cls,
+        released_dir: str | os.PathLike,
+        torch_dtype: torch.dtype | None = None,
+        load_decoders: Sequence[str] = ("normal", "turbo"),
+    ):
+        r"""Loads the released `inclusionAI/LLaDA2.0-Uni` folder layout directly (no conversion)."""
+        folder = Path(released_dir)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} holds no config.json: it is not a released LLaDA2.0-Uni folder.")
+        return cls(**cls._load_parts(folder, released=True, torch_dtype=torch_dtype, load_decoders=load_decoders))
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
+        r"""
+        Writes the converted layout (model, tokenizer and processor at the top, `image_tokenizer/`, `decoder/`,
+        `decoder-turbo/`). The folder appears complete or not at all: it is written next to `save_directory` and
+        renamed; an existing folder is replaced.
+        """
+        if not safe_serialization:
+            raise ValueError("Only safetensors serialization is supported.")
+        if kwargs:
+            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            self.model.save_pretrained(tmp)
+            self.processor.save_pretrained(tmp)
+            if self.image_tokenizer is not None:
+                self.image_tokenizer.save_pretrained(tmp / IMAGE_TOKENIZER_FOLDER)
+            for kind, pipe in (("normal", self.decoder), ("turbo", self.turbo_decoder)):
+                if pipe is not None:
+                    pipe.save_pretrained(tmp / DECODER_FOLDERS[kind], safe_serialization=True)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                os.replace(target, old / target.name)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def to(self, *args, **kwargs):
+        super().to(*args, **kwargs)
+        for pipe in (self.decoder, self.turbo_decoder):
+            if pipe is not None:
+                pipe.to(*args, **kwargs)
+        return self
+
+    def set_progress_bar_config(self, **kwargs):
+        super().set_progress_bar_config(**kwargs)
+        for pipe in (self.decoder, self.turbo_decoder):
+            if pipe is not None:
+                pipe.set_progress_bar_config(**kwargs)
+
+    # ------------------------------------------------------------------ shared steps
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def image_token_offset(self) -> int:
+        return self.processor.special_token_ids.image_token_offset
+
+    def get_decoder(self, decoder: str | None = None) -> LLaDAUniDecoderPipeline:
+        r"""`"turbo"` (8 steps), `"normal"` (50-step original) or `None` (turbo when loaded, else normal)."""
+        if decoder is None:
+            decoder = "turbo" if self.turbo_decoder is not None else "normal"
+        if decoder not in DECODER_FOLDERS:
+            raise ValueError(f"`decoder` must be one of {list(DECODER_FOLDERS)} or None, got {decoder!r}.")
+        pipe = self.turbo_decoder if decoder == "turbo" else self.decoder
+        if pipe is None:
+            raise ValueError(
+                f"The {decoder} decoder is not loaded (folder `{DECODER_FOLDERS[decoder]}/`); load it or choose the "
+                "other one."
+            )
+        return pipe
+
+    @staticmethod
+    def _check_output_type(output_type):
+        if output_type not in IMAGE_OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {list(IMAGE_OUTPUT_TYPES)}, got {output_type!r}.")
+
+    @staticmethod
+    def _lm_generator(generator):
+        # The language model samples with one generator; a per-image list only applies to the decoder's noise.
+        return generator if isinstance(generator, torch.Generator) else None
+
+    def _source_images(self, image, image_tokens, mode: str, image_kwargs: dict | None = None) -> tuple[list[dict], bool]:
+        r"""Pictures or image codes -> `[{"image_tokens": ids with offset, "h", "w"}]`, and whether one was given."""
+        if (image is None) == (image_tokens is None):
+            raise ValueError("Give exactly one of `image` (pictures) and `image_tokens` (their image codes).")
+        if image is not None:
+            if self.image_tokenizer is None:
+                raise ValueError(
+                    "Pictures need the image tokenizer model (`image_tokenizer/`); pass `image_tokens` instead."
+                )
+            images, single = _as_list(image, "image")
+            loaded = [self.processor.image_processor.load_image(i) if isinstance(i, (str, os.PathLike)) else i
+                      for i in images]
+            with torch.no_grad():
+                encoded = self.processor.encode_images(loaded, self.image_tokenizer, mode=mode, **(image_kwargs or {}))
+            return [dict(e) for e in encoded], single
+        if isinstance(image_tokens, dict):
+            return [self._encoded_from_dict(image_tokens)], True
+        items, single = _as_list(image_tokens, "image_tokens")
+        if not all(isinstance(i, dict) for i in items):
+            raise TypeError(
+                "`image_tokens` must be a dict {'image_tokens': ids, 'h': rows, 'w': columns} (what "
+                "`processor.encode_images` returns; ids carry `image_token_offset`) or a list of such dicts, got "
+                f"{type(image_tokens).__name__}."
+            )
+        return [self._encoded_from_dict(i) for i in items], single
+
+    def _encoded_from_dict(self, item: dict) -> dict:
+        keys = set(item)
+        if "codes" in keys:
+            ids = self.processor.codes_to_image_ids(item["codes"])
+        elif "image_tokens" in keys or "image_token_ids" in keys:
+            ids = item.get("image_tokens", item.get("image_token_ids"))
+            ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        else:
+            raise TypeError(
+                f"An image_tokens dict needs `image_tokens` (ids with offset) or `codes`, with `h` and `w`; got keys "
+                f"{sorted(keys)}."
+            )
+        if "h" not in keys or "w" not in keys:
+            raise TypeError(f"An image_tokens dict needs `h` and `w`, got keys {sorted(keys)}.")
+        h, w = item["h"], item["w"]
+        if not (_is_int(h) and _is_int(w)) or h <= 0 or w <= 0:
+            raise ValueError(f"`h` and `w` must be positive ints, got ({h!r}, {w!r}).")
+        if len(ids) != h * w:
+            raise ValueError(f"Got {len(ids)} image ids but h * w = {h} * {w} = {h * w}.")
+        return {"image_tokens": [int(i) for i in ids], "h": int(h), "w": int(w)}
+
+    def _decode_codes(
+        self,
+        codes: list[torch.LongTensor],
+        grids: list[tuple[int, int]],
+        decoder: str | None,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
+        generator,
+        output_type: str,
+        decoder_kwargs: dict | None,
+    ):
+        if output_type == "codes":
+            return None
+        pipe = self.get_decoder(decoder)
+        if isinstance(generator, list) and len(generator) != len(codes):
+            raise ValueError(f"Got {len(generator)} generators for {len(codes)} images; give one per image or one.")
+        results: list = [None] * len(codes)
+        # One decoder call per grid size: a call decodes one batch of equally sized latents.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, grid in enumerate(grids):
+            groups.setdefault(grid, []).append(index)
+        for grid, indices in groups.items():
+            group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
+            out = pipe(
+                torch.stack([codes[i] for i in indices]),
+                grid_size=grid,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                generator=group_generator,
+                output_type=output_type,
+                **(decoder_kwargs or {}),
+            ).images
+            for position, index in enumerate(indices):
+                results[index] = out[position]
+        if output_type == "pil" or len(groups) > 1:
+            return results
+        if output_type == "np":
+            return np.stack(results)
+        return torch.stack(results)
+
+    def _codes_from_tokens(self, image_tokens, grid_size) -> tuple[list[torch.LongTensor], list[tuple[int, int]]]:
+        r"""Decoder input given by the caller (codes without offset), validated by the decoder's rules."""
+        codes = prepare_image_codes(image_tokens, grid_size, self.processor.special_token_ids.image_codebook_size)
+        grid = tuple(codes.shape[1:])
+        return [c.flatten() for c in codes], [grid] * codes.shape[0]
+
+
+class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
+    r"""
+    Text-to-image: prompt -> image codes (the language model, optionally thinking first) -> pixels (the decoder).
+
+    `image_tokens` skips the language model (decode given codes); `output_type="codes"` skips the decoder.
+
+    Example:
+        ```py
+        >>> pipe = LLaDAUniTextToImagePipeline.from_pretrained("converted", torch_dtype=torch.bfloat16).to("cuda")
+        >>> out = pipe("A red fox in the snow", height=1024, width=1024, generator=torch.manual_seed(0))
+        >>> out.images[0].save("fox.png")
+        ```
+    """
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        height: int = 1024,
+        width: int = 1024,
+        thinking: bool = False,
+        steps: int = 8,
+        block_length: int = 32,
+        cfg_scale: float = 4.0,
+        temperature: float = 0.0,
+        use_sprint: bool = False,
+        generation_kwargs: dict | None = None,
+        image_tokens=None,
+        grid_size: tuple[int, int] | None = None,
+        decoder: str | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        decoder_kwargs: dict | None = None,
+    ) -> LLaDAUniImagePipelineOutput | tuple:
+        r"""
+        Args:
+            prompt: a text or a list of texts (one image each).
+            height, width: requested pixels; the grid is `(height // 2) // 16` x `(width // 2) // 16` codes and the
+                image `grid * 32` pixels.
+            thinking: let the model reason in text first (returned in `.thinking`).
+            steps, block_length, cfg_scale, temperature, use_sprint: the language model's sampling (see
+                `generate_image`); `generation_kwargs` passes any other of its options.
+            image_tokens, grid_size: image codes (no offset) to decode instead of generating them; see
+                [`LLaDAUniDecoderPipeline.__call__`] for the accepted layouts.
+            decoder: `"turbo"`, `"normal"` or `None` (turbo when loaded).
+            num_inference_steps, guidance_scale: the decoder's (default: the chosen decoder's own).
+            generator: for the decoder's noise (one, or one per image) and, when one, the model's sampling.
+            output_type: `"pil"`, `"np"`, `"pt"`, `"latent"` or `"codes"` (no decoding).
+            decoder_kwargs: passed on to the decoder call (e.g. `callback_on_step_end`).
+        """
+        self._check_output_type(output_type)
+        thinking_texts = None
+        if image_tokens is not None:
+            if prompt is not None:
+                raise ValueError("Give `prompt` (generate codes) or `image_tokens` (decode these codes), not both.")
+            codes, grids = self._codes_from_tokens(image_tokens, grid_size)
+        else:
+            if prompt is None:
+                raise ValueError("Give a `prompt` (or `image_tokens` to decode).")
+            prompts, single = _as_list(prompt, "prompt")
+            results = self.model.generate_image(
+                prompts,
+                tokenizer=self.tokenizer,
+                image_h=height,
+                image_w=width,
+                steps=steps,
+                block_length=block_length,
+                cfg_scale=cfg_scale,
+                temperature=temperature,
+                mode="thinking" if thinking else "normal",
+                use_sprint=use_sprint,
+                generator=self._lm_generator(generator),
+                **(generation_kwargs or {}),
+            )
+            codes = [r.token_ids.detach().to("cpu", torch.long) for r in results]
+            grids = [(int(r.h), int(r.w)) for r in results]
+            thinking_texts = [r.thinking for r in results]
+        images = self._decode_codes(
+            codes, grids, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs
+        )
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, codes, grids, thinking_texts)
+        return LLaDAUniImagePipelineOutput(images=images, image_tokens=codes, grid_sizes=grids, thinking=thinking_texts)
+
+
+class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
+    r"""
+    Editing: picture + instruction -> new image codes (the language model, three-branch guidance) -> pixels.
+
+    The source is a picture (`image`, cropped to the editing sizes and tokenised by the image tokenizer) or its image
+    ids (`image_tokens`, what `processor.encode_images(..., mode="edit")` returns). The output grid is the source grid.
+    `output_type="codes"` skips the decoder.
+    """
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image=None,
+        prompt: str | list[str] | None = None,
+        image_tokens=None,
+        steps: int = 8,
+        block_length: int = 32,
+        cfg_text_scale: float = 4.0,
+        cfg_image_scale: float = 0.0,
+        temperature: float = 0.0,
+        crop_mode: str = "edit",
+        image_kwargs: dict | None = None,
+        generation_kwargs: dict | None = None,
+        decoder: str | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        decoder_kwargs: dict | None = None,
+    ) -> LLaDAUniImagePipelineOutput | tuple:
+        r"""
+        Args:
+            image: a picture (PIL image or path) or a list of them.
+            prompt: the instruction, or one per picture (one instruction or one picture is shared by the others).
+            image_tokens: instead of `image`, a dict `{"image_tokens": ids, "h", "w"}` (ids with `image_token_offset`,
+                as `processor.encode_images` returns; `{"codes": ..., "h", "w"}` takes codes without the offset) or a
+                list of them.
+            steps, block_length, cfg_text_scale, cfg_image_scale, temperature: the language model's sampling (see
+                `edit_image`); `generation_kwargs` passes any other of its options.
+            crop_mode: `"edit"` (the original's centre crop without rescaling) or `"edit_resize_crop"`.
+            image_kwargs: options of the image processor (e.g. `{"edit_image_size": 256}` for a smaller crop budget).
+            decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs: as in
+                [`LLaDAUniTextToImagePipeline`].
+        """
+        self._check_output_type(output_type)
+        if crop_mode not in ("edit", "edit_resize_crop"):
+            raise ValueError(f"`crop_mode` must be 'edit' or 'edit_resize_crop', got {crop_mode!r}.")
+        if prompt is None:
+            raise ValueError("Give the editing instruction as `prompt`.")
+        sources, _ = self._source_images(image, image_tokens, crop_mode, image_kwargs)
+        prompts, _ = _as_list(prompt, "prompt")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
+        sources, prompts = _broadcast(sources, prompts, "images", "prompts")
+        codes, grids = [], []
+        for source, instruction in zip(sources, prompts):
+            result = self.model.edit_image(
+                source["image_tokens"],
+                source["h"],
+                source["w"],
+                instruction,
+                tokenizer=self.tokenizer,
+                steps=steps,
+                block_length=block_length,
+                cfg_text_scale=cfg_text_scale,
+                cfg_image_scale=cfg_image_scale,
+                temperature=temperature,
+                generator=self._lm_generator(generator),
+                **(generation_kwargs or {}),
+            )
+            codes.append(result.token_ids.detach().to("cpu", torch.long))
+            grids.append((int(result.h), int(result.w)))
+        images = self._decode_codes(
+            codes, grids, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs
+        )
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, codes, grids, None)
+        return LLaDAUniImagePipelineOutput(images=images, image_tokens=codes, grid_sizes=grids, thinking=None)
+
+
+class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
+    r"""
+    Understanding: picture + question -> text. The picture goes through the understanding resize and the image
+    tokenizer, or is given as its image ids (`image_tokens`). No decoder is needed.
+    """
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image=None,
+        prompt: str | list[str] | None = None,
+        image_tokens=None,
+        steps: int = 32,
+        block_length: int = 32,
+        gen_length: int = 512,
+        temperature: float = 0.0,
+        threshold: float = 0.95,
+        use_chat_template: bool = False,
+        image_kwargs: dict | None = None,
+        generation_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> LLaDAUniUnderstandingPipelineOutput | tuple:
+        r"""
+        Args:
+            image: a picture (PIL image or path) or a list of them.
+            prompt: the question, or one per picture (one question or one picture is shared by the others).
+            image_tokens: instead of `image`, `{"image_tokens": ids, "h", "w"}` (ids with `image_token_offset`) or
+                `{"codes": ..., "h", "w"}`, or a list of them.
+            steps, block_length, gen_length, temperature, threshold: the model's sampling (see `understand_image`).
+            use_chat_template: wrap image and question in the chat template (the original uses the bare prompt).
+            image_kwargs: options of the image processor's understanding resize.
+        """
+        if prompt is None:
+            raise ValueError("Give the question as `prompt`.")
+        sources, _ = self._source_images(image, image_tokens, "understand", image_kwargs)
+        prompts, _ = _as_list(prompt, "prompt")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
+        sources, prompts = _broadcast(sources, prompts, "images", "prompts")
+        texts, sequences = [], []
+        for source, question in zip(sources, prompts):
+            result = self.model.understand_image(
+                source["image_tokens"],
+                source["h"],
+                source["w"],
+                question,
+                tokenizer=self.tokenizer,
+                steps=steps,
+                block_length=block_length,
+                gen_length=gen_length,
+                temperature=temperature,
+                threshold=threshold,
+                use_chat_template=use_chat_template,
+                return_dict=True,
+                generator=generator,
+                **(generation_kwargs or {}),
+            )
+            texts.append(result.text)
+            sequences.append(result.sequences[0].detach().cpu())
+        if not return_dict:
+            return (texts, sequences)
+        return LLaDAUniUnderstandingPipelineOutput(text=texts, sequences=sequences)
+
+
+__all__ = [
+    "LLaDAUniTextToImagePipeline",
+    "LLaDAUniImageEditPipeline",
+    "LLaDAUniUnderstandingPipeline",
+    "LLaDAUniImagePipelineOutput",
+    "LLaDAUniUnderstandingPipelineOutput",
+]
