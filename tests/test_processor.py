@@ -13,6 +13,7 @@ from transformers_llada_uni import LLaDAUniImageProcessor, LLaDAUniImageVQModel,
 from transformers_llada_uni import prompting_llada_uni as prompting
 
 from conftest import EXPECTED, IMAGES, TINY_RELEASED
+from subprocess_utils import run_without_package
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +251,24 @@ def test_edit_end_to_end_from_the_picture(processor, image_tokenizer, model, edi
     assert (result.h, result.w) == (edit_case["result"]["h"], edit_case["result"]["w"])
     decoded = processor.decode_image_tokens(result.sequences[0])
     assert decoded["image_tokens"].tolist() == edit_case["result"]["token_ids"]
+
+
+def test_remote_code_processor_without_the_package(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    expected = processor.build_text_to_image_prompt("A fox", image_h=256, image_w=256)["input_ids"][0]
+    pixels = processor(images=IMAGES / "portrait_90x200.png")["pixel_values"]
+    result = run_without_package(
+        f"""
+        import json
+        from transformers import AutoProcessor
+        processor = AutoProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+        ids = processor.build_text_to_image_prompt("A fox", image_h=256, image_w=256)["input_ids"][0]
+        pixels = processor(images={str(IMAGES / "portrait_90x200.png")!r})["pixel_values"]
+        print(json.dumps({{"ids": ids, "pixels": float(pixels.sum()), "shape": list(pixels.shape)}}))
+        """
+    )
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["ids"] == expected
+    assert out["shape"] == list(pixels.shape)
+    assert out["pixels"] == pytest.approx(float(pixels.sum()), rel=1e-6)
