@@ -10,6 +10,8 @@ resident memory. The temporary folder is deleted at the end.
     python benchmarks/bench_convert.py                 # about 2.3 GB of weights, conversion without verification
     python benchmarks/bench_convert.py --verify        # also the peak with verification (loads one model at a time)
 
+Linux only (it reads /proc/self/status).
+
 Goal: the conversion's peak, above the memory of the same process right before converting (interpreter, torch,
 transformers, diffusers imported), stays within the largest shard + 20%.
 """
@@ -170,15 +172,26 @@ def make_synthetic_release(root: Path, hidden: int, num_shards: int, dtype=torch
               root / "vae" / "diffusion_pytorch_model.safetensors", metadata={"format": "pt"})
 
 
+# The child measures itself with the kernel's high-water mark of its own address space (VmHWM, reset to the current
+# RSS through /proc/self/clear_refs after the imports). `getrusage(...).ru_maxrss` would not do: across fork it keeps
+# the parent's peak, here the memory that generated the synthetic checkpoint.
 _CHILD = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import torch, transformers, diffusers, transformers_llada_uni, diffusers_llada_uni
-    from llada_uni_cli.convert import convert, inspect_released
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from llada_uni_cli.convert import convert
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    before = status("VmRSS")
     convert(sys.argv[1], sys.argv[2], verify=sys.argv[3] == "1", progress=False, log=lambda m: None)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"baseline_kib": before, "peak_kib": peak}))
+    print(json.dumps({"baseline_kib": before, "peak_kib": status("VmHWM")}))
     """
 )
 
@@ -199,13 +212,17 @@ def main(argv=None) -> int:
     parser.add_argument("--shards", type=int, default=5, help="number of backbone shards")
     parser.add_argument("--verify", action="store_true", help="also measure a conversion with verification")
     parser.add_argument("--workdir", default=None, help="where to build the temporary folder (default: $TMPDIR)")
+    parser.add_argument("--src", type=Path, default=None,
+                        help="measure on this existing synthetic checkpoint (kept) instead of building one")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="llada-uni-bench-", dir=args.workdir))
     try:
-        src = work / "released"
-        print(f"Building the synthetic released checkpoint in {src} ...", flush=True)
-        make_synthetic_release(src, args.hidden, args.shards)
+        src = args.src
+        if src is None:
+            src = work / "released"
+            print(f"Building the synthetic released checkpoint in {src} ...", flush=True)
+            make_synthetic_release(src, args.hidden, args.shards)
         files = [p for p in src.rglob("*") if p.is_file()]
         weights = [p for p in files if p.suffix in (".safetensors", ".pt")]
         total = sum(p.stat().st_size for p in weights)
