@@ -1,0 +1,113 @@
+"""Prompt construction (`prompting_llada_uni`): ids from the tokenizer and config, never hard-coded."""
+
+import json
+
+import pytest
+from transformers import PreTrainedTokenizerFast
+
+from transformers_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+from transformers_llada_uni import prompting_llada_uni as prompting
+
+from conftest import EXPECTED, TINY_RELEASED
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
+
+
+def ids(tokenizer, text):
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def test_special_ids_from_tokenizer_when_the_released_config_lacks_them(tokenizer):
+    config = LLaDA2MoeConfig.from_pretrained(TINY_RELEASED)
+    assert config.mask_token_id is None
+    special = prompting.get_special_token_ids(tokenizer, config)
+    assert special.mask_token_id == tokenizer.convert_tokens_to_ids("<|mask|>")
+    assert special.eos_token_id == config.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert special.image_token_id == tokenizer.convert_tokens_to_ids("<|image|>")
+    assert special.end_image_token_id == tokenizer.convert_tokens_to_ids("<|/image|>")
+    assert special.boi_token_id == tokenizer.convert_tokens_to_ids("<boi>")
+    assert special.image_token_offset == config.image_token_offset == tokenizer.convert_tokens_to_ids("<IMAGE0>")
+    assert special.image_codebook_size == config.vocab_size - config.image_token_offset
+
+
+def test_config_ids_take_precedence_and_tokenizer_alone_works(tokenizer):
+    config = LLaDAUniConfig(vocab_size=1088, image_token_offset=1024, image_codebook_size=64, mask_token_id=5,
+                            eos_token_id=6, pad_token_id=6)
+    special = prompting.get_special_token_ids(tokenizer, config)
+    assert (special.mask_token_id, special.eos_token_id) == (5, 6)
+    alone = prompting.get_special_token_ids(tokenizer)
+    assert alone.image_token_offset == tokenizer.convert_tokens_to_ids("<IMAGE0>")
+    assert alone.image_codebook_size == 64
+    with pytest.raises(ValueError, match="no tokenizer was given"):
+        prompting.get_special_token_ids(None, LLaDA2MoeConfig.from_pretrained(TINY_RELEASED))
+
+
+def test_image_header_and_valid_sizes(tokenizer):
+    header = prompting.image_header_ids(tokenizer, 8, 12)
+    assert tokenizer.convert_ids_to_tokens(header) == [
+        "<|image|>", "<|reserved_token_8|>", "<|reserved_token_12|>", "<boi>"
+    ]
+    sizes = prompting.valid_image_grid_sizes(tokenizer)
+    assert sizes == list(range(8, 35, 2)) + list(range(36, 256))
+    for bad in (9, 7, 256, 0, -2):
+        with pytest.raises(ValueError, match=r"Valid grid sides .*: 8, 10, \.\.\., 34, 36\.\.255"):
+            prompting.image_header_ids(tokenizer, bad, 8)
+    assert prompting.parse_image_header(tokenizer, [1, 2] + header) == (8, 12)
+    assert prompting.parse_image_header(tokenizer, header[:-1]) is None
+    assert prompting.image_grid_size(1024, 1024) == (32, 32)
+    assert prompting.image_grid_size(256, 320) == (8, 10)
+
+
+def test_understanding_prompt_is_the_recorded_one(tokenizer):
+    case = json.loads((EXPECTED / "understand.json").read_text())
+    prompt = prompting.build_understanding_prompt(tokenizer, case["image_token_ids"], case["h"], case["w"],
+                                                  case["question"])
+    assert case["output_ids"][: len(prompt)] == prompt
+    chat = prompting.build_understanding_prompt(tokenizer, case["image_token_ids"], case["h"], case["w"],
+                                                case["question"], use_chat_template=True)
+    image_block = prompting.image_block_ids(tokenizer, case["image_token_ids"], case["h"], case["w"])
+    start = chat.index(image_block[0])
+    assert chat[start : start + len(image_block)] == image_block
+    assert chat[:start] == ids(tokenizer, "<role>SYSTEM</role>detailed thinking off<|role_end|><role>HUMAN</role>")
+    assert chat[start + len(image_block) :] == ids(tokenizer, case["question"] + "<|role_end|><role>ASSISTANT</role>")
+
+
+def test_text_to_image_prompts(tokenizer):
+    header = prompting.image_header_ids(tokenizer, 8, 10)
+    system = ids(tokenizer, "<role>SYSTEM</role> You are a text-to-image generation assistant. <role>HUMAN</role>")
+    assistant = ids(tokenizer, "<role>ASSISTANT</role>")
+    conditional = prompting.build_text_to_image_prompt(tokenizer, "A red fox", 8, 10)
+    assert conditional == system + ids(tokenizer, "A red fox") + assistant + header
+    unconditional = prompting.build_text_to_image_unconditional_prompt(tokenizer, 8, 10)
+    assert unconditional == system + ids(tokenizer, "<uncondition>") + assistant + header
+    thinking = prompting.build_thinking_prompt(tokenizer, "A red fox")
+    assert thinking == ids(
+        tokenizer, "<role>SYSTEM</role> You are a text-to-image generation assistant with a thinking process. "
+        "<role>HUMAN</role>"
+    ) + ids(tokenizer, "A red fox") + assistant
+    phase2 = prompting.build_thinking_image_prompt(tokenizer, "A red fox", [5, 6], 8, 10)
+    assert phase2 == thinking + [5, 6] + header
+    with pytest.raises(ValueError, match="`prompt` is empty"):
+        prompting.build_text_to_image_prompt(tokenizer, "", 8, 10)
+
+
+def test_editing_branches(tokenizer):
+    image = [1030 + i % 10 for i in range(64)]
+    full, no_text, no_image = prompting.build_editing_prompts(tokenizer, image, 8, 8, "Make it red.")
+    system = ids(tokenizer, "<role>SYSTEM</role> You are an image editing assistant. <role>HUMAN</role>")
+    block = prompting.image_block_ids(tokenizer, image, 8, 8)
+    tail = ids(tokenizer, "<role>ASSISTANT</role>") + prompting.image_header_ids(tokenizer, 8, 8)
+    assert full == system + block + ids(tokenizer, "Make it red.") + tail
+    assert no_text == system + block + ids(tokenizer, "<uncondition>") + tail
+    assert no_image == system + [tokenizer.convert_tokens_to_ids("<|image|>")] + ids(tokenizer, "Make it red.") + tail
+
+
+def test_image_token_validation():
+    assert prompting.validate_image_token_ids([1024, 1087], 1, 2, 1024, 64) == [1024, 1087]
+    with pytest.raises(ValueError, match="holds 3 ids, but the grid h=1 x w=2 needs 2"):
+        prompting.validate_image_token_ids([1024] * 3, 1, 2, 1024, 64)
+    with pytest.raises(ValueError, match=r"outside the image range \[1024, 1088\) \(e.g. 1088\)"):
+        prompting.validate_image_token_ids([1024, 1088], 1, 2, 1024, 64)
