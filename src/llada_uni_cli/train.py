@@ -440,8 +440,12 @@ def train(args) -> dict:
                     disable=args.no_progress_bar or not accelerator.is_local_main_process, file=sys.stderr)
     running = []
     while step < max_steps:
-        sampler.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, batches_done) if batches_done else loader
+        # through the loader: accelerate re-seeds the sampler with its own epoch counter on every iteration
+        for epoch_aware in (loader, batches):
+            if hasattr(epoch_aware, "set_epoch"):
+                epoch_aware.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         for batch in batches:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
