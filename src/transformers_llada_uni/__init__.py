@@ -21,6 +21,16 @@ from .modeling_llada_uni_image_tokenizer import (
 )
 from .processing_llada_uni import LLaDAUniProcessor
 from .registration import register_auto_classes
+from .training_llada_uni import (
+    DataCollatorForMaskedDiffusion,
+    LLaDAUniTrainingDataEncoder,
+    MaskedDiffusionConfig,
+    get_llada_uni_peft_model,
+    llada_uni_lora_config,
+    load_llada_uni_4bit,
+    masked_diffusion_loss,
+    quantize_routed_experts,
+)
 
 
 register_auto_classes()
@@ -43,4 +53,12 @@ __all__ = [
     "LLaDAUniImageVQOutput",
     "LLaDAUniImageProcessor",
     "LLaDAUniProcessor",
+    "MaskedDiffusionConfig",
+    "DataCollatorForMaskedDiffusion",
+    "LLaDAUniTrainingDataEncoder",
+    "masked_diffusion_loss",
+    "llada_uni_lora_config",
+    "get_llada_uni_peft_model",
+    "load_llada_uni_4bit",
+    "quantize_routed_experts",
 ]

@@ -1113,3 +1113,26 @@ def load_llada_uni_4bit(pretrained_model_name_or_path, quantization_config=None,
     if not _has_quantized_experts(model):
         raise ValueError(f"{pretrained_model_name_or_path} did not load LLaDA2.0-Uni routed experts.")
     return model
+
+
+__all__ = [
+    "LLaDAUniSpecialTokens",
+    "MaskedDiffusionExample",
+    "LLaDAUniTrainingDataEncoder",
+    "MaskedDiffusionDataset",
+    "load_jsonl_records",
+    "MaskedDiffusionConfig",
+    "DataCollatorForMaskedDiffusion",
+    "block_diffusion_attention_mask",
+    "MaskedDiffusionLossOutput",
+    "masked_diffusion_loss",
+    "DEFAULT_LORA_TARGET_MODULES",
+    "ROUTED_EXPERT_TARGET_PARAMETERS",
+    "ROUTED_EXPERT_TARGET_MODULES",
+    "llada_uni_lora_config",
+    "get_llada_uni_peft_model",
+    "adapter_size_bytes",
+    "LLaDAUniExperts4bit",
+    "quantize_routed_experts",
+    "load_llada_uni_4bit",
+]
