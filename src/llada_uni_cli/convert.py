@@ -23,6 +23,7 @@ folder next to DST that is renamed to DST only after the whole conversion (and i
 from __future__ import annotations
 
 import argparse
+import gc
 import glob
 import json
 import os
@@ -524,6 +525,14 @@ def _compare(name: str, reference: torch.Tensor, converted: torch.Tensor, proble
         problems.append(f"{name}: {differing} of {reference.numel()} values differ.")
 
 
+def release_memory() -> None:
+    """Free the model just compared before the next one loads: only one model is ever held (modules keep
+    reference cycles, so dropping the last name is not enough)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def float_tolerance(dtype: torch.dtype | None) -> float:
     return 1e-4 if dtype in (None, torch.float32) else 2e-2
 
@@ -549,12 +558,14 @@ def verify_backbone(src: Path, out: Path, config, dtype, device, generator) -> l
         return full, blocked
 
     reference = run(AutoModelForCausalLM.from_pretrained(src, trust_remote_code=False, **load))
+    release_memory()
     model = AutoModelForCausalLM.from_pretrained(out, **load)
     if not isinstance(model, LLaDAUniForConditionalGeneration):
         problems.append(f"backbone: AutoModelForCausalLM gave {type(model).__name__}, expected "
                         f"{LLaDAUniForConditionalGeneration.__name__}.")
     converted = run(model)
     del model
+    release_memory()
     rtol = float_tolerance(dtype)
     _compare("backbone logits (no mask)", reference[0], converted[0], problems, rtol)
     _compare(f"backbone logits (block-causal, block {block})", reference[1], converted[1], problems, rtol)
@@ -589,8 +600,10 @@ def verify_conversion(ckpt: ReleasedCheckpoint, out: Path, dtype=None, device="c
     problems = verify_backbone(ckpt.src, out, ckpt.llada_config, dtype, device, generator)
     problems += verify_processor(ckpt.src, out, ckpt.tokenizer)
     problems += verify_image_tokenizer(ckpt.image_tokenizer, out / IMAGE_TOKENIZER_DIR, dtype, device, generator)
+    release_memory()
     for folder, plan in ckpt.decoders.items():
         problems += verify_decoder(plan, out / folder, dtype, device, generator)
+        release_memory()
     return problems
 
 

@@ -22,6 +22,7 @@ from .convert import (
     WeightPlan,
     _compare,
     float_tolerance,
+    release_memory,
     _read_json,
     _require,
     check_shapes,
@@ -193,6 +194,7 @@ def verify_decoder(plan: DecoderPlan, out: Path, dtype, device, generator) -> li
         return features.float().cpu(), velocity.float().cpu(), image.float().cpu(), schedule, type(pipe)
 
     reference = run(LLaDAUniDecoderPipeline.from_released(plan.src, turbo=plan.turbo, torch_dtype=dtype))
+    release_memory()
     converted = run(LLaDAUniDecoderPipeline.from_pretrained(out, torch_dtype=dtype))
     where = f"{plan.folder}"
     rtol = float_tolerance(dtype)

@@ -19,6 +19,7 @@ from .convert import (
     _code_files,
     _compare,
     float_tolerance,
+    release_memory,
     _require,
     check_shapes,
     write_weights,
@@ -108,6 +109,7 @@ def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, g
         return output.image_codes.cpu(), output.last_hidden_state.float().cpu()
 
     reference = run(LLaDAUniImageVQModel.from_pretrained(plan.src_dir, **load))
+    release_memory()
     model = AutoModel.from_pretrained(out, **load)
     if not isinstance(model, LLaDAUniImageVQModel):
         problems.append(f"image tokenizer: AutoModel gave {type(model).__name__}, expected "
