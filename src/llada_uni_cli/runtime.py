@@ -58,6 +58,13 @@ class ModelBundle:
         self.progress = progress
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.random_weights = is_random_weights(self.path)
+        if not progress:
+            # --no-progress silences the libraries' loading bars too, not only generation and decoding.
+            from diffusers.utils import logging as diffusers_logging
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+            diffusers_logging.disable_progress_bar()
         self._decoders = {}
         # Editing crops hold at most (edit_image_size / 32)^2 cells; None keeps the processor's own setting.
         self.edit_image_size = None
