@@ -276,10 +276,11 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             )
         return pipe
 
-    @staticmethod
-    def _check_output_type(output_type):
+    def _check_output(self, output_type, decoder):
         if output_type not in IMAGE_OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {list(IMAGE_OUTPUT_TYPES)}, got {output_type!r}.")
+        if output_type != "codes":
+            self.get_decoder(decoder)  # before the language model runs, not after
 
     @staticmethod
     def _lm_generator(generator):
@@ -433,7 +434,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
             output_type: `"pil"`, `"np"`, `"pt"`, `"latent"` or `"codes"` (no decoding).
             decoder_kwargs: passed on to the decoder call (e.g. `callback_on_step_end`).
         """
-        self._check_output_type(output_type)
+        self._check_output(output_type, decoder)
         thinking_texts = None
         if image_tokens is not None:
             if prompt is not None:
@@ -514,7 +515,7 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
             decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs: as in
                 [`LLaDAUniTextToImagePipeline`].
         """
-        self._check_output_type(output_type)
+        self._check_output(output_type, decoder)
         if crop_mode not in ("edit", "edit_resize_crop"):
             raise ValueError(f"`crop_mode` must be 'edit' or 'edit_resize_crop', got {crop_mode!r}.")
         if prompt is None:
