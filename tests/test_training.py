@@ -359,3 +359,42 @@ def test_jsonl_dataset_names_the_bad_line(tiny, tmp_path):
     path.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
     with pytest.raises(ValueError, match=r"data.jsonl:2: not valid JSON"):
         load_jsonl_records(path)
+
+
+def test_editing_record_from_codes_uses_the_guidance_branches(tiny):
+    from transformers_llada_uni.prompting_llada_uni import build_editing_prompts
+
+    model, tokenizer = tiny
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    offset = model.config.image_token_offset
+    source = [[(r * 8 + c) % 64 for c in range(8)] for r in range(8)]
+    edited = [[(r + c) % 64 for c in range(8)] for r in range(8)]
+    example = encoder.encode({"instruction": "make it blue", "source_codes": source, "edited_codes": edited})
+    full, no_text, no_image = build_editing_prompts(
+        tokenizer, [c + offset for row in source for c in row], 8, 8, "make it blue"
+    )
+    assert example.prompt_ids == full
+    assert example.dropout_prompts == {"no_text": no_text, "no_image": no_image}
+    assert example.response_ids == [c + offset for row in edited for c in row]
+    with pytest.raises(ValueError, match="differs from the source grid"):
+        encoder.encode({"instruction": "x", "source_codes": source, "edited_codes": [[1] * 10] * 8})
+
+
+def test_picture_records_go_through_the_image_tokenizer(tiny, tiny_released_dir, images_dir, tmp_path):
+    from transformers_llada_uni import LLaDAUniImageTokenizerModel, LLaDAUniProcessor
+
+    model, tokenizer = tiny
+    image_tokenizer = LLaDAUniImageTokenizerModel.from_pretrained(tiny_released_dir / "image_tokenizer").eval()
+    processor = LLaDAUniProcessor.from_pretrained(tiny_released_dir)
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer, processor=processor)
+    picture = sorted(images_dir.glob("*.png"))[0]
+    example = encoder.encode({"prompt": "a picture", "image": picture.name}, base_dir=str(picture.parent))
+    expected = processor.encode_images(str(picture), image_tokenizer, mode="edit_resize_crop")
+    assert example.response_ids == expected["image_token_ids"]
+    h, w = expected["h"], expected["w"]
+    assert example.prompt_ids[-3:-1] == [
+        tokenizer.convert_tokens_to_ids(f"<|reserved_token_{h}|>"), tokenizer.convert_tokens_to_ids(f"<|reserved_token_{w}|>")
+    ]
+    edit = encoder.encode({"instruction": "flip it", "source_image": str(picture), "edited_image": str(picture)})
+    reference_crop = processor.encode_images(str(picture), image_tokenizer, mode="edit")
+    assert edit.response_ids == reference_crop["image_token_ids"]
