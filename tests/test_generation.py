@@ -144,3 +144,37 @@ def test_batched_generate_image_matches_single_prompts(model, tokenizer, sprint)
     assert isinstance(batch, list) and len(batch) == 3
     for single, result in zip(singles, batch):
         assert result.token_ids.tolist() == single.tolist()
+
+
+def test_generation_works_through_remote_code_without_the_package(model, tmp_path):
+    from safetensors.torch import save_file
+    from subprocess_utils import run_without_package
+
+    from transformers_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig, LLaDAUniForConditionalGeneration
+
+    released = LLaDA2MoeConfig.from_pretrained(TINY_RELEASED).to_dict()
+    fields = {k: v for k, v in released.items() if k in LLaDAUniConfig.__dataclass_fields__ and k != "model_type"}
+    fields.update(mask_token_id=735, eos_token_id=732, pad_token_id=732, block_length=8)
+    converted = LLaDAUniForConditionalGeneration(LLaDAUniConfig(**fields))
+    converted.load_state_dict(model.state_dict())
+    converted.generation_config.steps = 4
+    converted.save_pretrained(tmp_path)
+    assert (tmp_path / "generation_llada_uni.py").exists() and (tmp_path / "prompting_llada_uni.py").exists()
+    case = expected("generate_text")
+    save_file({"ids": torch.tensor([case["prompt_ids"]]), "out": torch.tensor([case["output_ids"]])},
+              tmp_path / "case.safetensors")
+    result = run_without_package(
+        f"""
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        assert type(model.generation_config).__name__ == "LLaDAUniGenerationConfig"
+        assert model.generation_config.steps == 4
+        case = load_file({str(tmp_path / "case.safetensors")!r})
+        out = model.generate(case["ids"], gen_length=32, block_length=8, threshold=0.95, show_progress_bar=False)
+        assert torch.equal(out, case["out"]), out
+        print("REMOTE-GENERATE-OK")
+        """
+    )
+    assert "REMOTE-GENERATE-OK" in result.stdout
