@@ -261,3 +261,28 @@ def test_verification_failure_names_the_difference_and_writes_nothing(released, 
     assert "nothing was written" in str(info.value)
     assert not dst.exists()
     assert _leftovers(released.parent) == []
+
+
+def test_verification_compares_every_weight_and_runs_truncated_models(released, tmp_path):
+    """`verify_conversion` reads both sides tensor by tensor; the functional check can run at reduced depth (what a
+    checkpoint larger than one shard gets) and still catches a damaged early layer."""
+    from llada_uni_cli.convert import inspect_released, verify_backbone, verify_conversion
+
+    dst = tmp_path / "out"
+    convert(released, dst, verify=False, **_quiet())
+    ckpt = inspect_released(released)
+    assert verify_conversion(ckpt, dst) == []
+    generator = torch.Generator().manual_seed(0)
+    assert verify_backbone(released, dst, ckpt.llada_config, None, "cpu", generator, num_layers=2) == []
+
+    shard = dst / "model-00001-of-00002.safetensors"
+    tensors = load_file(shard)
+    name = "model.layers.0.attention.query_key_value.weight"
+    assert name in tensors
+    tensors[name] = tensors[name] * 1.5
+    save_file(tensors, shard, metadata={"format": "pt"})
+    problems = verify_conversion(ckpt, dst)
+    assert any(name in p and "differs" in p for p in problems), problems
+    assert any("backbone logits" in p for p in problems), problems
+    truncated = verify_backbone(released, dst, ckpt.llada_config, None, "cpu", generator, num_layers=2)
+    assert truncated and "first 2 layers" in truncated[0]

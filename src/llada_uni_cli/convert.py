@@ -37,7 +37,14 @@ from pathlib import Path
 
 import torch
 
-from .safetensors_stream import CheckpointError, ShardReader, TensorInfo, read_header, write_streaming
+from .safetensors_stream import (
+    CheckpointError,
+    ShardReader,
+    TensorInfo,
+    read_header,
+    read_tensor,
+    write_streaming,
+)
 
 
 BACKBONE_INDEX = "model.safetensors.index.json"
@@ -89,6 +96,20 @@ class ReleasedCheckpoint:
     backbone: WeightPlan
     image_tokenizer: object  # ImageTokenizerPlan
     decoders: dict = field(default_factory=dict)  # folder name -> DecoderPlan
+
+    @property
+    def backbone_output_plan(self) -> WeightPlan:
+        """The backbone's files as written: one `model.safetensors` for an unsharded release, else the shards."""
+        if len(self.backbone.files) == 1:
+            return WeightPlan({BACKBONE_SINGLE: next(iter(self.backbone.files.values()))})
+        return self.backbone
+
+    @property
+    def largest_source_file(self) -> int:
+        plans = [self.backbone, self.image_tokenizer.weights]
+        for decoder in self.decoders.values():
+            plans += [decoder.transformer, decoder.vae]
+        return max(plan.largest_source_file for plan in plans)
 
     @property
     def nbytes(self) -> int:
@@ -313,6 +334,12 @@ def _keep_in_float32(name: str) -> bool:
     return name.endswith("expert_bias")
 
 
+def target_dtype(name: str, source: torch.dtype, requested: torch.dtype | None) -> torch.dtype:
+    if requested is not None and source.is_floating_point and not _keep_in_float32(name):
+        return requested
+    return source
+
+
 def write_weights(
     plan: WeightPlan,
     out_dir: Path,
@@ -330,9 +357,7 @@ def write_weights(
             entries = sorted(entries, key=lambda e: (e[1].path, e[0]))
             specs = []
             for out_name, info in entries:
-                target = info.dtype
-                if dtype is not None and info.dtype.is_floating_point and not _keep_in_float32(out_name):
-                    target = dtype
+                target = target_dtype(out_name, info.dtype, dtype)
 
                 def fetch(info=info, target=target):
                     return reader.get(info.path, info.name).to(target)
@@ -381,10 +406,8 @@ def write_backbone(ckpt: ReleasedCheckpoint, out: Path, dtype, include_remote_co
     # `save_pretrained` of a config registered for an auto class would copy only its own module; the files are
     # copied above, so the plain JSON is written here.
     config.to_json_file(out / "config.json", use_diff=True)
-    single = len(ckpt.backbone.files) == 1
-    plan = ckpt.backbone
-    if single:
-        plan = WeightPlan({BACKBONE_SINGLE: next(iter(ckpt.backbone.files.values()))})
+    plan = ckpt.backbone_output_plan
+    single = BACKBONE_SINGLE in plan.files
     write_weights(plan, out, dtype, index_name=None if single else BACKBONE_INDEX, progress=progress)
     generation_config(config).save_pretrained(out)
 
@@ -525,6 +548,38 @@ def _compare(name: str, reference: torch.Tensor, converted: torch.Tensor, proble
         problems.append(f"{name}: {differing} of {reference.numel()} values differ.")
 
 
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    # Bit patterns, so NaNs (and -0.0) compare as stored.
+    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+
+
+def verify_written(plan: WeightPlan, out_dir: Path, dtype, where: str, limit: int = 20) -> list[str]:
+    """Every written tensor equals its source tensor (cast as written) bit for bit, read one at a time from both
+    files, so the whole checkpoint is compared in the memory of two tensors."""
+    problems = []
+    for file_name, entries in plan.files.items():
+        path = out_dir / file_name
+        try:
+            written = read_header(path)
+        except (OSError, CheckpointError) as err:
+            problems.append(f"{where}: {err}")
+            continue
+        names = {out_name for out_name, _ in entries}
+        if set(written) != names:
+            problems.append(f"{where}: {path.name} holds {sorted(set(written) ^ names)[:5]} unlike the plan.")
+        for out_name, info in entries:
+            if out_name not in written:
+                continue
+            source = read_tensor(info).to(target_dtype(out_name, info.dtype, dtype))
+            if not same_bits(source, read_tensor(written[out_name])):
+                problems.append(f"{where}: {out_name} in {path.name} differs from {info.name} in {info.path}.")
+                if len(problems) >= limit:
+                    return problems
+    return problems
+
+
 def release_memory() -> None:
     """Free the model just compared before the next one loads: only one model is ever held (modules keep
     reference cycles, so dropping the last name is not enough)."""
@@ -537,8 +592,12 @@ def float_tolerance(dtype: torch.dtype | None) -> float:
     return 1e-4 if dtype in (None, torch.float32) else 2e-2
 
 
-def verify_backbone(src: Path, out: Path, config, dtype, device, generator) -> list[str]:
+def verify_backbone(src: Path, out: Path, config, dtype, device, generator, num_layers: int | None = None) -> list[str]:
+    """Logits of the converted and the released backbone on random ids. `num_layers` truncates both models to their
+    first layers (the weights of deeper layers are compared bit for bit by `verify_written` instead), which bounds
+    the memory of verifying a checkpoint larger than one shard."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
 
     from transformers_llada_uni import LLaDAUniForConditionalGeneration
 
@@ -549,6 +608,10 @@ def verify_backbone(src: Path, out: Path, config, dtype, device, generator) -> l
     attention_mask = torch.ones_like(ids)
     attention_mask[1, :2] = 0
     load = {"dtype": dtype if dtype is not None else "auto"}
+    what = "backbone"
+    if num_layers is not None and num_layers < config.num_hidden_layers:
+        load["num_hidden_layers"] = num_layers
+        what = f"backbone (first {num_layers} layers)"
 
     def run(model):
         model.to(device).eval()
@@ -557,9 +620,16 @@ def verify_backbone(src: Path, out: Path, config, dtype, device, generator) -> l
             blocked = model(ids.to(device), attention_mask=attention_mask.to(device), block_length=block).logits.cpu()
         return full, blocked
 
-    reference = run(AutoModelForCausalLM.from_pretrained(src, trust_remote_code=False, **load))
-    release_memory()
-    model = AutoModelForCausalLM.from_pretrained(out, **load)
+    verbosity = transformers_logging.get_verbosity()
+    if "num_hidden_layers" in load:
+        # Truncated loads report the deeper layers' weights as unexpected, which is the point here.
+        transformers_logging.set_verbosity_error()
+    try:
+        reference = run(AutoModelForCausalLM.from_pretrained(src, trust_remote_code=False, **load))
+        release_memory()
+        model = AutoModelForCausalLM.from_pretrained(out, **load)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     if not isinstance(model, LLaDAUniForConditionalGeneration):
         problems.append(f"backbone: AutoModelForCausalLM gave {type(model).__name__}, expected "
                         f"{LLaDAUniForConditionalGeneration.__name__}.")
@@ -567,8 +637,8 @@ def verify_backbone(src: Path, out: Path, config, dtype, device, generator) -> l
     del model
     release_memory()
     rtol = float_tolerance(dtype)
-    _compare("backbone logits (no mask)", reference[0], converted[0], problems, rtol)
-    _compare(f"backbone logits (block-causal, block {block})", reference[1], converted[1], problems, rtol)
+    _compare(f"{what} logits (no mask)", reference[0], converted[0], problems, rtol)
+    _compare(f"{what} logits (block-causal, block {block})", reference[1], converted[1], problems, rtol)
     return problems
 
 
@@ -597,7 +667,17 @@ def verify_conversion(ckpt: ReleasedCheckpoint, out: Path, dtype=None, device="c
     from .convert_image_tokenizer import verify_image_tokenizer
 
     generator = torch.Generator().manual_seed(seed)
-    problems = verify_backbone(ckpt.src, out, ckpt.llada_config, dtype, device, generator)
+    problems = verify_written(ckpt.backbone_output_plan, out, dtype, "backbone weights")
+    problems += verify_written(ckpt.image_tokenizer.weights, out / IMAGE_TOKENIZER_DIR, dtype, "image tokenizer weights")
+    for folder, plan in ckpt.decoders.items():
+        problems += verify_written(plan.transformer, out / folder / "transformer", dtype, f"{folder} DiT weights")
+        problems += verify_written(plan.vae, out / folder / "vae", dtype, f"{folder} VAE weights")
+    # A backbone larger than the largest source file is run at reduced depth (see verify_backbone).
+    config = ckpt.llada_config
+    num_layers = None
+    if ckpt.backbone.nbytes > ckpt.largest_source_file:
+        num_layers = min(config.num_hidden_layers, config.first_k_dense_replace + 1)
+    problems += verify_backbone(ckpt.src, out, config, dtype, device, generator, num_layers)
     problems += verify_processor(ckpt.src, out, ckpt.tokenizer)
     problems += verify_image_tokenizer(ckpt.image_tokenizer, out / IMAGE_TOKENIZER_DIR, dtype, device, generator)
     release_memory()

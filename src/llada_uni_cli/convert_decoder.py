@@ -23,12 +23,14 @@ from .convert import (
     _compare,
     float_tolerance,
     release_memory,
+    same_bits,
+    target_dtype,
     _read_json,
     _require,
     check_shapes,
     write_weights,
 )
-from .safetensors_stream import TensorInfo, read_header, write_streaming
+from .safetensors_stream import TensorInfo, read_header, read_tensor, write_streaming
 
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -161,7 +163,7 @@ def write_decoder(plan: DecoderPlan, out: Path, dtype, progress) -> None:
     entries = []
     for name in sorted(state):
         tensor = state[name]
-        target = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+        target = target_dtype(name, tensor.dtype, dtype)
         entries.append((name, target, tuple(tensor.shape), lambda t=tensor, d=target: t.to(d)))
     write_streaming(out / "vq_embedder" / DIFFUSERS_WEIGHTS, entries, metadata={"format": "pt"})
     del state
@@ -172,6 +174,17 @@ def verify_decoder(plan: DecoderPlan, out: Path, dtype, device, generator) -> li
     from diffusers_llada_uni import LLaDAUniDecoderPipeline
 
     problems = []
+    # The SigVQ weights come from a torch.save file: compared bit for bit here (the safetensors parts are compared
+    # by `verify_written`).
+    written = read_header(out / "vq_embedder" / DIFFUSERS_WEIGHTS)
+    state = torch.load(plan.sigvq_path, map_location="cpu", weights_only=True, mmap=True)
+    if set(written) != set(state):
+        problems.append(f"{plan.folder}: SigVQ keys {sorted(written)} after conversion, {sorted(state)} before.")
+    for name in sorted(set(written) & set(state)):
+        expected = state[name].to(target_dtype(name, state[name].dtype, dtype))
+        if not same_bits(expected, read_tensor(written[name])):
+            problems.append(f"{plan.folder}: SigVQ weight {name} differs from {plan.sigvq_path}.")
+    del state
     grid = (2, 3)
     codes = torch.randint(0, plan.sigvq_config["num_embeddings"], (1, *grid), generator=generator)
     channels = plan.transformer_config.get("in_channels", 16)

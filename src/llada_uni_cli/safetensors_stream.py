@@ -50,6 +50,7 @@ class TensorInfo:
     dtype: torch.dtype
     shape: tuple[int, ...]
     path: str
+    offset: int = -1  # absolute byte offset of the data in `path` (-1: not a safetensors entry)
 
     @property
     def nbytes(self) -> int:
@@ -114,7 +115,7 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
                 f"{path}: tensor {name!r} has shape {list(shape)} ({entry['dtype']}) but occupies {end - begin} bytes."
             )
         end_max = max(end_max, end)
-        infos[name] = TensorInfo(name, dtype, shape, path)
+        infos[name] = TensorInfo(name, dtype, shape, path, 8 + header_len + begin)
     if end_max > data_len:
         raise CheckpointError(
             f"{path}: truncated: its tensors need {end_max} data bytes but the file holds {data_len} "
@@ -162,6 +163,20 @@ def write_streaming(
         f.flush()
         os.fsync(f.fileno())
     return offset
+
+
+def read_tensor(info: TensorInfo) -> torch.Tensor:
+    """One tensor read with plain file I/O: unlike a memory map, nothing of the file stays resident afterwards, so
+    comparing two files tensor by tensor holds two tensors, not two shards."""
+    if info.offset < 0:
+        raise ValueError(f"{info.name!r} has no safetensors offset.")
+    buffer = torch.empty(info.nbytes, dtype=torch.uint8)
+    with open(info.path, "rb") as f:
+        f.seek(info.offset)
+        read = f.readinto(memoryview(buffer.numpy())) if info.nbytes else 0
+    if read != info.nbytes:
+        raise CheckpointError(f"{info.path}: tensor {info.name!r} is cut short ({read} of {info.nbytes} bytes).")
+    return buffer.view(info.dtype).reshape(info.shape)
 
 
 class ShardReader:
