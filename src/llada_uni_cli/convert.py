@@ -14,10 +14,16 @@ Converted layout::
       preprocessor_config.json    LLaDAUniImageProcessor
       processor_config.json       LLaDAUniProcessor
       image_tokenizer/            the SigLIP-VQ image tokenizer model (config.json + model.safetensors)
-      decoder/, decoder-turbo/    diffusers pipelines (model_index.json, transformer/, vae/, sigvq/, scheduler/)
+      decoder/, decoder-turbo/    LLaDAUniDecoderPipeline folders (model_index.json; transformer/ = diffusers'
+                                  ZImageTransformer2DModel with the corrected cap_feat_dim / axes_lens and
+                                  cap_embedder.* keys; vae/; vq_embedder/ = the SigVQ embedding as safetensors;
+                                  scheduler/)
 
 Every tensor is read with `safe_open` and written on its own (see `safetensors_stream`), into a hidden temporary
 folder next to DST that is renamed to DST only after the whole conversion (and its verification) succeeded.
+Verification (on by default) compares every written weight with its source bit for bit, then loads each part with
+`from_pretrained` and compares its outputs with the released part's on random inputs (a backbone larger than the
+largest source file runs at reduced depth there, so verification stays within about one shard of memory).
 """
 
 from __future__ import annotations
@@ -759,12 +765,13 @@ def convert(
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from .common import add_device_option, add_dtype_option, add_seed_option
 
-    parser.add_argument("paths", nargs="+", metavar="SRC DST",
-                        help="the released folder and the folder to create (SRC may be given as --model instead)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="SRC DST: the released folder and the folder to create (or --model SRC and DST)")
     parser.add_argument("--model", metavar="PATH", default=None, help="the released folder (same as SRC)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--verify", dest="verify", action="store_true", default=True,
-                        help="load every converted part and compare it with the source on random inputs (default)")
+                        help="compare every written weight with its source, load every converted part and compare "
+                             "it with the source on random inputs (default)")
     parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification")
     parser.add_argument("--no-remote-code", dest="remote_code", action="store_false",
                         help="do not copy the code files for trust_remote_code into DST")
@@ -778,6 +785,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "convert",
+        usage="llada-uni convert [options] SRC DST",
         help="convert a released LLaDA2.0-Uni folder into the from_pretrained layout",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -820,7 +828,8 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """`python conversion/convert_llada_uni.py SRC DST [options]`."""
     parser = configure_parser(argparse.ArgumentParser(
-        prog="convert_llada_uni.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="convert_llada_uni.py", usage="%(prog)s [options] SRC DST", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     ))
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
