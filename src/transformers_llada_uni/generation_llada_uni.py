@@ -505,7 +505,7 @@ class _BlockDiffusionDecoder:
         real = prefix_cols >= visible_from[:, None]
         ids = layout.x[:, :block_start]
         forced = torch.zeros_like(real)
-        if self.image_range is not None or config.sprint_keep_text or config.sprint_keep_image:
+        if config.sprint_keep_text or config.sprint_keep_image:
             low = self.image_range[0] if self.image_range is not None else self.model.config.image_token_offset
             if config.sprint_keep_text:
                 forced |= ids < low
@@ -580,6 +580,7 @@ class _BlockDiffusionDecoder:
         exact_cache = DynamicCache(config=self.model.config) if config.use_cache else None
         warm_step = config.cache_warmup_steps - 1
         streamed = layout.gen_start.clone()
+        stream_done = False
         if self.streamer is not None:
             self.streamer.put(x[0, layout.row_start[0] : layout.gen_start[0]].cpu())
 
@@ -641,7 +642,7 @@ class _BlockDiffusionDecoder:
                     region = x[s * G, layout.gen_start[s] : min(block_end, int(gen_end[s]))]
                     if torch.isin(region, self.stop_ids).any():
                         finished[s] = True
-            if self.streamer is not None:
+            if self.streamer is not None and not stream_done:
                 upto = min(block_end, int(gen_end[0]))
                 if self.cut[0] >= 0:
                     upto = min(upto, int(self.cut[0]))
@@ -649,6 +650,7 @@ class _BlockDiffusionDecoder:
                     stops = torch.isin(x[0, streamed[0] : upto], self.stop_ids).nonzero()
                     if len(stops):
                         upto = int(streamed[0]) + int(stops[0]) + 1
+                        stream_done = True  # the output is cut after the first stop token
                 if upto > streamed[0]:
                     self.streamer.put(x[0, int(streamed[0]) : upto].cpu())
                     streamed[0] = upto
