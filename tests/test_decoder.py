@@ -446,3 +446,34 @@ def test_convert_released_decoder_writes_a_loadable_folder(tiny_released_dir, tm
     a = loaded(CODES, generator=torch.Generator().manual_seed(1), **kwargs).images
     b = normal_pipe(CODES, generator=torch.Generator().manual_seed(1), **kwargs).images
     np.testing.assert_array_equal(a, b)
+
+
+def test_custom_sigmas_go_through_the_scheduler(turbo_pipe):
+    recorder = _RecordTimes(turbo_pipe.transformer)
+    try:
+        turbo_pipe(CODES, grid_size=(4, 4), sigmas=[1.0, 0.25], output_type="latent",
+                   generator=torch.Generator().manual_seed(0))
+    finally:
+        recorder.remove()
+    assert [t for (t,) in recorder.calls] == [0.0, 0.75]  # t = 1 - sigma (no shift in the turbo scheduler)
+
+
+def test_released_layout_errors_name_the_missing_file(tiny_released_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="sigvq_embedding.pt"):
+        LLaDAUniDecoderPipeline.from_released(tmp_path)
+    import shutil
+
+    released = tmp_path / "released"
+    shutil.copytree(tiny_released_dir / "image_tokenizer", released / "image_tokenizer")
+    shutil.copytree(tiny_released_dir / "vae", released / "vae")
+    (released / "decoder").mkdir()
+    shutil.copy(tiny_released_dir / "decoder" / "config.json", released / "decoder" / "config.json")
+    with pytest.raises(FileNotFoundError, match="decoder_model.safetensors"):
+        LLaDAUniDecoderPipeline.from_released(released)
+    # A weight file under the diffusers name is found as well.
+    shutil.copy(
+        tiny_released_dir / "decoder" / "decoder_model.safetensors",
+        released / "decoder" / "diffusion_pytorch_model.safetensors",
+    )
+    pipe = LLaDAUniDecoderPipeline.from_released(released)
+    assert pipe.transformer.config.cap_feat_dim == pipe.vq_embedder.config.embedding_dim
