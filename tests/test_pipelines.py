@@ -70,6 +70,8 @@ def test_parts_are_shared_and_typed(t2i, editor, reader):
     assert isinstance(t2i.decoder, LLaDAUniDecoderPipeline) and not t2i.decoder.config.turbo
     assert isinstance(t2i.turbo_decoder, LLaDAUniDecoderPipeline) and t2i.turbo_decoder.config.turbo
     assert t2i.get_decoder() is t2i.turbo_decoder and t2i.get_decoder("normal") is t2i.decoder
+    assert t2i.to("cpu") is t2i and t2i.turbo_decoder.device.type == "cpu"
+    assert t2i._generation_kwargs(None) == {"show_progress_bar": False}  # the fixture disabled the bars
 
 
 def test_text_to_image_end_to_end(t2i, expected_dir):

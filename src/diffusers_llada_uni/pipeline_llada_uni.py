@@ -246,10 +246,17 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         return self
 
     def set_progress_bar_config(self, **kwargs):
+        r"""As diffusers'; applies to the decoders and (`disable`) to the language model's bar over blocks."""
         super().set_progress_bar_config(**kwargs)
         for pipe in (self.decoder, self.turbo_decoder):
             if pipe is not None:
                 pipe.set_progress_bar_config(**kwargs)
+
+    def _generation_kwargs(self, generation_kwargs: dict | None) -> dict:
+        kwargs = dict(generation_kwargs or {})
+        if getattr(self, "_progress_bar_config", {}).get("disable"):
+            kwargs.setdefault("show_progress_bar", False)
+        return kwargs
 
     # ------------------------------------------------------------------ shared steps
 
@@ -455,7 +462,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
                 mode="thinking" if thinking else "normal",
                 use_sprint=use_sprint,
                 generator=self._lm_generator(generator),
-                **(generation_kwargs or {}),
+                **self._generation_kwargs(generation_kwargs),
             )
             codes = [r.token_ids.detach().to("cpu", torch.long) for r in results]
             grids = [(int(r.h), int(r.w)) for r in results]
@@ -539,7 +546,7 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
                 cfg_image_scale=cfg_image_scale,
                 temperature=temperature,
                 generator=self._lm_generator(generator),
-                **(generation_kwargs or {}),
+                **self._generation_kwargs(generation_kwargs),
             )
             codes.append(result.token_ids.detach().to("cpu", torch.long))
             grids.append((int(result.h), int(result.w)))
@@ -609,7 +616,7 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
                 use_chat_template=use_chat_template,
                 return_dict=True,
                 generator=generator,
-                **(generation_kwargs or {}),
+                **self._generation_kwargs(generation_kwargs),
             )
             texts.append(result.text)
             sequences.append(result.sequences[0].detach().cpu())
