@@ -477,3 +477,13 @@ def test_released_layout_errors_name_the_missing_file(tiny_released_dir, tmp_pat
     )
     pipe = LLaDAUniDecoderPipeline.from_released(released)
     assert pipe.transformer.config.cap_feat_dim == pipe.vq_embedder.config.embedding_dim
+
+
+def test_released_layout_in_bfloat16(tiny_released_dir, normal_pipe):
+    pipe = LLaDAUniDecoderPipeline.from_released(tiny_released_dir, torch_dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    assert {pipe.transformer.dtype, pipe.vae.dtype, pipe.vq_embedder.dtype} == {torch.bfloat16}
+    kwargs = {"grid_size": (4, 4), "num_inference_steps": 2, "output_type": "np"}
+    low = pipe(CODES, generator=torch.Generator().manual_seed(0), **kwargs).images
+    full = normal_pipe(CODES, generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert low.shape == full.shape and np.abs(low - full).max() < 0.25  # bfloat16 rounding, same picture

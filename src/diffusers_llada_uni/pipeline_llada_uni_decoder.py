@@ -290,13 +290,13 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: {released_dir} is not a released LLaDA2.0-Uni folder.")
         sigvq_state_dict = torch.load(sigvq_path, map_location="cpu", weights_only=True)
+        if torch_dtype is not None:
+            sigvq_state_dict = {k: v.to(torch_dtype) for k, v in sigvq_state_dict.items()}
         vq_embedder = SigVQEmbedding.from_released_state_dict({k: _own_aligned(v) for k, v in sigvq_state_dict.items()})
         transformer = load_released_transformer(
             decoder_dir, cap_feat_dim=vq_embedder.config.embedding_dim, torch_dtype=torch_dtype
         )
         vae = AutoencoderKL.from_pretrained(released_dir / "vae", torch_dtype=torch_dtype)
-        if torch_dtype is not None:
-            vq_embedder = vq_embedder.to(torch_dtype)
         return cls(
             vq_embedder=vq_embedder.eval(),
             transformer=transformer,
