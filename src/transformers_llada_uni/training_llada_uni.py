@@ -1084,6 +1084,8 @@ def _llada_bnb_quantizer_class():
 
 @contextlib.contextmanager
 def _llada_bnb_4bit_loading():
+    # `from_pretrained` builds its quantizer from the registry and takes no quantizer instance; swapping the entry only
+    # for the duration of one call keeps every other model's bitsandbytes loading untouched.
     from transformers.quantizers import auto
 
     key = "bitsandbytes_4bit"
