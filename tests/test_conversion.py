@@ -55,6 +55,9 @@ def test_layout(converted):
         assert name in files, f"{name} missing from the converted folder"
     # No pickle anywhere: the released sigvq_embedding.pt is now safetensors.
     assert not [f for f in files if f.endswith((".pt", ".bin", ".pth", ".ckpt"))]
+    # Loading options of the conversion run must not be baked into the tokenizer config.
+    with open(converted / "tokenizer_config.json") as f:
+        assert not {"local_files_only", "trust_remote_code", "cache_dir"} & set(json.load(f))
     # No temporary folder next to the result.
     assert [p.name for p in converted.parent.iterdir()] == ["converted"]
 

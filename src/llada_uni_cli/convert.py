@@ -424,12 +424,20 @@ def generation_config(config):
     return LLaDAUniGenerationConfig.from_model_config(config)
 
 
+_LOADING_OPTIONS = ("local_files_only", "trust_remote_code", "cache_dir", "force_download", "revision", "token",
+                    "_commit_hash", "subfolder")
+
+
 def write_processor(ckpt: ReleasedCheckpoint, out: Path, include_remote_code: bool = True) -> None:
     """Tokenizer files, `preprocessor_config.json` and `processor_config.json`, through the processor's own loader
     of the released layout (tokenizer at the top, GLM-Image preprocessor config in `image_tokenizer/`)."""
     from transformers_llada_uni.processing_llada_uni import LLaDAUniProcessor
 
     released = LLaDAUniProcessor.from_pretrained(ckpt.src, trust_remote_code=False)
+    # Loading options end up in the tokenizer's init kwargs and would be saved into tokenizer_config.json (e.g.
+    # "local_files_only": true when converting offline), where they would apply to every later load.
+    for option in _LOADING_OPTIONS:
+        released.tokenizer.init_kwargs.pop(option, None)
     config = ckpt.llada_config
     processor = LLaDAUniProcessor(
         image_processor=released.image_processor,
