@@ -113,3 +113,28 @@ def test_accelerate_launch_and_cli_subcommand(tiny_released_dir, data, tmp_path)
     args = parser.parse_args(["train", "--model", str(tiny_released_dir), "--data", str(data), "--output-dir",
                               str(tmp_path / "cli"), "--max-steps", "1"])
     assert args.command == "train" and args.max_steps == 1
+
+
+def test_qlora_and_objective_options_through_the_entry_point(tiny_released_dir, data, tmp_path):
+    out = tmp_path / "qlora"
+    summary = train(args_for(tiny_released_dir, data, out, "--max-steps", "2", "--save-steps", "2", "--load-in-4bit",
+                             "--train-routed-experts", "--form", "one_block", "--per-block-noise",
+                             "--loss-weighting", "inverse_t", "--noise-range", "0.05,1.0", "--lora-r", "4"))
+    assert summary["steps"] == 2 and all(loss == loss for loss in summary["losses"])  # finite, not NaN
+    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert any(".experts." in key for key in adapter)  # per-expert 4-bit modules got adapters
+
+
+def test_picture_records_through_the_entry_point(tiny_released_dir, images_dir, tmp_path):
+    pictures = sorted(images_dir.glob("*.png"))
+    path = tmp_path / "images.jsonl"
+    path.write_text(
+        json.dumps({"prompt": "a landscape", "image": str(pictures[0])}) + "\n"
+        + json.dumps({"instruction": "make it brighter", "source_image": str(pictures[1]),
+                      "edited_image": str(pictures[1])}) + "\n"
+    )
+    out = tmp_path / "pictures"
+    summary = train(args_for(tiny_released_dir, path, out, "--max-steps", "1", "--batch-size", "2",
+                             "--text-dropout", "0.1", "--image-dropout", "0.1"))
+    assert summary["steps"] == 1
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
