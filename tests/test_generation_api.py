@@ -283,3 +283,32 @@ def test_thinking_split_warns_on_other_header_size(tokenizer):
     assert ids == reasoning and "10 x 12" in problem
     ids, problem = _split_thinking(tokenizer, reasoning + image_header_ids(tokenizer, 8, 8), special, 8, 8)
     assert ids == reasoning and problem is None
+
+
+def test_editing_without_guidance_and_without_the_image_branch(model, tokenizer, edit_case, no_progress):
+    batch_sizes = []
+    handle = model.model.register_forward_hook(
+        lambda module, args, kwargs, out: batch_sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        for text_scale, image_scale, branches in ((0.0, 0.0, 1), (4.0, 0.0, 2), (4.0, 1.5, 3)):
+            batch_sizes.clear()
+            result = model.edit_image(edit_case["image_token_ids"], 8, 8, "Make it red.", tokenizer=tokenizer,
+                                      steps=4, block_length=8, cfg_text_scale=text_scale,
+                                      cfg_image_scale=image_scale)
+            assert set(batch_sizes) == {branches}
+            assert result.token_ids.shape == (64,) and ((result.token_ids >= 0) & (result.token_ids < 64)).all()
+    finally:
+        handle.remove()
+
+
+def test_understanding_with_the_chat_template(model, tokenizer, edit_case, no_progress):
+    from transformers_llada_uni.prompting_llada_uni import build_understanding_prompt
+
+    result = model.understand_image(edit_case["image_token_ids"], 8, 8, "What is it?", tokenizer=tokenizer,
+                                    use_chat_template=True, steps=4, block_length=8, gen_length=16,
+                                    return_dict=True)
+    prompt = build_understanding_prompt(tokenizer, edit_case["image_token_ids"], 8, 8, "What is it?",
+                                        use_chat_template=True)
+    assert result.sequences[0, : len(prompt)].tolist() == prompt
+    assert result.text.startswith("What is it?")
