@@ -22,7 +22,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineO
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
-from safetensors.torch import load_file
+from safetensors import safe_open
 
 from .modeling_sigvq import SigVQEmbedding
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
@@ -112,14 +112,17 @@ def load_released_transformer(
     config["cap_feat_dim"] = int(cap_feat_dim)
     config["axes_lens"] = list(RELEASED_AXES_LENS)
 
+    # One tensor at a time (and cast as it is read): peak memory stays at the model's size, not twice that.
     state_dict = {}
     for path in _find_decoder_weights(decoder_dir):
-        for key, value in load_file(str(path)).items():
-            if key.startswith("semantic_embedder."):
-                key = "cap_embedder." + key[len("semantic_embedder.") :]
-            state_dict[key] = _own_aligned(value)
-    if torch_dtype is not None:
-        state_dict = {k: v.to(torch_dtype) for k, v in state_dict.items()}
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                value = f.get_tensor(key)
+                if torch_dtype is not None:
+                    value = value.to(torch_dtype)
+                if key.startswith("semantic_embedder."):
+                    key = "cap_embedder." + key[len("semantic_embedder.") :]
+                state_dict[key] = _own_aligned(value)
 
     # Built on the meta device: a random initialisation of the real 6 B-parameter DiT would only be overwritten.
     with torch.device("meta"):
