@@ -97,6 +97,39 @@ def main():
         tag = " (default)" if name == default else ""
         print(f"{name + tag:>26}: {seconds * 1e3:8.1f} ms  speed-up x{baseline / seconds:5.2f}  max rel diff {err:.1e}")
 
+    names = ["original_loop", "eager", "grouped_mm"]
+    if gathered_bytes / args.layers <= args.max_gather_gb * 2**30:
+        names.append("batched_mm")
+    experts_only = time_experts_only(model, ids, args.repeats * 3, names)
+    print("routed experts of one MoE layer alone (same hidden states and routing):")
+    for name in names:
+        seconds = experts_only[name]
+        print(f"{name:>26}: {seconds * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / seconds:5.2f}")
+
+
+def time_experts_only(model, ids, repeats, names):
+    """The routed-experts call of one MoE layer alone, on the hidden states and routing that layer really sees."""
+    layer = next(layer for layer in model.model.layers if hasattr(layer.mlp, "experts"))
+    captured = {}
+    handle = layer.mlp.register_forward_pre_hook(lambda module, args: captured.setdefault("h", args[0]))
+    with torch.no_grad():
+        model(ids)
+    handle.remove()
+    hidden = captured["h"].reshape(-1, captured["h"].shape[-1])
+    with torch.no_grad():
+        _, weights, indices = layer.mlp.gate(hidden)
+    weights = weights.to(hidden.dtype)
+    results = {}
+    for name in names:
+        model.set_experts_implementation(name)
+        with torch.no_grad():
+            layer.mlp.experts(hidden, indices, weights)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                layer.mlp.experts(hidden, indices, weights)
+        results[name] = (time.perf_counter() - start) / repeats
+    return results
+
 
 if __name__ == "__main__":
     main()
