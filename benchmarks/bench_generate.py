@@ -98,6 +98,19 @@ class PeakMemory:
         self.seconds = time.perf_counter() - self.start
 
 
+def measure_interleaved(device, repeats, fns):
+    """Run every way once per round, for `repeats` rounds, and keep each way's fastest run: on a shared machine the
+    load changes from minute to minute, so interleaving exposes every way to the same conditions."""
+    results, best = [None] * len(fns), [None] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            with PeakMemory(device) as mem:
+                results[i] = fn()
+            if best[i] is None or mem.seconds < best[i].seconds:
+                best[i] = mem
+    return results, best
+
+
 # ------------------------------------------------------------------------------------------- (b) the original way
 def transfer_schedule(block_length, steps):
     base, extra = divmod(block_length, steps)
@@ -184,33 +197,40 @@ def bench_text(model, args, device):
     settings = dict(gen_length=args.gen_length, block_length=args.block_length, steps=args.steps,
                     threshold=args.threshold, eos_early_stop=False)
     model.generate(prompt[:, :64], **{**settings, "gen_length": args.block_length})  # warm-up
-    with PeakMemory(device) as mem_a:
-        out = model.generate(prompt, return_dict_in_generate=True, **settings)
-    ids_a = out.sequences[0, args.prompt_length :]
-    with PeakMemory(device) as mem_b:
-        ids_b, nfe_b = original_way(model, [prompt[0].tolist()], args.gen_length, args.block_length, args.steps,
-                                    args.threshold, mask_id)
-    assert ids_a.tolist() == ids_b.tolist(), "this engine and the original way generated different text ids"
-    rows = [("(a) this engine", mem_a.seconds, out.num_forward_passes, mem_a.peak_bytes),
-            ("(b) original way (full window, full logits)", mem_b.seconds, nfe_b, mem_b.peak_bytes)]
-    note = ""
+    ways = [
+        lambda: model.generate(prompt, return_dict_in_generate=True, **settings),
+        lambda: original_way(model, [prompt[0].tolist()], args.gen_length, args.block_length, args.steps,
+                             args.threshold, mask_id),
+    ]
+    calls = []
     if not args.skip_diffusers:
         from diffusers import BlockRefinementScheduler, LLaDA2Pipeline
 
         pipe = LLaDA2Pipeline(model=model, scheduler=BlockRefinementScheduler(block_length=args.block_length))
         pipe.set_progress_bar_config(disable=True)
-        calls = []
-        handle = model.register_forward_hook(lambda *a: calls.append(1))
-        try:
-            with PeakMemory(device) as mem_c:
-                result = pipe(input_ids=prompt, use_chat_template=False, gen_length=args.gen_length,
-                              block_length=args.block_length, num_inference_steps=args.steps, temperature=0.0,
-                              sampling_method="greedy", threshold=args.threshold, editing_threshold=None,
-                              eos_early_stop=False, mask_token_id=mask_id, eos_token_id=eos_id, output_type="seq")
-        finally:
-            handle.remove()
-        rows.append(("(c) diffusers LLaDA2Pipeline", mem_c.seconds, len(calls), mem_c.peak_bytes))
-        same = result.sequences[0, : args.gen_length].tolist() == ids_a.tolist()
+
+        def diffusers_way():
+            calls.clear()
+            return pipe(input_ids=prompt, use_chat_template=False, gen_length=args.gen_length,
+                        block_length=args.block_length, num_inference_steps=args.steps, temperature=0.0,
+                        sampling_method="greedy", threshold=args.threshold, editing_threshold=None,
+                        eos_early_stop=False, mask_token_id=mask_id, eos_token_id=eos_id, output_type="seq")
+
+        ways.append(diffusers_way)
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        results, mems = measure_interleaved(device, args.repeats, ways)
+    finally:
+        handle.remove()
+    out, (ids_b, nfe_b) = results[0], results[1]
+    ids_a = out.sequences[0, args.prompt_length :]
+    assert ids_a.tolist() == ids_b.tolist(), "this engine and the original way generated different text ids"
+    rows = [("(a) this engine", mems[0].seconds, out.num_forward_passes, mems[0].peak_bytes),
+            ("(b) original way (full window, full logits)", mems[1].seconds, nfe_b, mems[1].peak_bytes)]
+    note = ""
+    if not args.skip_diffusers:
+        rows.append(("(c) diffusers LLaDA2Pipeline", mems[2].seconds, len(calls), mems[2].peak_bytes))
+        same = results[2].sequences[0, : args.gen_length].tolist() == ids_a.tolist()
         note = f"  (c) ids {'equal' if same else 'differ from'} (a)'s"
     print(f"text: {args.gen_length} tokens after a {args.prompt_length}-token prompt, block {args.block_length}, "
           f"{args.steps} steps/block; (a) == (b) ids: True")
@@ -228,15 +248,15 @@ def bench_image(model, args, device):
     settings = dict(image_h=grid * 32, image_w=grid * 32, steps=args.steps, block_length=args.block_length,
                     cfg_scale=4.0, threshold=args.threshold)
     model.generate_image(prompt, **{**settings, "image_h": 256, "image_w": 256})  # warm-up
-    with PeakMemory(device) as mem_a:
-        result = model.generate_image(prompt, **settings)
     low = model.config.image_token_offset
     high = low + model.config.image_codebook_size
     branches = [build_text_to_image_prompt(tokenizer, prompt, grid, grid),
                 build_text_to_image_unconditional_prompt(tokenizer, grid, grid)]
-    with PeakMemory(device) as mem_b:
-        ids_b, nfe_b = original_way(model, branches, grid * grid, args.block_length, args.steps, args.threshold,
-                                    model.config.mask_token_id, guidance=(4.0, 0.7, low, high))
+    (result, (ids_b, nfe_b)), (mem_a, mem_b) = measure_interleaved(device, args.repeats, [
+        lambda: model.generate_image(prompt, **settings),
+        lambda: original_way(model, branches, grid * grid, args.block_length, args.steps, args.threshold,
+                             model.config.mask_token_id, guidance=(4.0, 0.7, low, high)),
+    ])
     assert result.token_ids.tolist() == (ids_b - low).tolist(), "this engine and the original way made other codes"
     print(f"text-to-image: {grid} x {grid} grid ({grid * grid} codes), cfg 4.0 (2 branches), block "
           f"{args.block_length}, {args.steps} steps/block; (a) == (b) ids: True")
@@ -255,6 +275,7 @@ def main():
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--only", choices=["text", "image"], default=None)
     parser.add_argument("--skip-diffusers", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds (each runs every way once); each way's fastest run is reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
