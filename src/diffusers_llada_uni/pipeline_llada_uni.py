@@ -386,6 +386,17 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         grid = tuple(codes.shape[1:])
         return [c.flatten() for c in codes], [grid] * codes.shape[0]
 
+    def _sources_and_prompts(self, image, image_tokens, prompt, mode, image_kwargs, what):
+        """One (source image, prompt) pair per output: a single image or prompt is repeated against a list."""
+        if prompt is None:
+            raise ValueError(f"Give {what} as `prompt`.")
+        sources, _ = self._source_images(image, image_tokens, mode, image_kwargs)
+        prompts, _ = _as_list(prompt, "prompt")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
+        return _broadcast(sources, prompts, "images", "prompts")
+
 
 class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
     r"""
@@ -524,14 +535,9 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
         self._check_output(output_type, decoder)
         if crop_mode not in ("edit", "edit_resize_crop"):
             raise ValueError(f"`crop_mode` must be 'edit' or 'edit_resize_crop', got {crop_mode!r}.")
-        if prompt is None:
-            raise ValueError("Give the editing instruction as `prompt`.")
-        sources, _ = self._source_images(image, image_tokens, crop_mode, image_kwargs)
-        prompts, _ = _as_list(prompt, "prompt")
-        for p in prompts:
-            if not isinstance(p, str):
-                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
-        sources, prompts = _broadcast(sources, prompts, "images", "prompts")
+        sources, prompts = self._sources_and_prompts(
+            image, image_tokens, prompt, crop_mode, image_kwargs, "the editing instruction"
+        )
         codes, grids = [], []
         for source, instruction in zip(sources, prompts):
             result = self.model.edit_image(
@@ -592,14 +598,9 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
             use_chat_template: wrap image and question in the chat template (the original uses the bare prompt).
             image_kwargs: options of the image processor's understanding resize.
         """
-        if prompt is None:
-            raise ValueError("Give the question as `prompt`.")
-        sources, _ = self._source_images(image, image_tokens, "understand", image_kwargs)
-        prompts, _ = _as_list(prompt, "prompt")
-        for p in prompts:
-            if not isinstance(p, str):
-                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
-        sources, prompts = _broadcast(sources, prompts, "images", "prompts")
+        sources, prompts = self._sources_and_prompts(
+            image, image_tokens, prompt, "understand", image_kwargs, "the question"
+        )
         texts, sequences = [], []
         for source, question in zip(sources, prompts):
             result = self.model.understand_image(
