@@ -26,34 +26,36 @@ def _device(value: str) -> str:
     return str(device)
 
 
-def _seed(value: str) -> int:
-    try:
-        seed = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seed {value!r}; expected an integer >= 0") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"invalid seed {seed}; expected an integer >= 0")
-    return seed
+def number_in_range(kind, low=None, high=None, *, low_inclusive=True, high_inclusive=True, expected=None):
+    """An argparse `type=` that parses an int or float and checks it lies in the given range (bounds optional)."""
+    if expected is None:
+        parts = []
+        if low is not None:
+            parts.append(f"{'>=' if low_inclusive else '>'} {low}")
+        if high is not None:
+            parts.append(f"{'<=' if high_inclusive else '<'} {high}")
+        expected = f"{'an integer' if kind is int else 'a number'} {' and '.join(parts)}".strip()
+
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected {expected}") from None
+        too_low = low is not None and (number < low if low_inclusive else number <= low)
+        too_high = high is not None and (number > high if high_inclusive else number >= high)
+        if too_low or too_high or number != number:  # NaN is in no range
+            raise argparse.ArgumentTypeError(f"invalid value {number}; expected {expected}")
+        return number
+
+    return parse
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected a positive integer") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {number}; expected a positive integer")
-    return number
-
-
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected a number >= 0") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {number}; expected a number >= 0")
-    return number
+_seed = number_in_range(int, 0)
+positive_int = number_in_range(int, 0, low_inclusive=False, expected="a positive integer")
+non_negative_int = number_in_range(int, 0)
+positive_float = number_in_range(float, 0, low_inclusive=False)
+non_negative_float = number_in_range(float, 0)
+probability = number_in_range(float, 0.0, 1.0, high_inclusive=False, expected="a number in [0, 1)")
 
 
 def existing_dir(value: str) -> Path:

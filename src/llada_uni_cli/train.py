@@ -37,51 +37,13 @@ from pathlib import Path
 
 import torch
 
+from .common import non_negative_int, positive_float, positive_int, probability
+
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng_state.safetensors"
-
-
-def _positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected a positive integer") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {number}; expected a positive integer")
-    return number
-
-
-def _non_negative_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected an integer >= 0") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {number}; expected an integer >= 0")
-    return number
-
-
-def _positive_float(value):
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected a number > 0") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"invalid value {number}; expected a number > 0")
-    return number
-
-
-def _probability(value):
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {value!r}; expected a number in [0, 1)") from None
-    if not 0.0 <= number < 1.0:
-        raise argparse.ArgumentTypeError(f"invalid value {number}; expected a number in [0, 1)")
-    return number
 
 
 def _noise_range(value):
@@ -102,25 +64,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--image-tokenizer", metavar="PATH", default=None,
                       help="folder with the image tokenizer, for records that give images (default: MODEL/image_tokenizer"
                            " when it exists)")
-    data.add_argument("--max-length", type=_positive_int, default=None, help="reject records longer than this")
+    data.add_argument("--max-length", type=positive_int, default=None, help="reject records longer than this")
 
     objective = parser.add_argument_group("objective")
-    objective.add_argument("--block-length", type=_positive_int, default=None,
+    objective.add_argument("--block-length", type=positive_int, default=None,
                            help="block length of the block-diffusion mask (default: the model's, 32)")
     objective.add_argument("--noise-range", type=_noise_range, default=(0.3, 0.8), metavar="LO,HI")
     objective.add_argument("--per-block-noise", action="store_true", help="one noise level per block")
     objective.add_argument("--form", choices=("doubled", "one_block"), default="doubled",
                            help="doubled [noisy|clean] sequence (default) or one block per pass")
     objective.add_argument("--loss-weighting", choices=("none", "inverse_t"), default="none")
-    objective.add_argument("--text-dropout", type=_probability, default=0.0,
+    objective.add_argument("--text-dropout", type=probability, default=0.0,
                            help="probability of replacing a caption / editing instruction with <uncondition>")
-    objective.add_argument("--image-dropout", type=_probability, default=0.0,
+    objective.add_argument("--image-dropout", type=probability, default=0.0,
                            help="probability of dropping an editing source image (bare <|image|>)")
 
     lora = parser.add_argument_group("LoRA")
-    lora.add_argument("--lora-r", type=_positive_int, default=16)
-    lora.add_argument("--lora-alpha", type=_positive_float, default=32.0)
-    lora.add_argument("--lora-dropout", type=_probability, default=0.0)
+    lora.add_argument("--lora-r", type=positive_int, default=16)
+    lora.add_argument("--lora-alpha", type=positive_float, default=32.0)
+    lora.add_argument("--lora-dropout", type=probability, default=0.0)
     lora.add_argument("--target-modules", nargs="+", default=None, metavar="NAME",
                       help="module names to adapt (default: attention, dense MLP, shared experts)")
     lora.add_argument("--train-routed-experts", action="store_true", help="also adapt the routed experts")
@@ -129,27 +91,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     lora.add_argument("--gradient-checkpointing", action="store_true")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--learning-rate", type=_positive_float, default=1e-4)
+    optim.add_argument("--learning-rate", type=positive_float, default=1e-4)
     optim.add_argument("--weight-decay", type=float, default=0.0)
-    optim.add_argument("--batch-size", type=_positive_int, default=1, help="per device")
-    optim.add_argument("--gradient-accumulation-steps", type=_positive_int, default=1)
-    optim.add_argument("--max-steps", type=_positive_int, default=None, help="optimizer steps (overrides epochs)")
-    optim.add_argument("--num-epochs", type=_positive_int, default=1)
+    optim.add_argument("--batch-size", type=positive_int, default=1, help="per device")
+    optim.add_argument("--gradient-accumulation-steps", type=positive_int, default=1)
+    optim.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (overrides epochs)")
+    optim.add_argument("--num-epochs", type=positive_int, default=1)
     optim.add_argument("--lr-scheduler", default="constant",
                        choices=("constant", "constant_with_warmup", "linear", "cosine"))
-    optim.add_argument("--warmup-steps", type=_non_negative_int, default=0)
-    optim.add_argument("--max-grad-norm", type=_positive_float, default=1.0)
+    optim.add_argument("--warmup-steps", type=non_negative_int, default=0)
+    optim.add_argument("--max-grad-norm", type=positive_float, default=1.0)
     optim.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
     optim.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                        help="dtype of the base weights (default: bfloat16 on GPU, float32 on CPU)")
-    optim.add_argument("--seed", type=_non_negative_int, default=0)
+    optim.add_argument("--seed", type=non_negative_int, default=0)
 
     run = parser.add_argument_group("checkpoints and logging")
-    run.add_argument("--save-steps", type=_positive_int, default=500)
-    run.add_argument("--save-total-limit", type=_positive_int, default=None, help="keep only the newest N checkpoints")
+    run.add_argument("--save-steps", type=positive_int, default=500)
+    run.add_argument("--save-total-limit", type=positive_int, default=None, help="keep only the newest N checkpoints")
     run.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                      help="resume from the latest checkpoint in --output-dir, or from the given one")
-    run.add_argument("--logging-steps", type=_positive_int, default=1)
+    run.add_argument("--logging-steps", type=positive_int, default=1)
     run.add_argument("--no-progress-bar", action="store_true")
     return parser
 
