@@ -19,8 +19,6 @@ Parts load once and stay loaded; a call reads nothing from disk. Any pipeline ca
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,8 @@ import numpy as np
 import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
+
+from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
 
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, prepare_image_codes
 
@@ -216,27 +216,16 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             raise ValueError("Only safetensors serialization is supported.")
         if kwargs:
             raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            self.model.save_pretrained(tmp)
-            self.processor.save_pretrained(tmp)
+        def write(folder: Path):
+            self.model.save_pretrained(folder)
+            self.processor.save_pretrained(folder)
             if self.image_tokenizer is not None:
-                self.image_tokenizer.save_pretrained(tmp / IMAGE_TOKENIZER_FOLDER)
+                self.image_tokenizer.save_pretrained(folder / IMAGE_TOKENIZER_FOLDER)
             for kind, pipe in (("normal", self.decoder), ("turbo", self.turbo_decoder)):
                 if pipe is not None:
-                    pipe.save_pretrained(tmp / DECODER_FOLDERS[kind], safe_serialization=True)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.replace(target, old / target.name)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+                    pipe.save_pretrained(folder / DECODER_FOLDERS[kind], safe_serialization=True)
+
+        write_directory_atomically(save_directory, write)
 
     def to(self, *args, **kwargs):
         super().to(*args, **kwargs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors import safe_open
+
+from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
 
 from .modeling_sigvq import SigVQEmbedding
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
@@ -639,20 +639,5 @@ def convert_released_decoder(
     """
     if not safe_serialization:
         raise ValueError("Only safetensors serialization is supported.")
-    output_dir = Path(output_dir)
     pipe = LLaDAUniDecoderPipeline.from_released(released_dir, turbo=turbo, torch_dtype=torch_dtype)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        if output_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-            os.replace(output_dir, old / output_dir.name)
-            os.replace(tmp, output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return output_dir
+    return write_directory_atomically(output_dir, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))

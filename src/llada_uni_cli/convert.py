@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers_llada_uni.io_utils_llada_uni import replace_directory
 
 from .safetensors_stream import (
     CheckpointError,
@@ -508,25 +509,6 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it.")
 
 
-def _commit(tmp: Path, dst: Path) -> None:
-    """Swap the finished folder in. Until the final rename, an existing DST is untouched."""
-    old = None
-    if dst.exists() or dst.is_symlink():
-        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
-        os.rename(dst, old)
-    try:
-        os.rename(tmp, dst)
-    except BaseException:
-        if old is not None:
-            os.rename(old, dst)
-        raise
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Verification: load every converted part and compare it with the source on random inputs.
 # --------------------------------------------------------------------------------------------------------------
@@ -757,7 +739,7 @@ def convert(
                     f"{dst}:\n  " + "\n  ".join(problems)
                 )
             log("Verified: every part matches the source.")
-        _commit(tmp, dst)
+        replace_directory(tmp, dst)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

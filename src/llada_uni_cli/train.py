@@ -29,13 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+
+from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
 
 from .common import non_negative_int, positive_float, positive_int, probability
 
@@ -137,25 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------------------------
 # Checkpoints: safetensors + JSON, written atomically
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _atomic_dir(final: Path, write) -> Path:
-    """Writes a folder through `write(tmp_dir)` in a temporary sibling, then renames it into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        write(tmp)
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 def _optimizer_to_safetensors(optimizer) -> tuple[dict, dict]:
@@ -391,7 +372,7 @@ def train(args) -> dict:
                       str(tmp / RNG_FILE))
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
 
-        _atomic_dir(output_dir / f"{CHECKPOINT_PREFIX}{step}", write)
+        write_directory_atomically(output_dir / f"{CHECKPOINT_PREFIX}{step}", write)
         if args.save_total_limit:
             for old in list_checkpoints(output_dir)[: -args.save_total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -447,7 +428,7 @@ def train(args) -> dict:
     adapter_dir = output_dir / "adapter"
     if accelerator.is_main_process:
         peft_model = accelerator.unwrap_model(model)
-        _atomic_dir(adapter_dir, lambda tmp: peft_model.save_pretrained(tmp, safe_serialization=True))
+        write_directory_atomically(adapter_dir, lambda tmp: peft_model.save_pretrained(tmp, safe_serialization=True))
     accelerator.end_training()
     return {"steps": step, "losses": losses, "adapter_dir": str(adapter_dir), "output_dir": str(output_dir),
             "model": accelerator.unwrap_model(model)}
