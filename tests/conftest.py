@@ -3,6 +3,7 @@ import pathlib
 import tempfile
 
 import pytest
+import torch
 
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -30,3 +31,13 @@ def expected_dir():
 @pytest.fixture(scope="session")
 def images_dir():
     return IMAGES
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny-model matmuls gain nothing from threads; on a shared 2-core machine extra threads only add contention.
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

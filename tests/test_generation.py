@@ -13,15 +13,14 @@ from transformers_llada_uni.generation_llada_uni import LLaDAUniGenerationConfig
 from conftest import EXPECTED, TINY_RELEASED
 
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
 @pytest.fixture(scope="module", autouse=True)
-def quiet_single_threaded():
-    # The tiny model's matmuls are too small to gain from threads; on a shared machine they only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def quiet():
     hf_logging.disable_progress_bar()
     yield
     hf_logging.enable_progress_bar()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

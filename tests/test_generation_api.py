@@ -20,12 +20,7 @@ from conftest import EXPECTED, TINY_RELEASED
 SMALL_IMAGE = dict(image_h=256, image_w=256, steps=4, block_length=8)  # an 8 x 8 grid
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_threaded():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ NOISE = (0.3, 1.0)
 TARGETS = DEFAULT_LORA_TARGET_MODULES + r"|lm_head"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny matrices: one thread avoids oversubscribing the shared CPU cores (10x faster here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TEXT_RECORDS = [
     {"prompt": "What colour is the sky?", "response": "Blue on a clear day."},

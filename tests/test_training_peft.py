@@ -13,13 +13,7 @@ from transformers_llada_uni.training_llada_uni import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny matrices: one thread avoids oversubscribing the shared CPU cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def load(tiny_dir, dtype=torch.float32):

@@ -18,12 +18,7 @@ from transformers_llada_uni.training_llada_uni import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def cpu_inference_packing_off():
