@@ -536,8 +536,9 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         if input_ids is not None:
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be 2-D (batch, seq), got shape {tuple(input_ids.shape)}.")
-            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-                bad = input_ids[(input_ids < 0) | (input_ids >= self.config.vocab_size)][0].item()
+            out_of_range = (input_ids < 0) | (input_ids >= self.config.vocab_size)
+            if out_of_range.any():  # one host sync per forward (this runs at every denoising step)
+                bad = input_ids[out_of_range][0].item()
                 raise ValueError(
                     f"`input_ids` holds the id {bad}, outside the vocabulary [0, {self.config.vocab_size})."
                 )
