@@ -46,9 +46,11 @@ ALL_EXPERTS_FUNCTIONS.register("original_loop", original_loop_experts_forward)
 def time_forward(model, ids, repeats):
     with torch.no_grad():
         model(ids)  # warm-up
+        _sync(ids.device)
         start = time.perf_counter()
         for _ in range(repeats):
             logits = model(ids).logits
+        _sync(ids.device)  # kernels run asynchronously on a GPU: time them, not their launch
     return (time.perf_counter() - start) / repeats, logits
 
 
@@ -75,6 +77,8 @@ def main():
     )
     dtype = getattr(torch, args.dtype)
     model = LLaDAUniForConditionalGeneration(config).to(args.device, dtype).eval()
+    # Read before the loop below switches implementations: the model and its config share the setting.
+    default = model.config._experts_implementation
     ids = torch.randint(0, 4096, (1, args.tokens), device=args.device)
     print(f"config: hidden {args.hidden}, {args.experts} experts, top {args.top_k}, {args.layers} layers "
           f"({args.layers - 1} MoE), {args.tokens} tokens, {args.dtype} on {args.device}")
@@ -82,7 +86,6 @@ def main():
     model.set_experts_implementation("original_loop")
     baseline, reference = time_forward(model, ids, args.repeats)
     print(f"{'original per-expert loop':>26}: {baseline * 1e3:8.1f} ms  (baseline)")
-    default = LLaDAUniForConditionalGeneration(config).config._experts_implementation
     # batched_mm gathers one weight matrix per (token, expert) pair: fine for decoding a few tokens, not for a
     # 1024-token window on a small machine.
     gathered_bytes = args.tokens * args.top_k * 3 * args.hidden * (args.hidden // 2) * dtype.itemsize
@@ -104,7 +107,13 @@ def main():
     print("routed experts of one MoE layer alone (same hidden states and routing):")
     for name in names:
         seconds = experts_only[name]
-        print(f"{name:>26}: {seconds * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / seconds:5.2f}")
+        tag = " (default)" if name == default else ""
+        print(f"{name + tag:>26}: {seconds * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / seconds:5.2f}")
+    floor = time_dense_floor(model, ids.shape[1], args.top_k, args.repeats * 3)
+    print(
+        f"{'dense GEMMs, same FLOPs':>26}: {floor * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / floor:5.2f}"
+        "  <- ceiling: no routing, gather or scatter; no experts implementation can beat it on this device"
+    )
 
 
 def time_experts_only(model, ids, repeats, names):
@@ -124,11 +133,43 @@ def time_experts_only(model, ids, repeats, names):
         model.set_experts_implementation(name)
         with torch.no_grad():
             layer.mlp.experts(hidden, indices, weights)
+            _sync(hidden.device)
             start = time.perf_counter()
             for _ in range(repeats):
                 layer.mlp.experts(hidden, indices, weights)
+            _sync(hidden.device)
         results[name] = (time.perf_counter() - start) / repeats
     return results
+
+
+def time_dense_floor(model, tokens, top_k, repeats):
+    """The routed experts' matmuls as if every token copy used one weight matrix: the same FLOPs in two large GEMMs.
+
+    When this ceiling is below the goal on a device (a compute-bound CPU, where the per-expert loop already runs its
+    GEMMs near peak), the goal cannot be met there by any experts implementation.
+    """
+    experts = next(layer.mlp.experts for layer in model.model.layers if hasattr(layer.mlp, "experts"))
+    rows = torch.randn(tokens * top_k, experts.gate_up_proj.shape[-1], device=experts.gate_up_proj.device,
+                       dtype=experts.gate_up_proj.dtype)
+    gate_up, down = experts.gate_up_proj[0], experts.down_proj[0]
+
+    def run():
+        gate, up = F.linear(rows, gate_up).chunk(2, dim=-1)
+        return F.linear(experts.act_fn(gate) * up, down)
+
+    with torch.no_grad():
+        run()
+        _sync(rows.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        _sync(rows.device)
+    return (time.perf_counter() - start) / repeats
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 if __name__ == "__main__":
