@@ -370,6 +370,38 @@ def test_no_disk_reads_during_a_call(turbo_pipe, monkeypatch):
     assert images[0].size == (128, 128)
 
 
+@pytest.mark.parametrize("offload", ["model", "group_block", "group_leaf"])
+def test_offloading_gives_the_same_image(offload, tiny_released_dir, turbo_pipe):
+    # No accelerator here: the hooks move weights between "cpu" and "cpu", which still runs every hook and each
+    # part's forward through them, in the order `model_cpu_offload_seq` gives.
+    pipe = LLaDAUniDecoderPipeline.from_released(tiny_released_dir, turbo=True)
+    pipe.set_progress_bar_config(disable=True)
+    onloaded = []
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device="cpu")
+        for name in pipe.model_cpu_offload_seq.split("->"):
+            hook = getattr(pipe, name)._hf_hook
+            original = hook.pre_forward
+
+            def pre_forward(module, *args, _name=name, _original=original, **kwargs):
+                if not onloaded or onloaded[-1] != _name:
+                    onloaded.append(_name)
+                return _original(module, *args, **kwargs)
+
+            hook.pre_forward = pre_forward
+    else:
+        kind = {"group_block": {"offload_type": "block_level", "num_blocks_per_group": 1},
+                "group_leaf": {"offload_type": "leaf_level"}}[offload]
+        pipe.enable_group_offload(onload_device=torch.device("cpu"), offload_device=torch.device("cpu"), **kind)
+    kwargs = {"grid_size": (4, 4), "num_inference_steps": 3, "output_type": "np"}
+    expected = turbo_pipe(CODES, generator=torch.Generator().manual_seed(4), **kwargs).images
+    images = pipe(CODES, generator=torch.Generator().manual_seed(4), **kwargs).images
+    np.testing.assert_array_equal(images, expected)
+    if offload == "model":
+        assert onloaded == ["vq_embedder", "transformer", "vae"]
+        assert len(pipe._all_hooks) == 3
+
+
 def test_stock_flow_match_scheduler_computes_the_same(normal_pipe, expected_dir):
     meta, tensors = _load_case(expected_dir, "decode_normal")
     stock = LLaDAUniDecoderPipeline(
