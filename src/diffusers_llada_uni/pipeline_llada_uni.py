@@ -68,7 +68,7 @@ class LLaDAUniUnderstandingPipelineOutput(BaseOutput):
     Output of [`LLaDAUniUnderstandingPipeline`].
 
     Args:
-        text (`list[str]`): one answer per (image, question) pair.
+        text (`list[str]`): one answer per (image or images, question) pair.
         sequences (`list[torch.LongTensor]`): prompt + generated ids of every pair.
     """
 
@@ -556,9 +556,66 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
 
 class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
     r"""
-    Understanding: picture + question -> text. The picture goes through the understanding resize and the image
-    tokenizer, or is given as its image ids (`image_tokens`). No decoder is needed.
+    Understanding: picture(s) + question -> text. The picture goes through the understanding resize and the image
+    tokenizer, or is given as its image ids (`image_tokens`). A prompt may hold several pictures (a list inside the
+    batch), whose image blocks precede the question in order. No decoder is needed.
     """
+
+    @staticmethod
+    def _has_image_sets(value) -> bool:
+        return isinstance(value, (list, tuple)) and any(isinstance(item, (list, tuple)) for item in value)
+
+    def _image_sets_and_questions(self, image, image_tokens, prompt, image_kwargs) -> tuple[list[list[dict]], list]:
+        r"""One (images, question) pair per answer: the images of a prompt as `[{"image_tokens", "h", "w"}, ...]`.
+        An item of `image` / `image_tokens` that is itself a list holds one prompt's pictures."""
+        if not (self._has_image_sets(image) or self._has_image_sets(image_tokens)):
+            sources, prompts = self._sources_and_prompts(
+                image, image_tokens, prompt, "understand", image_kwargs, "the question"
+            )
+            return [[source] for source in sources], prompts
+        if prompt is None:
+            raise ValueError("Give the question as `prompt`.")
+        if (image is None) == (image_tokens is None):
+            raise ValueError("Give exactly one of `image` (pictures) and `image_tokens` (their image codes).")
+        items = list(image if image is not None else image_tokens)
+        for index, item in enumerate(items):
+            if isinstance(item, (list, tuple)) and not item:
+                raise ValueError(
+                    f"`{'image' if image is not None else 'image_tokens'}[{index}]` is an empty list: a prompt needs "
+                    "at least one picture."
+                )
+        if image is not None:
+            if self.image_tokenizer is None:
+                raise ValueError(
+                    "Pictures need the image tokenizer model (`image_tokenizer/`); pass `image_tokens` instead."
+                )
+
+            def load(picture):
+                if isinstance(picture, (str, os.PathLike)):
+                    return self.processor.image_processor.load_image(picture)
+                return picture
+
+            loaded = [[load(p) for p in item] if isinstance(item, (list, tuple)) else load(item) for item in items]
+            # The nested list tells the image processor which pictures share a prompt (their smaller budget).
+            encoded = self.processor.encode_images(loaded, self.image_tokenizer, mode="understand",
+                                                   **(image_kwargs or {}))
+            sets = [[dict(e) for e in group] if isinstance(group, list) else [dict(group)] for group in encoded]
+        else:
+            sets = []
+            for item in items:
+                group = list(item) if isinstance(item, (list, tuple)) else [item]
+                if not all(isinstance(i, dict) for i in group):
+                    raise TypeError(
+                        "`image_tokens` items must be dicts {'image_tokens': ids, 'h': rows, 'w': columns} (what "
+                        "`processor.encode_images` returns) or lists of such dicts (one prompt's images), got "
+                        f"{[type(i).__name__ for i in group]}."
+                    )
+                sets.append([self._encoded_from_dict(i) for i in group])
+        prompts, _ = _as_list(prompt, "prompt")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
+        return _broadcast(sets, prompts, "image sets", "prompts")
 
     @torch.no_grad()
     def __call__(
@@ -579,23 +636,27 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
     ) -> LLaDAUniUnderstandingPipelineOutput | tuple:
         r"""
         Args:
-            image: a picture (PIL image or path) or a list of them.
-            prompt: the question, or one per picture (one question or one picture is shared by the others).
+            image: a picture (PIL image or path) or a list of them, one per prompt. An item that is itself a list
+                holds one prompt's several pictures, in order (`[[a, b]]`: one prompt about `a` and `b`); they get
+                the image processor's several-images budget (`understand_max_pixels_multi`, 448^2 px each).
+            prompt: the question, or one per prompt (one question or one picture / list of pictures is shared by the
+                others).
             image_tokens: instead of `image`, `{"image_tokens": ids, "h", "w"}` (ids with `image_token_offset`) or
-                `{"codes": ..., "h", "w"}`, or a list of them.
+                `{"codes": ..., "h", "w"}`, or a list of them; an item that is a list of such dicts holds one
+                prompt's images.
             steps, block_length, gen_length, temperature, threshold: the model's sampling (see `understand_image`).
-            use_chat_template: wrap image and question in the chat template (the original uses the bare prompt).
+            use_chat_template: wrap images and question in the chat template (the original uses the bare prompt).
             image_kwargs: options of the image processor's understanding resize.
         """
-        sources, prompts = self._sources_and_prompts(
-            image, image_tokens, prompt, "understand", image_kwargs, "the question"
-        )
+        image_sets, prompts = self._image_sets_and_questions(image, image_tokens, prompt, image_kwargs)
         texts, sequences = [], []
-        for source, question in zip(sources, prompts):
+        for sources, question in zip(image_sets, prompts):
+            # One image keeps the plain (int) form; several go as lists, one entry per image.
+            one = len(sources) == 1
             result = self.model.understand_image(
-                source["image_tokens"],
-                source["h"],
-                source["w"],
+                sources[0]["image_tokens"] if one else [s["image_tokens"] for s in sources],
+                sources[0]["h"] if one else [s["h"] for s in sources],
+                sources[0]["w"] if one else [s["w"] for s in sources],
                 question,
                 tokenizer=self.tokenizer,
                 steps=steps,

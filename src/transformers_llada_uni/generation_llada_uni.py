@@ -38,6 +38,7 @@ from .prompting_llada_uni import (
     image_grid_size,
     image_header_ids,
     parse_image_header,
+    understanding_images,
     validate_image_token_ids,
 )
 
@@ -916,15 +917,18 @@ class LLaDAUniGenerationMixin:
         return out
 
     # ------------------------------------------------------------------------------------------- understanding
-    def understand_image(self, image_tokens, h: int, w: int, question: str, tokenizer=None, steps: int = 32,
-                         block_length: int = 32, gen_length: int = 512, temperature: float = 0.0,
-                         threshold: float = 0.95, use_chat_template: bool = False, return_dict: bool = False,
-                         callback=None, streamer=None, generator=None, **kwargs):
-        """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`).
+    def understand_image(self, image_tokens, h: int | Sequence[int], w: int | Sequence[int], question: str,
+                         tokenizer=None, steps: int = 32, block_length: int = 32, gen_length: int = 512,
+                         temperature: float = 0.0, threshold: float = 0.95, use_chat_template: bool = False,
+                         return_dict: bool = False, callback=None, streamer=None, generator=None, **kwargs):
+        """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`), or about
+        several images.
 
         The prompt is the original's `header + image + <|/image|> + question` (`use_chat_template=True` wraps the
-        image and question in the tokenizer's chat template instead). Returns the text decoded from the question
-        onwards with special tokens skipped, as the original; `return_dict=True` returns a
+        image and question in the tokenizer's chat template instead). Several images: `h` and `w` are sequences (one
+        side per image) and `image_tokens` one id sequence per image (e.g. `[a["image_tokens"], b["image_tokens"]]`);
+        their image blocks follow one another in that order before the question. Returns the text decoded from the
+        question onwards with special tokens skipped, as the original; `return_dict=True` returns a
         [`LLaDAUniUnderstandingOutput`] with the ids as well.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
@@ -933,8 +937,13 @@ class LLaDAUniGenerationMixin:
             threshold=threshold, **kwargs,
         )
         special = self._special_ids(tokenizer, config)
-        image_tokens = validate_image_token_ids(image_tokens, h, w, special.image_token_offset,
-                                                special.image_codebook_size)
+        images = [
+            (validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
+                                      name=name), side_h, side_w)
+            for name, ids, side_h, side_w in understanding_images(image_tokens, h, w)
+        ]
+        # One image given as one-element lists builds the same prompt as the plain form.
+        image_tokens, h, w = ([image[i] for image in images] for i in range(3))
         prompt = build_understanding_prompt(tokenizer, image_tokens, h, w, question,
                                             use_chat_template=use_chat_template)
         question_ids = encode_text(tokenizer, question)

@@ -186,7 +186,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         return nested
 
     # --------------------------------------------------------------------------------------------------- prompts --
-    def _image_ids(self, image) -> tuple[list[int], int, int]:
+    def _image_ids(self, image, name: str = "image_tokens") -> tuple[list[int], int, int]:
         keys = set(image) if isinstance(image, dict) else set()
         ids_key = "image_tokens" if "image_tokens" in keys else "image_token_ids"
         if not {ids_key, "h", "w"} <= keys:
@@ -196,7 +196,7 @@ class LLaDAUniProcessor(ProcessorMixin):
             )
         ids = validate_image_token_ids(
             image[ids_key], image["h"], image["w"],
-            self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size,
+            self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size, name=name,
         )
         return ids, int(image["h"]), int(image["w"])
 
@@ -224,10 +224,18 @@ class LLaDAUniProcessor(ProcessorMixin):
             return list(value), False
         return [value], True
 
-    def _pair(self, images, texts, image_name, text_name):
+    def _pair(self, images, texts, image_name, text_name, several: bool = False):
+        """One image (or, with `several=True`, one list of images) per text; one image is shared by all texts."""
         images, _ = self._as_list(images, image_name) if not isinstance(images, dict) else ([images], True)
-        for image in images:
-            self._image_ids(image)
+        for index, image in enumerate(images):
+            if several and isinstance(image, (list, tuple)):
+                # A list inside the batch is one prompt's images.
+                if not image:
+                    raise ValueError(f"`{image_name}[{index}]` is an empty list: a prompt needs at least one image.")
+                for position, part in enumerate(image):
+                    self._image_ids(part, name=f"{image_name}[{index}][{position}]['image_tokens']")
+            else:
+                self._image_ids(image)
         texts, _ = self._as_list(texts, text_name)
         if len(images) == 1 and len(texts) > 1:
             images = images * len(texts)
@@ -241,14 +249,20 @@ class LLaDAUniProcessor(ProcessorMixin):
         r"""
         Understanding prompt(s): `header + image ids + <|/image|> + question` as the original (no system prompt, no
         chat template), or with `use_chat_template=True` the image block and question as one user turn of the chat
-        template (plus `system_prompt`) with the assistant turn opened.
+        template (plus `system_prompt`) with the assistant turn opened. A prompt with several images has their blocks
+        one after another, in the given order, before the question.
 
-        image (`dict` or list of dicts): from [`encode_images`]. question (`str` or list of `str`).
+        image: from [`encode_images`]: a dict (one prompt, one image), a list of dicts (a batch, one image per prompt)
+            or a list whose items may be lists of dicts (that prompt's images: `[[a, b]]` is one prompt with two
+            images, `[[a, b], c]` two prompts). One image or one list of images is shared by all questions.
+        question (`str` or list of `str`).
         """
-        images, questions = self._pair(image, question, "image", "question")
+        images, questions = self._pair(image, question, "image", "question", several=True)
         prompts = []
         for img, q in zip(images, questions):
-            ids, h, w = self._image_ids(img)
+            parts = [self._image_ids(part) for part in (img if isinstance(img, (list, tuple)) else [img])]
+            # One image given as one-element lists builds the same prompt as the plain form.
+            ids, h, w = ([part[i] for part in parts] for i in range(3))
             prompts.append(build_understanding_prompt(self.tokenizer, ids, h, w, q, use_chat_template, system_prompt))
         return BatchFeature(data=self._batch(prompts, "input_ids", return_tensors), tensor_type=return_tensors)
 

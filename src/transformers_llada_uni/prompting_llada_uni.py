@@ -9,7 +9,7 @@ the processor build byte-identical prompts. The layouts are the original impleme
   the plain text `<uncondition>`;
 - image header: `<|image|><|reserved_token_{h}|><|reserved_token_{w}|><boi>`;
 - understanding: `header + image ids + <|/image|> + question` (raw, as the original) or the same image block inside
-  the tokenizer's chat template;
+  the tokenizer's chat template; several images put their blocks one after another, in order, before the question;
 - editing: `sys + header + image + <|/image|> + instruction + "<role>ASSISTANT</role>" + header`, with the no-text
   (`<uncondition>` instead of the instruction) and no-image (a bare `<|image|>` instead of the image block) branches.
 
@@ -246,23 +246,73 @@ def _check_prompt(name: str, text: str):
 
 
 def validate_image_token_ids(image_tokens: Sequence[int], h: int, w: int, image_token_offset: int,
-                             image_codebook_size: int) -> list[int]:
-    """Check that `image_tokens` are `h * w` image ids (codes plus `image_token_offset`) and return them as a list."""
+                             image_codebook_size: int, name: str = "image_tokens") -> list[int]:
+    """Check that `image_tokens` are `h * w` image ids (codes plus `image_token_offset`) and return them as a list.
+
+    `name` is how error messages call the ids (e.g. `image_tokens[1]` for the second image of a prompt).
+    """
     if hasattr(image_tokens, "tolist"):
         image_tokens = image_tokens.tolist()
     image_tokens = list(image_tokens)
     if any(isinstance(t, (list, tuple)) for t in image_tokens):
-        raise ValueError("`image_tokens` must be a flat sequence of ids for one image (raster order).")
+        raise ValueError(f"`{name}` must be a flat sequence of ids for one image (raster order).")
     if len(image_tokens) != h * w:
-        raise ValueError(f"`image_tokens` holds {len(image_tokens)} ids, but the grid h={h} x w={w} needs {h * w}.")
+        raise ValueError(f"`{name}` holds {len(image_tokens)} ids, but the grid h={h} x w={w} needs {h * w}.")
     low, high = image_token_offset, image_token_offset + image_codebook_size
     bad = [t for t in image_tokens if not low <= int(t) < high]
     if bad:
         raise ValueError(
-            f"`image_tokens` holds ids outside the image range [{low}, {high}) (e.g. {bad[0]}): pass image codes "
+            f"`{name}` holds ids outside the image range [{low}, {high}) (e.g. {bad[0]}): pass image codes "
             f"plus `image_token_offset` ({image_token_offset})."
         )
     return [int(t) for t in image_tokens]
+
+
+def understanding_images(image_tokens, h, w) -> list[tuple[str, list, int, int]]:
+    """The images of an understanding prompt, in prompt order, as `(name, ids, h, w)`.
+
+    One image: `h` and `w` are ints and `image_tokens` is its flat id sequence. Several images: `h` and `w` are
+    sequences of ints (one per image) and `image_tokens` a sequence of per-image id sequences, all of the same
+    non-zero length. `name` is how error messages call the image's ids: `image_tokens` for one image,
+    `image_tokens[i]` for image `i` of several. Only the shape of the input is checked here (ids are not).
+    """
+    several_h, several_w = (isinstance(side, (list, tuple)) for side in (h, w))
+    if several_h != several_w:
+        raise TypeError(
+            f"`h` ({h!r}) and `w` ({w!r}) must both be ints (one image) or both sequences of ints (several images)."
+        )
+    if hasattr(image_tokens, "tolist"):
+        image_tokens = image_tokens.tolist()
+    if not several_h:
+        named = [("image_tokens", image_tokens, h, w)]
+    else:
+        if not isinstance(image_tokens, (list, tuple)):
+            raise TypeError(
+                "With several images (`h`, `w` sequences), `image_tokens` must be a sequence of per-image id "
+                f"sequences, got {type(image_tokens).__name__}."
+            )
+        if not (len(h) == len(w) == len(image_tokens)):
+            raise ValueError(
+                f"Got {len(h)} heights (`h`), {len(w)} widths (`w`) and {len(image_tokens)} id sequences "
+                "(`image_tokens`): give one of each per image."
+            )
+        if not h:
+            raise ValueError("`h`, `w` and `image_tokens` are empty: an understanding prompt needs at least one image.")
+        named = [(f"image_tokens[{i}]", *image) for i, image in enumerate(zip(image_tokens, h, w))]
+    images = []
+    for name, ids, side_h, side_w in named:
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+            raise TypeError(f"`{name}` must be a sequence of ids (one image), got {type(ids).__name__}.")
+        ids = list(ids)
+        if any(isinstance(t, (list, tuple)) for t in ids):
+            raise TypeError(
+                f"`{name}` must be a flat sequence of ids for one image (raster order); for several images give `h` "
+                "and `w` as sequences, one per image."
+            )
+        images.append((name, ids, side_h, side_w))
+    return images
 
 
 def build_text_to_image_prompt(tokenizer, prompt: str, h: int, w: int, thinking: bool = False) -> list[int]:
@@ -316,16 +366,28 @@ def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int) -> l
     ]
 
 
-def build_understanding_prompt(tokenizer, image_tokens: Sequence[int], h: int, w: int, question: str,
+def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence[Sequence[int]],
+                               h: int | Sequence[int], w: int | Sequence[int], question: str,
                                use_chat_template: bool = False, system_prompt: str | None = None) -> list[int]:
-    """Image-understanding prompt.
+    """Image-understanding prompt, for one image or several.
 
     `use_chat_template=False` (the original): `header + image ids + <|/image|> + question`, no system prompt.
     `use_chat_template=True`: one user turn of the tokenizer's chat template whose content is the image block followed
     by `question`, with the generation prompt (assistant turn) appended; `system_prompt` adds a system turn.
+
+    Several images (`h`, `w` as sequences of ints and `image_tokens` as one id sequence per image, see
+    [`understanding_images`]): their blocks `header(h_i, w_i) + ids_i + <|/image|>` follow one another in the given
+    order where the one image block goes, so the question comes after all of them.
     """
     _check_prompt("question", question)
-    image = image_block_ids(tokenizer, image_tokens, h, w)
+    image = []
+    for name, ids, side_h, side_w in understanding_images(image_tokens, h, w):
+        block = image_block_ids(tokenizer, ids, side_h, side_w)  # checks the sides first
+        if len(ids) != side_h * side_w:
+            raise ValueError(
+                f"`{name}` holds {len(ids)} ids, but the grid h={side_h} x w={side_w} needs {side_h * side_w}."
+            )
+        image += block
     if not use_chat_template:
         return image + encode_text(tokenizer, question)
     if not getattr(tokenizer, "chat_template", None):
@@ -371,6 +433,7 @@ __all__ = [
     "image_header_ids",
     "parse_image_header",
     "validate_image_token_ids",
+    "understanding_images",
     "image_block_ids",
     "build_text_to_image_prompt",
     "build_text_to_image_unconditional_prompt",
