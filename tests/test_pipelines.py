@@ -163,6 +163,58 @@ def test_understanding_gives_the_recorded_text(reader, expected_dir, images_dir)
     assert both.text == [case["text"]] * 2
 
 
+def _record_onloads(pipe, events):
+    """Log which part the offload hooks bring to the execution device, and when the language model leaves."""
+    parts = {"model": pipe.model, "image_tokenizer": pipe.image_tokenizer}
+    for kind, decoder in (("normal", pipe.decoder), ("turbo", pipe.turbo_decoder)):
+        parts.update({f"{kind}.{name}": getattr(decoder, name) for name in decoder.model_cpu_offload_seq.split("->")})
+    for name, module in parts.items():
+        hook = module._hf_hook
+        original = hook.pre_forward
+
+        def pre_forward(module, *args, _name=name, _original=original, **kwargs):
+            if not events or events[-1] != f"on:{_name}":
+                events.append(f"on:{_name}")
+            return _original(module, *args, **kwargs)
+
+        hook.pre_forward = pre_forward
+    (model_hook,) = [h for h in pipe._all_hooks if h.model is pipe.model]
+    offload = model_hook.offload
+    model_hook.offload = lambda: (events.append("off:model"), offload())[1]
+
+
+def test_model_cpu_offload_runs_one_part_at_a_time(tiny_released_dir, t2i, expected_dir, images_dir):
+    # No accelerator here: the hooks move weights between "cpu" and "cpu", which still runs every hook in order.
+    pipe = LLaDAUniTextToImagePipeline.from_released(tiny_released_dir)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_model_cpu_offload(device="cpu")
+    assert all(hasattr(d.transformer, "_hf_hook") for d in (pipe.decoder, pipe.turbo_decoder))
+    case = _case(expected_dir, "t2i")
+    kwargs = {**_t2i_kwargs(case), "num_inference_steps": 2}
+    events = []
+    _record_onloads(pipe, events)
+    out = pipe(case["prompt"], generator=torch.Generator().manual_seed(0), **kwargs)
+    assert out.image_tokens[0].tolist() == case["result"]["token_ids"]
+    expected = t2i(case["prompt"], generator=torch.Generator().manual_seed(0), **kwargs).images[0]
+    np.testing.assert_array_equal(np.asarray(out.images[0]), np.asarray(expected))
+    # The language model is on the device for all its blocks and leaves before the decoder's parts come, in order.
+    assert events == ["on:model", "off:model", "on:turbo.vq_embedder", "on:turbo.transformer", "on:turbo.vae"]
+
+    reader = LLaDAUniUnderstandingPipeline(**pipe.components)
+    reader.enable_model_cpu_offload(device="cpu")
+    case = _case(expected_dir, "understand")
+    events.clear()
+    _record_onloads(reader, events)
+    answer = reader(images_dir / "landscape_150x100.png", case["question"], **case["kwargs"])
+    assert answer.text == [case["text"]]
+    assert events == ["on:image_tokenizer", "on:model"]
+
+    reader.remove_all_hooks()
+    assert not any(hasattr(m, "_hf_hook") for m in (reader.model, reader.decoder.transformer, reader.decoder.vae))
+    with pytest.raises(ValueError, match="enable_model_cpu_offload"):
+        reader.enable_sequential_cpu_offload(device="cpu")
+
+
 def test_save_pretrained_from_pretrained(t2i, tmp_path, expected_dir):
     target = tmp_path / "converted"
     t2i.save_pretrained(target)

@@ -102,9 +102,8 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
     r"""The parts, loading and saving shared by the LLaDA2.0-Uni end-to-end pipelines."""
 
     _optional_components = ["image_tokenizer", "decoder", "turbo_decoder"]
-    # The language model generates token by token with its own loop; offloading it per call would reload it on every
-    # block. The decoder pipelines carry their own `model_cpu_offload_seq`.
-    model_cpu_offload_seq = None
+    # The decoders are pipelines, not modules: `enable_model_cpu_offload` below chains their own sequence after this one.
+    model_cpu_offload_seq = "image_tokenizer->model"
 
     def __init__(
         self,
@@ -234,6 +233,42 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
                 pipe.to(*args, **kwargs)
         return self
 
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None):
+        r"""
+        As diffusers': each part moves to the accelerator when it runs and back when the next one does, so at most one
+        of image tokenizer, language model, and the decoder's `vq_embedder`, `transformer`, `vae` is resident at a
+        time. The language model stays on the accelerator for all the blocks of a call and leaves before decoding.
+        """
+        super().enable_model_cpu_offload(gpu_id=gpu_id, device=device)
+        for pipe in (self.decoder, self.turbo_decoder):
+            if pipe is not None:
+                pipe.enable_model_cpu_offload(gpu_id=gpu_id, device=self._offload_device)
+
+    def remove_all_hooks(self):
+        super().remove_all_hooks()
+        for pipe in (self.decoder, self.turbo_decoder):
+            if pipe is not None:
+                pipe.remove_all_hooks()
+
+    def enable_sequential_cpu_offload(self, *args, **kwargs):
+        raise ValueError(
+            "Sequential CPU offload would move the language model's weights layer by layer for every step of every "
+            "block. Use `enable_model_cpu_offload()`, or load the model with a `device_map`; the decoders alone "
+            "support it (`pipe.decoder.enable_sequential_cpu_offload()`)."
+        )
+
+    def _onload(self, module):
+        # The language model runs through `generate_*`, which allocates its buffers on `model.device` before its first
+        # forward: move it now, as diffusers' `apply_forward_hook` does for `vae.decode`.
+        hook = getattr(module, "_hf_hook", None)
+        if hook is not None and hasattr(hook, "pre_forward"):
+            hook.pre_forward(module)
+
+    def _offload_language_parts(self):
+        # The decoders' hooks are a chain of their own; hand the accelerator over to them explicitly.
+        for hook in getattr(self, "_all_hooks", None) or []:
+            hook.offload()
+
     def set_progress_bar_config(self, **kwargs):
         r"""As diffusers'; applies to the decoders and (`disable`) to the language model's bar over blocks."""
         super().set_progress_bar_config(**kwargs)
@@ -343,6 +378,7 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         if output_type == "codes":
             return None
         pipe = self.get_decoder(decoder)
+        self._offload_language_parts()
         if isinstance(generator, list) and len(generator) != len(codes):
             raise ValueError(f"Got {len(generator)} generators for {len(codes)} images; give one per image or one.")
         results: list = [None] * len(codes)
@@ -450,6 +486,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
             if prompt is None:
                 raise ValueError("Give a `prompt` (or `image_tokens` to decode).")
             prompts, single = _as_list(prompt, "prompt")
+            self._onload(self.model)
             results = self.model.generate_image(
                 prompts,
                 tokenizer=self.tokenizer,
@@ -528,6 +565,7 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
             image, image_tokens, prompt, crop_mode, image_kwargs, "the editing instruction"
         )
         codes, grids = [], []
+        self._onload(self.model)
         for source, instruction in zip(sources, prompts):
             result = self.model.edit_image(
                 source["image_tokens"],
@@ -650,6 +688,7 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
         """
         image_sets, prompts = self._image_sets_and_questions(image, image_tokens, prompt, image_kwargs)
         texts, sequences = [], []
+        self._onload(self.model)
         for sources, question in zip(image_sets, prompts):
             # One image keeps the plain (int) form; several go as lists, one entry per image.
             one = len(sources) == 1
@@ -671,6 +710,7 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
             )
             texts.append(result.text)
             sequences.append(result.sequences[0].detach().cpu())
+        self.maybe_free_model_hooks()
         if not return_dict:
             return (texts, sequences)
         return LLaDAUniUnderstandingPipelineOutput(text=texts, sequences=sequences)
