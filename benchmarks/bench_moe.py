@@ -9,6 +9,7 @@ the same model and the same inputs, and print each implementation's time as a ra
 """
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -43,15 +44,26 @@ def original_loop_experts_forward(self, hidden_states, top_k_index, top_k_weight
 ALL_EXPERTS_FUNCTIONS.register("original_loop", original_loop_experts_forward)
 
 
-def time_forward(model, ids, repeats):
+def interleaved_medians(cases: dict, rounds: int) -> dict:
+    """Median seconds of each case, `{name: (setup, run)}`, timed in rounds that run every case once.
+
+    Interleaving makes a change in the machine's load hit every case alike; on a shared machine the ratios stay
+    meaningful where back-to-back blocks of repeats would not. `setup` (untimed) runs before each timed `run`.
+    """
+    times = {name: [] for name in cases}
     with torch.no_grad():
-        model(ids)  # warm-up
-        _sync(ids.device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            logits = model(ids).logits
-        _sync(ids.device)  # kernels run asynchronously on a GPU: time them, not their launch
-    return (time.perf_counter() - start) / repeats, logits
+        for setup, run in cases.values():  # warm-up
+            setup()
+            run()
+        for _ in range(rounds):
+            for name, (setup, run) in cases.items():
+                setup()
+                _sync()
+                start = time.perf_counter()
+                run()
+                _sync()  # kernels run asynchronously on a GPU: time them, not their launch
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main():
@@ -83,93 +95,82 @@ def main():
     print(f"config: hidden {args.hidden}, {args.experts} experts, top {args.top_k}, {args.layers} layers "
           f"({args.layers - 1} MoE), {args.tokens} tokens, {args.dtype} on {args.device}")
 
-    model.set_experts_implementation("original_loop")
-    baseline, reference = time_forward(model, ids, args.repeats)
-    print(f"{'original per-expert loop':>26}: {baseline * 1e3:8.1f} ms  (baseline)")
     # batched_mm gathers one weight matrix per (token, expert) pair: fine for decoding a few tokens, not for a
     # 1024-token window on a small machine.
     gathered_bytes = args.tokens * args.top_k * 3 * args.hidden * (args.hidden // 2) * dtype.itemsize
-    for name in ("eager", "batched_mm", "grouped_mm"):
-        if name == "batched_mm" and gathered_bytes > args.max_gather_gb * 2**30:
-            print(f"{name:>26}: skipped, would gather {gathered_bytes / 2**30:.1f} GiB of expert weights "
-                  f"(raise --max-gather-gb to run it)")
-            continue
-        model.set_experts_implementation(name)
-        seconds, logits = time_forward(model, ids, args.repeats)
-        err = ((logits - reference).abs().max() / reference.abs().max()).item()
-        tag = " (default)" if name == default else ""
-        print(f"{name + tag:>26}: {seconds * 1e3:8.1f} ms  speed-up x{baseline / seconds:5.2f}  max rel diff {err:.1e}")
-
     names = ["original_loop", "eager", "grouped_mm"]
-    if gathered_bytes / args.layers <= args.max_gather_gb * 2**30:
+    if gathered_bytes <= args.max_gather_gb * 2**30:
         names.append("batched_mm")
-    experts_only = time_experts_only(model, ids, args.repeats * 3, names)
-    print("routed experts of one MoE layer alone (same hidden states and routing):")
-    for name in names:
-        seconds = experts_only[name]
-        tag = " (default)" if name == default else ""
-        print(f"{name + tag:>26}: {seconds * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / seconds:5.2f}")
-    floor = time_dense_floor(model, ids.shape[1], args.top_k, args.repeats * 3)
-    print(
-        f"{'dense GEMMs, same FLOPs':>26}: {floor * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / floor:5.2f}"
-        "  <- ceiling: no routing, gather or scatter; no experts implementation can beat it on this device"
+    logits = {}
+
+    def forward(name):
+        logits[name] = model(ids).logits
+
+    whole = interleaved_medians(
+        {name: (lambda n=name: model.set_experts_implementation(n), lambda n=name: forward(n)) for name in names},
+        args.repeats,
     )
+    reference = logits["original_loop"]
+    print("whole forward:")
+    for name in names:
+        if name == "original_loop":
+            print(f"{'original per-expert loop':>26}: {whole[name] * 1e3:8.1f} ms  (baseline)")
+            continue
+        err = ((logits[name] - reference).abs().max() / reference.abs().max()).item()
+        tag = " (default)" if name == default else ""
+        print(f"{name + tag:>26}: {whole[name] * 1e3:8.1f} ms  speed-up x{whole['original_loop'] / whole[name]:5.2f}"
+              f"  max rel diff {err:.1e}")
+    if "batched_mm" not in names:
+        print(f"{'batched_mm':>26}: skipped, would gather {gathered_bytes / 2**30:.1f} GiB of expert weights "
+              f"(raise --max-gather-gb to run it)")
+
+    experts_only = time_experts_only(model, ids, args.repeats * 3, names, args.top_k)
+    print("routed experts of one MoE layer alone (same hidden states and routing):")
+    for name in [*names, "dense"]:
+        seconds = experts_only[name]
+        label = "dense GEMMs, same FLOPs" if name == "dense" else name + (" (default)" if name == default else "")
+        note = ("  <- ceiling: no routing, gather or scatter; no experts implementation can beat it on this device"
+                if name == "dense" else "")
+        print(f"{label:>26}: {seconds * 1e3:8.2f} ms  speed-up x{experts_only['original_loop'] / seconds:5.2f}{note}")
+    # Only the routed experts differ between the implementations; the rest of the forward is a fixed cost.
+    moe_layers = sum(hasattr(layer.mlp, "experts") for layer in model.model.layers)
+    best_whole = whole["original_loop"] - moe_layers * (experts_only["original_loop"] - experts_only["dense"])
+    print(f"whole-forward ceiling (every MoE layer's experts at the dense time): {best_whole * 1e3:.1f} ms, "
+          f"x{whole['original_loop'] / best_whole:.2f} over the loop")
 
 
-def time_experts_only(model, ids, repeats, names):
-    """The routed-experts call of one MoE layer alone, on the hidden states and routing that layer really sees."""
-    layer = next(layer for layer in model.model.layers if hasattr(layer.mlp, "experts"))
+def time_experts_only(model, ids, rounds, names, top_k):
+    """The routed-experts call of one MoE layer alone, on the hidden states and routing that layer really sees, and
+    the same FLOPs as two dense GEMMs (`"dense"`: every token copy through one weight matrix).
+
+    The dense case is a ceiling: where it is below a goal (a compute-bound CPU, on which the per-expert loop already
+    runs its GEMMs near peak), no experts implementation can meet that goal on the device.
+    """
+    experts = next(layer.mlp.experts for layer in model.model.layers if hasattr(layer.mlp, "experts"))
     captured = {}
-    handle = layer.mlp.register_forward_pre_hook(lambda module, args: captured.setdefault("h", args[0]))
+    handle = experts.register_forward_pre_hook(lambda module, args: captured.setdefault("args", args))
     with torch.no_grad():
         model(ids)
     handle.remove()
-    hidden = captured["h"].reshape(-1, captured["h"].shape[-1])
-    with torch.no_grad():
-        _, weights, indices = layer.mlp.gate(hidden)
-    weights = weights.to(hidden.dtype)
-    results = {}
-    for name in names:
-        model.set_experts_implementation(name)
-        with torch.no_grad():
-            layer.mlp.experts(hidden, indices, weights)
-            _sync(hidden.device)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                layer.mlp.experts(hidden, indices, weights)
-            _sync(hidden.device)
-        results[name] = (time.perf_counter() - start) / repeats
-    return results
-
-
-def time_dense_floor(model, tokens, top_k, repeats):
-    """The routed experts' matmuls as if every token copy used one weight matrix: the same FLOPs in two large GEMMs.
-
-    When this ceiling is below the goal on a device (a compute-bound CPU, where the per-expert loop already runs its
-    GEMMs near peak), the goal cannot be met there by any experts implementation.
-    """
-    experts = next(layer.mlp.experts for layer in model.model.layers if hasattr(layer.mlp, "experts"))
-    rows = torch.randn(tokens * top_k, experts.gate_up_proj.shape[-1], device=experts.gate_up_proj.device,
-                       dtype=experts.gate_up_proj.dtype)
+    hidden, indices, weights = captured["args"]
+    rows = torch.randn(ids.shape[1] * top_k, hidden.shape[-1], device=hidden.device, dtype=hidden.dtype)
     gate_up, down = experts.gate_up_proj[0], experts.down_proj[0]
 
-    def run():
+    def dense():
         gate, up = F.linear(rows, gate_up).chunk(2, dim=-1)
         return F.linear(experts.act_fn(gate) * up, down)
 
-    with torch.no_grad():
-        run()
-        _sync(rows.device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            run()
-        _sync(rows.device)
-    return (time.perf_counter() - start) / repeats
+    cases = {
+        name: (lambda n=name: model.set_experts_implementation(n), lambda: experts(hidden, indices, weights))
+        for name in names
+    }
+    cases["dense"] = (lambda: None, dense)
+    return interleaved_medians(cases, rounds)
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 if __name__ == "__main__":
