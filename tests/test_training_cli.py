@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -108,6 +109,44 @@ def test_accelerate_launch_and_cli_subcommand(tiny_released_dir, data, tmp_path)
     args = parser.parse_args(["train", "--model", str(tiny_released_dir), "--data", str(data), "--output-dir",
                               str(tmp_path / "cli"), "--max-steps", "1"])
     assert args.command == "train" and args.max_steps == 1
+
+
+def test_two_processes_train_data_parallel_and_resume(tiny_released_dir, data, tmp_path):
+    # Two CPU processes under torchrun (gloo): what `accelerate launch` on several GPUs does with NCCL.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), ACCELERATE_USE_CPU="true")
+    out = tmp_path / "ddp"
+
+    def launch(*extra):
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            str(REPO / "examples" / "train_lora.py"), "--model", str(tiny_released_dir), "--data", str(data),
+            "--output-dir", str(out), "--batch-size", "1", "--block-length", "8", "--save-steps", "1",
+            "--no-progress-bar", *extra,
+        ]
+        # A session of its own, so that a hang kills the workers too, not only the launcher.
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        assert process.returncode == 0, stderr[-3000:]
+        return stdout
+
+    stdout = launch("--max-steps", "2")
+    assert stdout.count("Trained 2 steps") == 1  # the main process reports, the other one does not
+    log = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2]  # one line per step: losses are gathered, then written once
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and state["step"] == 2
+
+    with pytest.raises(ValueError, match="written by 2 processes"):
+        train(args_for(tiny_released_dir, data, out, "--max-steps", "3", "--resume"))
+    launch("--max-steps", "3", "--resume")
+    log = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2, 3]
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
 
 
 def test_qlora_and_objective_options_through_the_entry_point(tiny_released_dir, data, tmp_path):

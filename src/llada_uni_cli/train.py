@@ -431,7 +431,7 @@ def train(args) -> dict:
         write_directory_atomically(adapter_dir, lambda tmp: peft_model.save_pretrained(tmp, safe_serialization=True))
     accelerator.end_training()
     return {"steps": step, "losses": losses, "adapter_dir": str(adapter_dir), "output_dir": str(output_dir),
-            "model": accelerator.unwrap_model(model)}
+            "model": accelerator.unwrap_model(model), "is_main_process": accelerator.is_main_process}
 
 
 def _resolve_resume(value: str, output_dir: Path) -> Path:
@@ -448,7 +448,8 @@ def _resolve_resume(value: str, output_dir: Path) -> Path:
 
 def run(args) -> int:
     summary = train(args)
-    print(f"Trained {summary['steps']} steps; adapter saved to {summary['adapter_dir']}.")
+    if summary["is_main_process"]:
+        print(f"Trained {summary['steps']} steps; adapter saved to {summary['adapter_dir']}.")
     return 0
 
 
