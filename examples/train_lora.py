@@ -6,8 +6,9 @@
     accelerate launch examples/train_lora.py ... --resume            # continue from the newest checkpoint
     accelerate launch examples/train_lora.py ... --load-in-4bit      # QLoRA (routed experts in 4 bits too)
 
-It is the `llada-uni train` command (same options; `--help` lists them and documents the JSONL format). Multi-GPU,
-FSDP and DeepSpeed come from `accelerate config`. The loop itself is short; read `llada_uni_cli/train.py` to adapt it:
+It is the `llada-uni train` command (same options; `--help` lists them and documents the JSONL format). Several GPUs
+run data parallel (`accelerate launch --multi_gpu --num_processes N`; FSDP and DeepSpeed are refused). The loop itself
+is short; read `llada_uni_cli/train.py` to adapt it:
 
     encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)            # records -> prompt/target ids
     collator = DataCollatorForMaskedDiffusion(encoder.special, MaskedDiffusionConfig(), model_config=model.config)

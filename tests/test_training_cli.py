@@ -149,6 +149,24 @@ def test_two_processes_train_data_parallel_and_resume(tiny_released_dir, data, t
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
 
 
+@pytest.mark.parametrize("kind", ["FSDP", "DEEPSPEED"])
+def test_sharded_training_is_refused_up_front(kind, tiny_released_dir, data, tmp_path, monkeypatch):
+    import accelerate
+    from accelerate.utils import DistributedType
+
+    # accelerate only builds FSDP / DeepSpeed on an accelerator; report one to the entry point.
+    class Sharded(accelerate.Accelerator):
+        @property
+        def distributed_type(self):
+            return getattr(DistributedType, kind)
+
+    monkeypatch.setattr(accelerate, "Accelerator", Sharded)
+    out = tmp_path / "sharded"
+    with pytest.raises(ValueError, match=f"does not support {getattr(DistributedType, kind).value}.*--multi_gpu"):
+        train(args_for(tiny_released_dir, data, out, "--max-steps", "1"))
+    assert not out.exists()
+
+
 def test_qlora_and_objective_options_through_the_entry_point(tiny_released_dir, data, tmp_path):
     out = tmp_path / "qlora"
     summary = train(args_for(tiny_released_dir, data, out, "--max-steps", "2", "--save-steps", "2", "--load-in-4bit",

@@ -1,7 +1,8 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
 """`llada-uni train`: LoRA / QLoRA fine-tuning of LLaDA2.0-Uni with the masked-diffusion objective.
 
-Run it through accelerate (one process, several GPUs, FSDP or DeepSpeed come from accelerate's own config):
+Run it through accelerate, in one process or data parallel over several (`accelerate launch --multi_gpu
+--num_processes N`); FSDP and DeepSpeed, whose sharded states its checkpoints do not gather, are refused:
 
     accelerate launch -m llada_uni_cli.main train --model MODEL_DIR --data train.jsonl --output-dir out
     accelerate launch examples/train_lora.py --model MODEL_DIR --data train.jsonl --output-dir out
@@ -225,7 +226,7 @@ def _needs_images(records) -> bool:
 def train(args) -> dict:
     """Runs the training loop described in the module docstring; returns a summary (steps, losses, paths)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
@@ -253,6 +254,15 @@ def train(args) -> dict:
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision
     )
+    sharded = {DistributedType.FSDP, DistributedType.DEEPSPEED}
+    if accelerator.distributed_type in sharded:
+        # The checkpoints hold the main process's adapter and optimizer state as they are (safetensors, no pickle):
+        # right for data parallel, silently partial for sharded parameters or optimizer states.
+        raise ValueError(
+            f"This entry point does not support {accelerator.distributed_type.value} (sharded states); launch data "
+            "parallel instead (`accelerate launch --multi_gpu --num_processes N`), with `--load-in-4bit` where the "
+            "model does not fit one device."
+        )
     set_seed(args.seed)
     on_gpu = accelerator.device.type == "cuda"
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if on_gpu else torch.float32)
