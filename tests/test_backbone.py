@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache
 
 import transformers_llada_uni
@@ -72,8 +72,16 @@ def test_released_checkpoint_reproduces_reference_logits(forward_case, attn_impl
 
 
 def test_flex_attention_reproduces_reference_logits(forward_case):
-    # One sequence length only: torch 2.13's CPU inductor fails to compile flex attention once shapes turn dynamic.
     model = AutoModelForCausalLM.from_pretrained(TINY_RELEASED, attn_implementation="flex_attention")
+    sdpa = AutoModelForCausalLM.from_pretrained(TINY_RELEASED, attn_implementation="sdpa")
+    # Generation first: left-padded prompts of two lengths, a cached prefix, query windows shorter than the keys.
+    # (torch 2.13's CPU inductor miscompiles that case once it has compiled flex attention for other shapes in the
+    # same process: a C++ codegen error, not a wrong result; GPUs use Triton kernels instead.)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_RELEASED)
+    prompts = tokenizer(["Hello there", "Write a haiku about the sea"], return_tensors="pt", padding=True)
+    settings = {"tokenizer": tokenizer, "gen_length": 16, "block_length": 8, "steps": 4, "show_progress_bar": False}
+    assert torch.equal(model.generate(**prompts, **settings), sdpa.generate(**prompts, **settings))
+
     ids = forward_case["input_ids"]
     with torch.no_grad():
         assert max_rel_err(model(ids).logits, forward_case["logits_full"]) <= 1e-5
@@ -81,6 +89,14 @@ def test_flex_attention_reproduces_reference_logits(forward_case):
         block2d = model(ids, attention_mask=torch.ones_like(ids), block_length=8).logits
     assert max_rel_err(block4d, forward_case["logits_block8"]) <= 1e-5
     assert max_rel_err(block2d, forward_case["logits_block8"]) <= 1e-5
+
+    # Other lengths in the same process (the compiled kernels turn dynamic), against sdpa.
+    for length in (24, 37):
+        other = torch.randint(0, 100, (1, length), generator=torch.Generator().manual_seed(length))
+        for kwargs in ({"attention_mask": block_causal_4d(length, 8)},
+                       {"attention_mask": torch.ones_like(other), "block_length": 8}):
+            with torch.no_grad():
+                assert max_rel_err(model(other, **kwargs).logits, sdpa(other, **kwargs).logits) <= 1e-5, length
 
 
 def test_config_defaults_are_the_released_values():
