@@ -52,13 +52,33 @@ def test_image_header_and_valid_sizes(tokenizer):
     ]
     sizes = prompting.valid_image_grid_sizes(tokenizer)
     assert sizes == list(range(8, 35, 2)) + list(range(36, 256))
-    for bad in (9, 7, 256, 0, -2):
+    for bad in (9, 7, 256):
         with pytest.raises(ValueError, match=r"Valid grid sides .*: 8, 10, \.\.\., 34, 36\.\.255"):
             prompting.image_header_ids(tokenizer, bad, 8)
+    for bad in (0, -2, True, 8.0):
+        with pytest.raises(ValueError, match="must be a positive int"):
+            prompting.image_header_ids(tokenizer, bad, 8, unknown_sides="text")
+    with pytest.raises(ValueError, match="unknown_sides"):
+        prompting.image_header_ids(tokenizer, 8, 8, unknown_sides="skip")
     assert prompting.parse_image_header(tokenizer, [1, 2] + header) == (8, 12)
     assert prompting.parse_image_header(tokenizer, header[:-1]) is None
     assert prompting.image_grid_size(1024, 1024) == (32, 32)
     assert prompting.image_grid_size(256, 320) == (8, 10)
+
+
+def test_understanding_header_reads_a_missing_size_token_as_text(tokenizer, caplog):
+    # A tall 90 x 200 px picture gets a 12 x 6 grid from the understanding resize; <|reserved_token_6|> does not exist.
+    header = prompting.image_header_ids(tokenizer, 12, 6, unknown_sides="text")
+    six = prompting.encode_text(tokenizer, "<|reserved_token_6|>")
+    assert len(six) > 1  # not one special token: plain text pieces
+    assert header == prompting.encode_text(tokenizer, "<|image|><|reserved_token_12|><|reserved_token_6|><boi>")
+    assert header[2:-1] == six
+    assert "w=6 has no `<|reserved_token_6|>`" in caplog.text
+    ids = list(range(1024, 1024 + 72))
+    prompt = prompting.build_understanding_prompt(tokenizer, ids, 12, 6, "What is it?")
+    assert prompt[: len(header)] == header and prompt[len(header) : len(header) + 72] == ids
+    with pytest.raises(ValueError, match="no `<\\|reserved_token_6\\|>` token"):
+        prompting.build_text_to_image_prompt(tokenizer, "a cat", 12, 6)  # the model would have to write that header
 
 
 def test_understanding_prompt_is_the_recorded_one(tokenizer):

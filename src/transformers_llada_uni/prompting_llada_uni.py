@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from transformers.utils import logging
+
 
 T2I_SYSTEM_PROMPT = "You are a text-to-image generation assistant."
 THINKING_SYSTEM_PROMPT = "You are a text-to-image generation assistant with a thinking process."
@@ -40,6 +42,8 @@ RESERVED_SIZE_TOKEN = "<|reserved_token_{}|>"
 
 # Grid sides are written with `<|reserved_token_N|>`; the largest N the released tokenizer has is 255.
 _MAX_GRID_SIDE = 255
+
+logger = logging.get_logger(__name__)
 _RESERVED_RE = re.compile(r"^<\|reserved_token_(\d+)\|>$")
 
 
@@ -197,22 +201,36 @@ def image_grid_size(image_h: int, image_w: int) -> tuple[int, int]:
     return (image_h // 2) // 16, (image_w // 2) // 16
 
 
-def image_header_ids(tokenizer, h: int, w: int) -> list[int]:
+def image_header_ids(tokenizer, h: int, w: int, unknown_sides: str = "raise") -> list[int]:
     """`<|image|><|reserved_token_{h}|><|reserved_token_{w}|><boi>`: the header that opens an image of h x w codes.
 
-    Raises a ValueError listing the valid sizes when a side has no `<|reserved_token_N|>`.
+    A side without a `<|reserved_token_N|>` token (the released vocabulary lacks 1..7 and odd sizes below 36):
+    `unknown_sides="raise"` raises a ValueError listing the valid sizes (where the model is to generate that grid);
+    `"text"` tokenises that piece as plain text, which is what the original's string prompt turns into, and logs a
+    warning (where a picture fixes the grid: the understanding resize gives e.g. 12 x 6 codes for a tall 90 x 200 px
+    picture).
     """
+    if unknown_sides not in ("raise", "text"):
+        raise ValueError(f"`unknown_sides` must be 'raise' or 'text', got {unknown_sides!r}.")
     ids = [_require_token_id(tokenizer, IMAGE_TOKEN)]
     for name, side in (("h", h), ("w", w)):
-        token_id = None
-        if isinstance(side, int) and not isinstance(side, bool) and side > 0:
-            token_id = _token_id(tokenizer, RESERVED_SIZE_TOKEN.format(side))
-        if token_id is None:
+        if not isinstance(side, int) or isinstance(side, bool) or side <= 0:
+            raise ValueError(f"Image grid {name}={side!r} must be a positive int (codes).")
+        token = RESERVED_SIZE_TOKEN.format(side)
+        token_id = _token_id(tokenizer, token)
+        if token_id is not None:
+            ids.append(token_id)
+        elif unknown_sides == "text":
+            logger.warning(
+                f"Image grid {name}={side} has no `{token}` token; it is tokenised as plain text, as the original "
+                "implementation does. Pictures whose grid sides are all in the vocabulary read better."
+            )
+            ids.extend(encode_text(tokenizer, token))
+        else:
             raise ValueError(
-                f"Image grid {name}={side!r} has no `<|reserved_token_{side}|>` token. Valid grid sides (codes; "
+                f"Image grid {name}={side!r} has no `{token}` token. Valid grid sides (codes; "
                 f"pixels = 32 x side): {_format_sizes(valid_image_grid_sizes(tokenizer))}."
             )
-        ids.append(token_id)
     ids.append(_require_token_id(tokenizer, BOI_TOKEN))
     return ids
 
@@ -359,9 +377,10 @@ def build_thinking_image_prompt(tokenizer, prompt: str, thinking_ids: Sequence[i
     return build_thinking_prompt(tokenizer, prompt) + [int(t) for t in thinking_ids] + image_header_ids(tokenizer, h, w)
 
 
-def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int) -> list[int]:
-    """`header + image ids + <|/image|>`: an image inside a prompt (ids already carry `image_token_offset`)."""
-    return image_header_ids(tokenizer, h, w) + [int(t) for t in image_tokens] + [
+def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int, unknown_sides: str = "raise") -> list[int]:
+    """`header + image ids + <|/image|>`: an image inside a prompt (ids already carry `image_token_offset`);
+    `unknown_sides` as in [`image_header_ids`]."""
+    return image_header_ids(tokenizer, h, w, unknown_sides) + [int(t) for t in image_tokens] + [
         _require_token_id(tokenizer, END_IMAGE_TOKEN)
     ]
 
@@ -382,7 +401,8 @@ def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence
     _check_prompt("question", question)
     image = []
     for name, ids, side_h, side_w in understanding_images(image_tokens, h, w):
-        block = image_block_ids(tokenizer, ids, side_h, side_w)  # checks the sides first
+        # The picture fixed the grid: a side without its size token is read as the original reads it.
+        block = image_block_ids(tokenizer, ids, side_h, side_w, unknown_sides="text")
         if len(ids) != side_h * side_w:
             raise ValueError(
                 f"`{name}` holds {len(ids)} ids, but the grid h={side_h} x w={side_w} needs {side_h * side_w}."
