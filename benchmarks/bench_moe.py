@@ -73,6 +73,7 @@ def main():
     parser.add_argument("--top-k", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--expert-size", type=int, default=None, help="moe_intermediate_size (default: hidden / 2)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -80,24 +81,25 @@ def main():
     args = parser.parse_args()
 
     torch.manual_seed(0)
+    expert_size = args.expert_size or args.hidden // 2
     config = LLaDAUniConfig(
         vocab_size=8192, image_token_offset=4096, image_codebook_size=4096, mask_token_id=4095, eos_token_id=4094,
         pad_token_id=4094, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
         num_hidden_layers=args.layers, num_attention_heads=8, num_key_value_heads=2, head_dim=args.hidden // 8,
         num_experts=args.experts, num_experts_per_tok=args.top_k, n_group=8, topk_group=4,
-        moe_intermediate_size=args.hidden // 2, first_k_dense_replace=1,
+        moe_intermediate_size=expert_size, first_k_dense_replace=1,
     )
     dtype = getattr(torch, args.dtype)
     model = LLaDAUniForConditionalGeneration(config).to(args.device, dtype).eval()
     # Read before the loop below switches implementations: the model and its config share the setting.
     default = model.config._experts_implementation
     ids = torch.randint(0, 4096, (1, args.tokens), device=args.device)
-    print(f"config: hidden {args.hidden}, {args.experts} experts, top {args.top_k}, {args.layers} layers "
+    print(f"config: hidden {args.hidden}, {args.experts} experts of size {expert_size}, top {args.top_k}, {args.layers} layers "
           f"({args.layers - 1} MoE), {args.tokens} tokens, {args.dtype} on {args.device}")
 
     # batched_mm gathers one weight matrix per (token, expert) pair: fine for decoding a few tokens, not for a
     # 1024-token window on a small machine.
-    gathered_bytes = args.tokens * args.top_k * 3 * args.hidden * (args.hidden // 2) * dtype.itemsize
+    gathered_bytes = args.tokens * args.top_k * 3 * args.hidden * expert_size * dtype.itemsize
     names = ["original_loop", "eager", "grouped_mm"]
     if gathered_bytes <= args.max_gather_gb * 2**30:
         names.append("batched_mm")
