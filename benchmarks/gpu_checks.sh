@@ -9,8 +9,9 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl transformers==5.24.0 diffusers==0.42.1 importlib_metadata
-# and there (the wheels carried along):
+#       -d .whl transformers==5.24.0 diffusers==0.42.1 importlib_metadata lazy-importer
+# (an image that already has PyTorch, accelerate, peft, tokenizers 0.23 and huggingface_hub 1.3x needs no more),
+# and there, the wheels carried along (`carry: [".whl"]`):
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 #   bash benchmarks/gpu_checks.sh            # logs land in $OUT (default /tmp/gpu-checks)
 #
