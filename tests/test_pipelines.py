@@ -279,6 +279,8 @@ def test_without_decoders_only_codes_come_out(t2i, expected_dir):
         (lambda p: p["t2i"](image_tokens=[0] * 16, grid_size=(0, 4)), ValueError, "positive"),
         (lambda p: p["t2i"](image_tokens=[0] * 16, grid_size=(4, 4), decoder="fast"), ValueError, "'fast'"),
         (lambda p: p["editor"](prompt="x"), ValueError, "exactly one of `image`"),
+        (lambda p: p["editor"](image_tokens=[[{"codes": [0] * 4, "h": 2, "w": 2}] * 2], prompt="x"), ValueError,
+         r"`image_tokens\[0\]` holds 2 pictures; this pipeline takes one picture per prompt"),
         (lambda p: p["editor"](image_tokens={"h": 2, "w": 2}, prompt="x"), TypeError, "image_tokens"),
         (lambda p: p["editor"](image_tokens={"codes": [0] * 3, "h": 2, "w": 2}, prompt="x"), ValueError, "h \\* w"),
         (lambda p: p["editor"](image_tokens={"codes": [0] * 4, "h": 2, "w": 2}, prompt=["a", "b"],

@@ -317,31 +317,53 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         # The language model samples with one generator; a per-image list only applies to the decoder's noise.
         return generator if isinstance(generator, torch.Generator) else None
 
-    def _source_images(self, image, image_tokens, mode: str, image_kwargs: dict | None = None) -> tuple[list[dict], bool]:
-        r"""Pictures or image codes -> `[{"image_tokens": ids with offset, "h", "w"}]`, and whether one was given."""
+    def _source_image_sets(
+        self, image, image_tokens, mode: str, image_kwargs: dict | None = None, several: bool = False
+    ) -> list[list[dict]]:
+        r"""
+        Pictures or image codes -> one list of `{"image_tokens": ids with offset, "h", "w"}` per prompt. With
+        `several`, an item that is itself a list holds one prompt's pictures, which the image processor gives its
+        several-images budget; without, every prompt has one picture.
+        """
         if (image is None) == (image_tokens is None):
             raise ValueError("Give exactly one of `image` (pictures) and `image_tokens` (their image codes).")
+        name = "image" if image is not None else "image_tokens"
+        items, _ = _as_list(image if image is not None else image_tokens, name)
+        for index, item in enumerate(items):
+            if not isinstance(item, (list, tuple)):
+                continue
+            if not item:
+                raise ValueError(f"`{name}[{index}]` is an empty list: a prompt needs at least one picture.")
+            if not several and len(item) != 1:
+                raise ValueError(
+                    f"`{name}[{index}]` holds {len(item)} pictures; this pipeline takes one picture per prompt."
+                )
         if image is not None:
             if self.image_tokenizer is None:
                 raise ValueError(
                     "Pictures need the image tokenizer model (`image_tokenizer/`); pass `image_tokens` instead."
                 )
-            images, single = _as_list(image, "image")
-            loaded = [self.processor.image_processor.load_image(i) if isinstance(i, (str, os.PathLike)) else i
-                      for i in images]
+
+            def load(picture):
+                if isinstance(picture, (str, os.PathLike)):
+                    return self.processor.image_processor.load_image(picture)
+                return picture
+
+            loaded = [[load(p) for p in item] if isinstance(item, (list, tuple)) else load(item) for item in items]
             with torch.no_grad():
                 encoded = self.processor.encode_images(loaded, self.image_tokenizer, mode=mode, **(image_kwargs or {}))
-            return [dict(e) for e in encoded], single
-        if isinstance(image_tokens, dict):
-            return [self._encoded_from_dict(image_tokens)], True
-        items, single = _as_list(image_tokens, "image_tokens")
-        if not all(isinstance(i, dict) for i in items):
-            raise TypeError(
-                "`image_tokens` must be a dict {'image_tokens': ids, 'h': rows, 'w': columns} (what "
-                "`processor.encode_images` returns; ids carry `image_token_offset`) or a list of such dicts, got "
-                f"{type(image_tokens).__name__}."
-            )
-        return [self._encoded_from_dict(i) for i in items], single
+            return [[dict(e) for e in group] if isinstance(group, list) else [dict(group)] for group in encoded]
+        sets = []
+        for item in items:
+            group = list(item) if isinstance(item, (list, tuple)) else [item]
+            if not all(isinstance(i, dict) for i in group):
+                raise TypeError(
+                    "`image_tokens` must be a dict {'image_tokens': ids, 'h': rows, 'w': columns} (what "
+                    "`processor.encode_images` returns; ids carry `image_token_offset`), a list of such dicts (one per "
+                    f"prompt) or of lists of dicts (one prompt's images), got {[type(i).__name__ for i in group]}."
+                )
+            sets.append([self._encoded_from_dict(i) for i in group])
+        return sets
 
     def _encoded_from_dict(self, item: dict) -> dict:
         keys = set(item)
@@ -411,16 +433,21 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         grid = tuple(codes.shape[1:])
         return [c.flatten() for c in codes], [grid] * codes.shape[0]
 
-    def _sources_and_prompts(self, image, image_tokens, prompt, mode, image_kwargs, what):
-        """One (source image, prompt) pair per output: a single image or prompt is repeated against a list."""
+    def _sources_and_prompts(self, image, image_tokens, prompt, mode, image_kwargs, what, several: bool = False):
+        """One (source, prompt) pair per output: a single source or prompt is repeated against a list. A source is
+        one image dict, or with `several=True` the list of a prompt's image dicts."""
         if prompt is None:
             raise ValueError(f"Give {what} as `prompt`.")
-        sources, _ = self._source_images(image, image_tokens, mode, image_kwargs)
+        sets = self._source_image_sets(image, image_tokens, mode, image_kwargs, several)
         prompts, _ = _as_list(prompt, "prompt")
         for p in prompts:
             if not isinstance(p, str):
                 raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
-        return _broadcast(sources, prompts, "images", "prompts")
+        if not several:
+            return _broadcast([group[0] for group in sets], prompts, "images", "prompts")
+        given = image if image is not None else image_tokens
+        nested = isinstance(given, (list, tuple)) and any(isinstance(item, (list, tuple)) for item in given)
+        return _broadcast(sets, prompts, "image sets" if nested else "images", "prompts")
 
 
 class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
@@ -599,62 +626,6 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
     batch), whose image blocks precede the question in order. No decoder is needed.
     """
 
-    @staticmethod
-    def _has_image_sets(value) -> bool:
-        return isinstance(value, (list, tuple)) and any(isinstance(item, (list, tuple)) for item in value)
-
-    def _image_sets_and_questions(self, image, image_tokens, prompt, image_kwargs) -> tuple[list[list[dict]], list]:
-        r"""One (images, question) pair per answer: the images of a prompt as `[{"image_tokens", "h", "w"}, ...]`.
-        An item of `image` / `image_tokens` that is itself a list holds one prompt's pictures."""
-        if not (self._has_image_sets(image) or self._has_image_sets(image_tokens)):
-            sources, prompts = self._sources_and_prompts(
-                image, image_tokens, prompt, "understand", image_kwargs, "the question"
-            )
-            return [[source] for source in sources], prompts
-        if prompt is None:
-            raise ValueError("Give the question as `prompt`.")
-        if (image is None) == (image_tokens is None):
-            raise ValueError("Give exactly one of `image` (pictures) and `image_tokens` (their image codes).")
-        items = list(image if image is not None else image_tokens)
-        for index, item in enumerate(items):
-            if isinstance(item, (list, tuple)) and not item:
-                raise ValueError(
-                    f"`{'image' if image is not None else 'image_tokens'}[{index}]` is an empty list: a prompt needs "
-                    "at least one picture."
-                )
-        if image is not None:
-            if self.image_tokenizer is None:
-                raise ValueError(
-                    "Pictures need the image tokenizer model (`image_tokenizer/`); pass `image_tokens` instead."
-                )
-
-            def load(picture):
-                if isinstance(picture, (str, os.PathLike)):
-                    return self.processor.image_processor.load_image(picture)
-                return picture
-
-            loaded = [[load(p) for p in item] if isinstance(item, (list, tuple)) else load(item) for item in items]
-            # The nested list tells the image processor which pictures share a prompt (their smaller budget).
-            encoded = self.processor.encode_images(loaded, self.image_tokenizer, mode="understand",
-                                                   **(image_kwargs or {}))
-            sets = [[dict(e) for e in group] if isinstance(group, list) else [dict(group)] for group in encoded]
-        else:
-            sets = []
-            for item in items:
-                group = list(item) if isinstance(item, (list, tuple)) else [item]
-                if not all(isinstance(i, dict) for i in group):
-                    raise TypeError(
-                        "`image_tokens` items must be dicts {'image_tokens': ids, 'h': rows, 'w': columns} (what "
-                        "`processor.encode_images` returns) or lists of such dicts (one prompt's images), got "
-                        f"{[type(i).__name__ for i in group]}."
-                    )
-                sets.append([self._encoded_from_dict(i) for i in group])
-        prompts, _ = _as_list(prompt, "prompt")
-        for p in prompts:
-            if not isinstance(p, str):
-                raise TypeError(f"`prompt` must be a string or a list of strings, got {type(p).__name__}.")
-        return _broadcast(sets, prompts, "image sets", "prompts")
-
     @torch.no_grad()
     def __call__(
         self,
@@ -686,7 +657,9 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
             use_chat_template: wrap images and question in the chat template (the original uses the bare prompt).
             image_kwargs: options of the image processor's understanding resize.
         """
-        image_sets, prompts = self._image_sets_and_questions(image, image_tokens, prompt, image_kwargs)
+        image_sets, prompts = self._sources_and_prompts(
+            image, image_tokens, prompt, "understand", image_kwargs, "the question", several=True
+        )
         texts, sequences = [], []
         self._onload(self.model)
         for sources, question in zip(image_sets, prompts):
