@@ -150,6 +150,20 @@ def test_subcommands_on_a_released_folder(tmp_path, capsys):
     assert Image.open(edited).size[0] > 0
 
 
+def test_understand_several_pictures_in_one_prompt(capsys):
+    from diffusers_llada_uni import LLaDAUniUnderstandingPipeline
+
+    pictures = [IMAGES / "landscape_150x100.png", IMAGES / "portrait_90x200.png"]
+    settings = {"steps": 4, "gen_length": 8, "block_length": 8}
+    capsys.readouterr()
+    assert main(["understand", "--model", str(TINY_RELEASED), "--no-progress", "--image", *map(str, pictures),
+                 "--question", "What differs?", *[f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]]) == 0
+    printed = capsys.readouterr().out.strip()
+    reader = LLaDAUniUnderstandingPipeline.from_released(TINY_RELEASED, load_decoders=())
+    reader.set_progress_bar_config(disable=True)
+    assert printed == reader(image=[pictures], prompt="What differs?", **settings).text[0].strip()
+
+
 def test_convert_subcommand(tmp_path):
     dst = tmp_path / "converted"
     assert main(["convert", str(TINY_RELEASED), str(dst), "--no-verify", "--no-progress"]) == 0

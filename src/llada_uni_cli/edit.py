@@ -39,7 +39,7 @@ def edit(bundle: ModelBundle, image, instruction: str, steps: int, block_length:
     generator = torch.Generator(device="cpu").manual_seed(seed)
     with torch.no_grad():
         return bundle.model.edit_image(
-            encoded["image_token_ids"], encoded["h"], encoded["w"], instruction, steps=steps,
+            encoded["image_tokens"], encoded["h"], encoded["w"], instruction, steps=steps,
             block_length=block_length, cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale,
             generator=generator, **bundle.generation_kwargs(),
         )

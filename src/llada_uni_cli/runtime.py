@@ -129,8 +129,9 @@ class ModelBundle:
     # ------------------------------------------------------------------ steps shared by the subcommands
 
     def encode_image(self, image, mode: str) -> dict:
-        """`{"image_token_ids", "h", "w"}` of a picture (path or PIL image): the understanding resize or the editing
-        crop, the image tokenizer, plus `image_token_offset` (the arguments of `understand_image` / `edit_image`)."""
+        """`{"image_tokens", "h", "w"}` of a picture (path or PIL image; lists nest as in `encode_images`): the
+        understanding resize or the editing crop, the image tokenizer, plus `image_token_offset` (the arguments of
+        `understand_image` / `edit_image`)."""
         kwargs = {}
         if mode.startswith("edit") and self.edit_image_size is not None:
             kwargs["edit_image_size"] = self.edit_image_size

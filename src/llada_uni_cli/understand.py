@@ -19,7 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "answers the question about them; the answer is printed.",
     )
     add_common_options(parser)
-    parser.add_argument("--image", type=existing_file, required=True, help="picture to look at (PNG, JPEG, ...)")
+    parser.add_argument("--image", type=existing_file, nargs="+", required=True,
+                        help="picture to look at (PNG, JPEG, ...); several go into one prompt in the given order, each "
+                             "resized for the several-images budget (448^2 px)")
     parser.add_argument("--question", default="Describe this image.", help="question (default: 'Describe this image.')")
     parser.add_argument("--steps", type=positive_int, default=32, help="denoising steps per block (default: 32)")
     parser.add_argument("--block-length", type=positive_int, default=32, help="tokens per block (default: 32)")
@@ -32,13 +34,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def understand(bundle: ModelBundle, image, question: str, steps: int, block_length: int, gen_length: int,
                chat_template: bool, seed: int) -> str:
-    encoded = bundle.encode_image(image, mode="understand")
+    """`image`: one picture, or a list of pictures for one prompt."""
+    pictures = list(image) if isinstance(image, (list, tuple)) else [image]
+    if len(pictures) == 1:
+        encoded = bundle.encode_image(pictures[0], mode="understand")
+        ids, h, w = encoded["image_tokens"], encoded["h"], encoded["w"]
+    else:
+        # One nested list: the pictures share a prompt, so they get the several-images budget.
+        encoded = bundle.encode_image([pictures], mode="understand")[0]
+        ids, h, w = ([e[key] for e in encoded] for key in ("image_tokens", "h", "w"))
     generator = torch.Generator(device="cpu").manual_seed(seed)
     with torch.no_grad():
         return bundle.model.understand_image(
-            encoded["image_token_ids"], encoded["h"], encoded["w"], question, steps=steps, block_length=block_length,
-            gen_length=gen_length, use_chat_template=chat_template, generator=generator,
-            **bundle.generation_kwargs(),
+            ids, h, w, question, steps=steps, block_length=block_length, gen_length=gen_length,
+            use_chat_template=chat_template, generator=generator, **bundle.generation_kwargs(),
         )
 
 
