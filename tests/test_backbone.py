@@ -99,6 +99,35 @@ def test_flex_attention_reproduces_reference_logits(forward_case):
                 assert max_rel_err(model(other, **kwargs).logits, sdpa(other, **kwargs).logits) <= 1e-5, length
 
 
+def test_forward_compiles_to_one_graph():
+    # No host syncs or data-dependent branches in the forward: torch.compile sees one graph for every mask form, and
+    # a fullgraph compile gives the eager logits.
+    model = AutoModelForCausalLM.from_pretrained(TINY_RELEASED).eval()
+    ids = torch.randint(0, 100, (2, 16), generator=torch.Generator().manual_seed(0))
+    padded = torch.ones_like(ids)
+    padded[0, :5] = 0  # left padding: fully masked query rows take the no-NaN path
+    forms = {"no mask": {}, "4-D": {"attention_mask": block_causal_4d(16, 8).expand(2, 1, 16, 16)},
+             "2-D": {"attention_mask": padded, "block_length": 8}}
+    for implementation in ("sdpa", "eager"):
+        model.set_attn_implementation(implementation)
+        for name, kwargs in forms.items():
+            explained = torch._dynamo.explain(model)(ids, **kwargs)
+            assert explained.graph_break_count == 0, (implementation, name, explained.break_reasons)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(ids[:, :8], attention_mask=padded[:, :8], block_length=8, past_key_values=cache, use_cache=True)
+    explained = torch._dynamo.explain(model)(ids[:, 8:], attention_mask=padded, block_length=8,
+                                             past_key_values=cache, use_cache=False)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+    model.set_attn_implementation("sdpa")
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        expected = model(ids, **forms["2-D"]).logits
+        assert max_rel_err(compiled(ids, **forms["2-D"]).logits, expected) <= 1e-5
+    torch._dynamo.reset()
+
+
 def test_config_defaults_are_the_released_values():
     config = LLaDAUniConfig()
     released = json.loads((REAL_FILES / "config.json").read_text())

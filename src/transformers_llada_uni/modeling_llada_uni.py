@@ -441,9 +441,8 @@ def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation
     softmax over nothing would put NaN into the padded positions' hidden states.
     """
     if mask.dtype == torch.bool:
-        empty_rows = ~mask.any(dim=-1, keepdim=True)
-        if empty_rows.any():
-            mask = mask | empty_rows
+        # Unconditionally: a test of `empty_rows.any()` would cost a host sync and a graph break under torch.compile.
+        mask = mask | ~mask.any(dim=-1, keepdim=True)
         if attn_implementation == "sdpa":
             return mask
         if attn_implementation == "flex_attention":
@@ -503,9 +502,7 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         elif isinstance(mask, torch.Tensor):
             # eager masks are additive; rows with every key at the dtype minimum are fully masked queries
             min_value = torch.finfo(mask.dtype).min
-            empty_rows = (mask == min_value).all(dim=-1, keepdim=True)
-            if empty_rows.any():
-                mask = mask.masked_fill(empty_rows, 0.0)
+            mask = mask.masked_fill((mask == min_value).all(dim=-1, keepdim=True), 0.0)  # no sync, no graph break
         return mask
 
     @capture_outputs
@@ -536,8 +533,9 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         if input_ids is not None:
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be 2-D (batch, seq), got shape {tuple(input_ids.shape)}.")
-            out_of_range = (input_ids < 0) | (input_ids >= self.config.vocab_size)
-            if out_of_range.any():  # one host sync per forward (this runs at every denoising step)
+            # One host sync per eager forward; a compiled forward skips the check rather than break its graph.
+            out_of_range = None if torch.compiler.is_compiling() else (input_ids < 0) | (input_ids >= self.config.vocab_size)
+            if out_of_range is not None and out_of_range.any():
                 bad = input_ids[out_of_range][0].item()
                 raise ValueError(
                     f"`input_ids` holds the id {bad}, outside the vocabulary [0, {self.config.vocab_size})."
