@@ -25,6 +25,7 @@ from .training_llada_uni import (
     DataCollatorForMaskedDiffusion,
     LLaDAUniTrainingDataEncoder,
     MaskedDiffusionConfig,
+    MaskedDiffusionDataset,
     get_llada_uni_peft_model,
     llada_uni_lora_config,
     load_llada_uni_4bit,
@@ -34,6 +35,16 @@ from .training_llada_uni import (
 
 
 register_auto_classes()
+
+
+def __getattr__(name):
+    # The Trainer stack is a second of imports: loaded when the trainer is asked for, not with the package.
+    if name == "LLaDAUniMaskedDiffusionTrainer":
+        from .trainer_llada_uni import LLaDAUniMaskedDiffusionTrainer
+
+        return LLaDAUniMaskedDiffusionTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LLaDAUniConfig",
@@ -54,6 +65,7 @@ __all__ = [
     "LLaDAUniImageProcessor",
     "LLaDAUniProcessor",
     "MaskedDiffusionConfig",
+    "MaskedDiffusionDataset",
     "DataCollatorForMaskedDiffusion",
     "LLaDAUniTrainingDataEncoder",
     "masked_diffusion_loss",
@@ -61,4 +73,5 @@ __all__ = [
     "get_llada_uni_peft_model",
     "load_llada_uni_4bit",
     "quantize_routed_experts",
+    "LLaDAUniMaskedDiffusionTrainer",
 ]
