@@ -64,7 +64,8 @@ def _t2i_kwargs(case):
 
 
 def test_parts_are_shared_and_typed(t2i, editor, reader):
-    for pipe in (editor, reader):
+    # diffusers' own way to switch tasks on loaded parts works too
+    for pipe in (editor, reader, LLaDAUniImageEditPipeline.from_pipe(t2i), LLaDAUniUnderstandingPipeline.from_pipe(t2i)):
         for name in ("model", "processor", "image_tokenizer", "decoder", "turbo_decoder"):
             assert getattr(pipe, name) is getattr(t2i, name)
     assert isinstance(t2i.decoder, LLaDAUniDecoderPipeline) and not t2i.decoder.config.turbo
