@@ -172,6 +172,24 @@ def test_understand_one_image_as_lists_gives_the_recorded_case(model, tokenizer,
     assert result.sequences[0].tolist() == understand_case["output_ids"]
 
 
+def test_understand_takes_encode_images_output_directly(model, tokenizer, image_a, image_b):
+    lists = model.understand_image(*_lists(image_a, image_b), QUESTION, tokenizer=tokenizer, return_dict=True, **FAST)
+    dicts = model.understand_image([image_a, image_b], question=QUESTION, tokenizer=tokenizer, return_dict=True,
+                                   **FAST)
+    assert dicts.sequences.tolist() == lists.sequences.tolist() and dicts.text == lists.text
+    plain = model.understand_image(image_a["image_tokens"], image_a["h"], image_a["w"], QUESTION, tokenizer=tokenizer,
+                                   return_dict=True, **FAST)
+    one = model.understand_image(image_a, question=QUESTION, tokenizer=tokenizer, return_dict=True, **FAST)
+    assert one.sequences.tolist() == plain.sequences.tolist()
+    with pytest.raises(TypeError, match="what `processor.encode_images` returns"):
+        model.understand_image(image_a["image_tokens"], question=QUESTION, tokenizer=tokenizer, **FAST)
+    with pytest.raises(TypeError, match=r"Image 1 lacks \['h'\]"):
+        broken = {"image_tokens": image_b["image_tokens"], "w": image_b["w"]}
+        model.understand_image([image_a, broken], question=QUESTION, tokenizer=tokenizer, **FAST)
+    with pytest.raises(TypeError, match="`question` must be a string"):
+        model.understand_image(image_a, tokenizer=tokenizer, **FAST)
+
+
 def test_understand_validates_each_image(model, tokenizer, image_a, image_b):
     tokens, h, w = _lists(image_a, image_b)
     with pytest.raises(ValueError, match=r"`image_tokens\[1\]` holds 63 ids, but the grid h=8 x w=8 needs 64"):

@@ -663,13 +663,9 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
         texts, sequences = [], []
         self._onload(self.model)
         for sources, question in zip(image_sets, prompts):
-            # One image keeps the plain (int) form; several go as lists, one entry per image.
-            one = len(sources) == 1
             result = self.model.understand_image(
-                sources[0]["image_tokens"] if one else [s["image_tokens"] for s in sources],
-                sources[0]["h"] if one else [s["h"] for s in sources],
-                sources[0]["w"] if one else [s["w"] for s in sources],
-                question,
+                sources[0] if len(sources) == 1 else sources,
+                question=question,
                 tokenizer=self.tokenizer,
                 steps=steps,
                 block_length=block_length,

@@ -36,18 +36,13 @@ def understand(bundle: ModelBundle, image, question: str, steps: int, block_leng
                chat_template: bool, seed: int) -> str:
     """`image`: one picture, or a list of pictures for one prompt."""
     pictures = list(image) if isinstance(image, (list, tuple)) else [image]
-    if len(pictures) == 1:
-        encoded = bundle.encode_image(pictures[0], mode="understand")
-        ids, h, w = encoded["image_tokens"], encoded["h"], encoded["w"]
-    else:
-        # One nested list: the pictures share a prompt, so they get the several-images budget.
-        encoded = bundle.encode_image([pictures], mode="understand")[0]
-        ids, h, w = ([e[key] for e in encoded] for key in ("image_tokens", "h", "w"))
+    # One nested list: the pictures share a prompt, so they get the several-images budget.
+    encoded = bundle.encode_image(pictures[0] if len(pictures) == 1 else [pictures], mode="understand")
     generator = torch.Generator(device="cpu").manual_seed(seed)
     with torch.no_grad():
         return bundle.model.understand_image(
-            ids, h, w, question, steps=steps, block_length=block_length, gen_length=gen_length,
-            use_chat_template=chat_template, generator=generator, **bundle.generation_kwargs(),
+            encoded if len(pictures) == 1 else encoded[0], question=question, steps=steps, block_length=block_length,
+            gen_length=gen_length, use_chat_template=chat_template, generator=generator, **bundle.generation_kwargs(),
         )
 
 

@@ -917,12 +917,14 @@ class LLaDAUniGenerationMixin:
         return out
 
     # ------------------------------------------------------------------------------------------- understanding
-    def understand_image(self, image_tokens, h: int | Sequence[int], w: int | Sequence[int], question: str,
-                         tokenizer=None, steps: int = 32, block_length: int = 32, gen_length: int = 512,
-                         temperature: float = 0.0, threshold: float = 0.95, use_chat_template: bool = False,
-                         return_dict: bool = False, callback=None, streamer=None, generator=None, **kwargs):
+    def understand_image(self, image_tokens, h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
+                         question: str | None = None, tokenizer=None, steps: int = 32, block_length: int = 32,
+                         gen_length: int = 512, temperature: float = 0.0, threshold: float = 0.95,
+                         use_chat_template: bool = False, return_dict: bool = False, callback=None, streamer=None,
+                         generator=None, **kwargs):
         """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`), or about
-        several images.
+        several images. Without `h` and `w`, `image_tokens` is what `processor.encode_images` returns: one dict, or
+        the list of one prompt's dicts (`model.understand_image(encoded, question=...)`).
 
         The prompt is the original's `header + image + <|/image|> + question` (`use_chat_template=True` wraps the
         image and question in the tokenizer's chat template instead). Several images: `h` and `w` are sequences (one

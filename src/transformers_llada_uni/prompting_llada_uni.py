@@ -286,14 +286,37 @@ def validate_image_token_ids(image_tokens: Sequence[int], h: int, w: int, image_
     return [int(t) for t in image_tokens]
 
 
-def understanding_images(image_tokens, h, w) -> list[tuple[str, list, int, int]]:
+def _unpack_encoded_images(images):
+    """`encode_images` output (one `{"image_tokens", "h", "w"}` dict, or a list of them for one prompt) ->
+    `(image_tokens, h, w)` in the plain (one dict) or the several-images (a list) form."""
+    items = [images] if isinstance(images, dict) else images
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, dict) for item in items):
+        raise TypeError(
+            "Without `h` and `w`, `image_tokens` must be what `processor.encode_images` returns: a dict "
+            "{'image_tokens': ids, 'h': rows, 'w': columns}, or a list of such dicts (one prompt's images); got "
+            f"{type(images).__name__}."
+        )
+    for index, item in enumerate(items):
+        missing = [key for key in ("image_tokens", "h", "w") if key not in item]
+        if missing:
+            raise TypeError(f"Image {index} lacks {missing}; give `encode_images` dicts or `h` and `w`.")
+    unpacked = ([item[key] for item in items] for key in ("image_tokens", "h", "w"))
+    if isinstance(images, dict):
+        return tuple(values[0] for values in unpacked)
+    return tuple(unpacked)
+
+
+def understanding_images(image_tokens, h=None, w=None) -> list[tuple[str, list, int, int]]:
     """The images of an understanding prompt, in prompt order, as `(name, ids, h, w)`.
 
     One image: `h` and `w` are ints and `image_tokens` is its flat id sequence. Several images: `h` and `w` are
     sequences of ints (one per image) and `image_tokens` a sequence of per-image id sequences, all of the same
-    non-zero length. `name` is how error messages call the image's ids: `image_tokens` for one image,
+    non-zero length. Without `h` and `w`, `image_tokens` is what `processor.encode_images` gives: one dict, or a list
+    of dicts for several images. `name` is how error messages call the image's ids: `image_tokens` for one image,
     `image_tokens[i]` for image `i` of several. Only the shape of the input is checked here (ids are not).
     """
+    if h is None and w is None:
+        image_tokens, h, w = _unpack_encoded_images(image_tokens)
     several_h, several_w = (isinstance(side, (list, tuple)) for side in (h, w))
     if several_h != several_w:
         raise TypeError(
@@ -386,7 +409,7 @@ def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int, unkn
 
 
 def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence[Sequence[int]],
-                               h: int | Sequence[int], w: int | Sequence[int], question: str,
+                               h: int | Sequence[int] | None, w: int | Sequence[int] | None, question: str,
                                use_chat_template: bool = False, system_prompt: str | None = None) -> list[int]:
     """Image-understanding prompt, for one image or several.
 
