@@ -427,6 +427,18 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             return np.stack(results)
         return torch.stack(results)
 
+    def _decode_and_return(self, codes, grids, thinking, decoder, num_inference_steps, guidance_scale, generator,
+                           output_type, decoder_kwargs, return_dict):
+        """The common end of text-to-image and editing: decode (unless `output_type="codes"`), free the offload
+        hooks, and build the output."""
+        images = self._decode_codes(
+            codes, grids, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs
+        )
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images, codes, grids, thinking)
+        return LLaDAUniImagePipelineOutput(images=images, image_tokens=codes, grid_sizes=grids, thinking=thinking)
+
     def _codes_from_tokens(self, image_tokens, grid_size) -> tuple[list[torch.LongTensor], list[tuple[int, int]]]:
         r"""Decoder input given by the caller (codes without offset), validated by the decoder's rules."""
         codes = prepare_image_codes(image_tokens, grid_size, self.processor.special_token_ids.image_codebook_size)
@@ -531,13 +543,10 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
             codes = [r.token_ids.detach().to("cpu", torch.long) for r in results]
             grids = [(int(r.h), int(r.w)) for r in results]
             thinking_texts = [r.thinking for r in results]
-        images = self._decode_codes(
-            codes, grids, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs
+        return self._decode_and_return(
+            codes, grids, thinking_texts, decoder, num_inference_steps, guidance_scale, generator, output_type,
+            decoder_kwargs, return_dict,
         )
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (images, codes, grids, thinking_texts)
-        return LLaDAUniImagePipelineOutput(images=images, image_tokens=codes, grid_sizes=grids, thinking=thinking_texts)
 
 
 class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
@@ -610,13 +619,10 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
             )
             codes.append(result.token_ids.detach().to("cpu", torch.long))
             grids.append((int(result.h), int(result.w)))
-        images = self._decode_codes(
-            codes, grids, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs
+        return self._decode_and_return(
+            codes, grids, None, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs,
+            return_dict,
         )
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (images, codes, grids, None)
-        return LLaDAUniImagePipelineOutput(images=images, image_tokens=codes, grid_sizes=grids, thinking=None)
 
 
 class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
