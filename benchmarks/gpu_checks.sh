@@ -2,7 +2,8 @@
 # The accelerator checks of the backbone and decoder issues in one run (about 5 minutes on one H100):
 #   1. parity with the recordings in float32 and bfloat16 (check_parity.py),
 #   2. bench_moe at the issue's mid-size config in bfloat16, and one released-size MoE layer stack,
-#   3. bench_decoder (resident pipeline against per-call loading; turbo against normal), tiny and mid-size.
+#   3. bench_decoder (resident pipeline against per-call loading; turbo against normal), tiny and mid-size,
+#   4. bench_generate in bfloat16 (the generation issue's figures on a GPU).
 #
 # The package runs from src/ (no install). A machine without the pinned libraries gets them as wheels; on this
 # machine, from the repository root:
@@ -39,6 +40,7 @@ if [[ -n "${QUICK:-}" ]]; then
     step parity python3 benchmarks/check_parity.py --device "$DEVICE" --dtypes float32
     step moe python3 benchmarks/bench_moe.py --device "$DEVICE" --tokens 128 --layers 2 --repeats 2
     step decoder python3 benchmarks/bench_decoder.py --device "$DEVICE" --setups tiny --repeats 1 --normal-steps 4
+    step generate python3 benchmarks/bench_generate.py --device "$DEVICE" --small --only text --skip-diffusers
 else
     step parity python3 benchmarks/check_parity.py --device "$DEVICE"
     step moe python3 benchmarks/bench_moe.py --device "$DEVICE" --dtype bfloat16 --repeats 10
@@ -47,5 +49,7 @@ else
     step moe_released python3 benchmarks/bench_moe.py --device "$DEVICE" --dtype bfloat16 --hidden 2048 \
         --experts 256 --tokens 2048 --layers 4 --repeats 10 --expert-size 512
     step decoder python3 benchmarks/bench_decoder.py --device "$DEVICE" --repeats 5
+    # Last, being the longest: generation against the original way (no cache, a forward per guidance branch).
+    step generate python3 benchmarks/bench_generate.py --device "$DEVICE" --dtype bfloat16 --repeats 2
 fi
 exit $status
