@@ -190,6 +190,29 @@ def test_understand_takes_encode_images_output_directly(model, tokenizer, image_
         model.understand_image(image_a, tokenizer=tokenizer, **FAST)
 
 
+def test_understand_batch_equals_single_calls(model, tokenizer, image_a, image_b, understand_case):
+    # Prompts of different lengths (one image / two images, short / long question) share the forwards.
+    entries = [image_a, [image_a, image_b], image_b]
+    questions = [understand_case["question"], QUESTION, "Is it round?"]
+    batch = model.understand_image(entries, question=questions, tokenizer=tokenizer, return_dict=True,
+                                   **understand_case["kwargs"])
+    assert isinstance(batch, list) and len(batch) == 3
+    for entry, question, result in zip(entries, questions, batch):
+        single = model.understand_image(entry, question=question, tokenizer=tokenizer, return_dict=True,
+                                        **understand_case["kwargs"])
+        assert result.sequences.tolist() == single.sequences.tolist() and result.text == single.text
+    assert batch[0].text == understand_case["text"]
+    texts = model.understand_image(entries, question=questions, tokenizer=tokenizer, **understand_case["kwargs"])
+    assert texts == [result.text for result in batch]
+
+    with pytest.raises(ValueError, match="3 questions and 2 image entries"):
+        model.understand_image(entries[:2], question=questions, tokenizer=tokenizer, **FAST)
+    with pytest.raises(ValueError, match="`h` and `w` come from them"):
+        model.understand_image(entries, 8, 12, question=questions, tokenizer=tokenizer, **FAST)
+    with pytest.raises(ValueError, match="streamer follows one answer"):
+        model.understand_image(entries, question=questions, tokenizer=tokenizer, streamer=object(), **FAST)
+
+
 def test_understand_validates_each_image(model, tokenizer, image_a, image_b):
     tokens, h, w = _lists(image_a, image_b)
     with pytest.raises(ValueError, match=r"`image_tokens\[1\]` holds 63 ids, but the grid h=8 x w=8 needs 64"):

@@ -44,3 +44,4 @@ def test_using_it_examples_run(tmp_path, monkeypatch):
     assert len(namespace["edited"].token_ids) == namespace["src"]["h"] * namespace["src"]["w"]
     assert namespace["image"].size == (256, 256)
     assert isinstance(namespace["answer"], list) and isinstance(namespace["both"], list) and len(namespace["both"]) == 1
+    assert len(namespace["answers"]) == 2 and all(isinstance(text, str) for text in namespace["answers"])

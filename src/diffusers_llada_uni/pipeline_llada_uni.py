@@ -666,25 +666,24 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
         image_sets, prompts = self._sources_and_prompts(
             image, image_tokens, prompt, "understand", image_kwargs, "the question", several=True
         )
-        texts, sequences = [], []
         self._onload(self.model)
-        for sources, question in zip(image_sets, prompts):
-            result = self.model.understand_image(
-                sources[0] if len(sources) == 1 else sources,
-                question=question,
-                tokenizer=self.tokenizer,
-                steps=steps,
-                block_length=block_length,
-                gen_length=gen_length,
-                temperature=temperature,
-                threshold=threshold,
-                use_chat_template=use_chat_template,
-                return_dict=True,
-                generator=generator,
-                **self._generation_kwargs(generation_kwargs),
-            )
-            texts.append(result.text)
-            sequences.append(result.sequences[0].detach().cpu())
+        # One batch: every (images, question) pair is decoded in the same forwards.
+        results = self.model.understand_image(
+            [sources[0] if len(sources) == 1 else sources for sources in image_sets],
+            question=list(prompts),
+            tokenizer=self.tokenizer,
+            steps=steps,
+            block_length=block_length,
+            gen_length=gen_length,
+            temperature=temperature,
+            threshold=threshold,
+            use_chat_template=use_chat_template,
+            return_dict=True,
+            generator=generator,
+            **self._generation_kwargs(generation_kwargs),
+        )
+        texts = [result.text for result in results]
+        sequences = [result.sequences[0].detach().cpu() for result in results]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (texts, sequences)

@@ -918,10 +918,10 @@ class LLaDAUniGenerationMixin:
 
     # ------------------------------------------------------------------------------------------- understanding
     def understand_image(self, image_tokens, h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
-                         question: str | None = None, tokenizer=None, steps: int = 32, block_length: int = 32,
-                         gen_length: int = 512, temperature: float = 0.0, threshold: float = 0.95,
-                         use_chat_template: bool = False, return_dict: bool = False, callback=None, streamer=None,
-                         generator=None, **kwargs):
+                         question: str | Sequence[str] | None = None, tokenizer=None, steps: int = 32,
+                         block_length: int = 32, gen_length: int = 512, temperature: float = 0.0,
+                         threshold: float = 0.95, use_chat_template: bool = False, return_dict: bool = False,
+                         callback=None, streamer=None, generator=None, **kwargs):
         """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`), or about
         several images. Without `h` and `w`, `image_tokens` is what `processor.encode_images` returns: one dict, or
         the list of one prompt's dicts (`model.understand_image(encoded, question=...)`).
@@ -932,6 +932,9 @@ class LLaDAUniGenerationMixin:
         their image blocks follow one another in that order before the question. Returns the text decoded from the
         question onwards with special tokens skipped, as the original; `return_dict=True` returns a
         [`LLaDAUniUnderstandingOutput`] with the ids as well.
+
+        A batch: `question` a list, and `image_tokens` one `encode_images` entry (a dict, or a list of dicts) per
+        question, without `h` and `w`. All prompts are decoded together, one forward per step; the result is a list.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
         config = self._generation_settings(
@@ -939,6 +942,45 @@ class LLaDAUniGenerationMixin:
             threshold=threshold, **kwargs,
         )
         special = self._special_ids(tokenizer, config)
+        batched = isinstance(question, (list, tuple))
+        if not batched:
+            requests = [(image_tokens, h, w, question)]
+        else:
+            if h is not None or w is not None:
+                raise ValueError(
+                    "With a list of questions, give `image_tokens` as one `encode_images` entry (a dict, or a list of "
+                    "dicts) per question; `h` and `w` come from them."
+                )
+            if not isinstance(image_tokens, (list, tuple)) or len(image_tokens) != len(question) or not question:
+                count = len(image_tokens) if isinstance(image_tokens, (list, tuple)) else type(image_tokens).__name__
+                raise ValueError(
+                    f"Got {len(question)} questions and {count} image entries: give one entry (a dict, or a list of "
+                    "dicts for several images) per question."
+                )
+            if streamer is not None and len(question) > 1:
+                raise ValueError("A streamer follows one answer: give one question, not a batch.")
+            requests = [(entry, None, None, q) for entry, q in zip(image_tokens, question)]
+        prompts, question_starts = [], []
+        for entry, side_h, side_w, text in requests:
+            prompt, start = self._understanding_prompt(tokenizer, special, entry, side_h, side_w, text,
+                                                       use_chat_template)
+            prompts.append(prompt)
+            question_starts.append(start)
+        decoder = self._decode([[prompt] for prompt in prompts], config.gen_length, config, _Guidance("none"),
+                               special.mask_token_id, stop_ids=[special.eos_token_id], callback=callback,
+                               streamer=streamer, generator=generator)
+        results = []
+        for prompt, start, generated in zip(prompts, question_starts, decoder.outputs(cut_at_stop=True)):
+            sequence = torch.cat([torch.tensor(prompt, dtype=torch.long, device=generated.device), generated])
+            text = tokenizer.decode(sequence[start:].tolist(), skip_special_tokens=True)
+            results.append(
+                LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe)
+                if return_dict else text
+            )
+        return results if batched else results[0]
+
+    def _understanding_prompt(self, tokenizer, special, image_tokens, h, w, question, use_chat_template):
+        """The prompt ids of one understanding request, and where its question starts."""
         images = [
             (validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
                                       name=name), side_h, side_w)
@@ -950,18 +992,8 @@ class LLaDAUniGenerationMixin:
                                             use_chat_template=use_chat_template)
         question_ids = encode_text(tokenizer, question)
         if use_chat_template:
-            question_start = self._find_subsequence(prompt, question_ids)
-        else:
-            question_start = len(prompt) - len(question_ids)
-        stop = [special.eos_token_id]
-        decoder = self._decode([[prompt]], config.gen_length, config, _Guidance("none"), special.mask_token_id,
-                               stop_ids=stop, callback=callback, streamer=streamer, generator=generator)
-        generated = decoder.outputs(cut_at_stop=True)[0]
-        sequence = torch.cat([torch.tensor(prompt, dtype=torch.long, device=generated.device), generated])
-        text = tokenizer.decode(sequence[question_start:].tolist(), skip_special_tokens=True)
-        if return_dict:
-            return LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe)
-        return text
+            return prompt, self._find_subsequence(prompt, question_ids)
+        return prompt, len(prompt) - len(question_ids)
 
     @staticmethod
     def _find_subsequence(sequence, part):
