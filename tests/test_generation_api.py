@@ -297,6 +297,29 @@ def test_editing_without_guidance_and_without_the_image_branch(model, tokenizer,
         handle.remove()
 
 
+def test_edit_batch_equals_single_calls(model, tokenizer, edit_case, no_progress):
+    source = {"image_tokens": edit_case["image_token_ids"], "h": 8, "w": 8}
+    other = {"image_tokens": edit_case["image_token_ids"][::-1], "h": 8, "w": 8}
+    instructions = [edit_case["instruction"], "Make it red and add a small boat."]
+    batch = model.edit_image([source, other], instruction=instructions, tokenizer=tokenizer, **edit_case["kwargs"])
+    assert isinstance(batch, list) and len(batch) == 2
+    assert batch[0].token_ids.tolist() == edit_case["result"]["token_ids"]  # the recorded edit, inside a batch
+    for entry, instruction, result in zip([source, other], instructions, batch):
+        single = model.edit_image(entry, instruction=instruction, tokenizer=tokenizer, **edit_case["kwargs"])
+        assert result.token_ids.tolist() == single.token_ids.tolist()
+        assert result.sequences.tolist() == single.sequences.tolist()
+
+    small = {"image_tokens": edit_case["image_token_ids"][:80], "h": 8, "w": 10}
+    with pytest.raises(ValueError, match=r"shares one grid size; got \[\(8, 8\), \(8, 10\)\]"):
+        model.edit_image([source, small], instruction=instructions, tokenizer=tokenizer, **edit_case["kwargs"])
+    with pytest.raises(ValueError, match="2 instructions and 1 images"):
+        model.edit_image([source], instruction=instructions, tokenizer=tokenizer)
+    with pytest.raises(TypeError, match="list of `encode_images` dicts"):
+        model.edit_image(source, instruction=instructions, tokenizer=tokenizer)
+    with pytest.raises(TypeError, match="one dict per edit"):
+        model.edit_image(edit_case["image_token_ids"], instruction="Make it red.", tokenizer=tokenizer)
+
+
 def test_understanding_with_the_chat_template(model, tokenizer, edit_case, no_progress):
     from transformers_llada_uni.prompting_llada_uni import build_understanding_prompt
 

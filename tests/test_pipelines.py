@@ -140,6 +140,28 @@ def test_editing_end_to_end(editor, expected_dir):
     assert out.images[0].size == (case["w"] * 32, case["h"] * 32)
 
 
+def test_editing_batches_each_grid_size(editor, expected_dir):
+    case = _case(expected_dir, "edit")
+    source = {"image_tokens": case["image_token_ids"], "h": case["h"], "w": case["w"]}
+    wide = {"codes": [(5 * i) % 64 for i in range(80)], "h": 8, "w": 10}
+    calls = []
+    edit_image = editor.model.edit_image
+
+    def spy(*args, **kwargs):
+        calls.append(len(kwargs["instruction"]))
+        return edit_image(*args, **kwargs)
+
+    editor.model.edit_image = spy
+    try:
+        out = editor(image_tokens=[source, wide, source], prompt=[case["instruction"], "Blue.", case["instruction"]],
+                     **case["kwargs"], output_type="codes")
+    finally:
+        del editor.model.edit_image
+    assert sorted(calls) == [1, 2]  # the two 8 x 8 sources in one batch, the 8 x 10 one alone
+    assert out.grid_sizes == [(8, 8), (8, 10), (8, 8)]
+    assert out.image_tokens[0].tolist() == out.image_tokens[2].tolist() == case["result"]["token_ids"]
+
+
 def test_editing_from_a_picture(editor, images_dir):
     out = editor(
         images_dir / "square_64x64_rgba.png", "Make it a watercolor painting.", steps=2, block_length=8,

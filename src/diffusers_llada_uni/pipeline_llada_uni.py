@@ -85,6 +85,14 @@ def _as_list(value, name: str) -> tuple[list, bool]:
     return [value], True
 
 
+def _indices_by_grid(grids: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Positions of the items of each grid size, in order: one batched call per size."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, grid in enumerate(grids):
+        groups.setdefault(tuple(grid), []).append(index)
+    return groups
+
+
 def _broadcast(first: list, second: list, first_name: str, second_name: str) -> tuple[list, list]:
     if len(first) == 1 and len(second) > 1:
         first = first * len(second)
@@ -405,9 +413,7 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             raise ValueError(f"Got {len(generator)} generators for {len(codes)} images; give one per image or one.")
         results: list = [None] * len(codes)
         # One decoder call per grid size: a call decodes one batch of equally sized latents.
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, grid in enumerate(grids):
-            groups.setdefault(grid, []).append(index)
+        groups = _indices_by_grid(grids)
         for grid, indices in groups.items():
             group_generator = [generator[i] for i in indices] if isinstance(generator, list) else generator
             out = pipe(
@@ -600,14 +606,14 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
         sources, prompts = self._sources_and_prompts(
             image, image_tokens, prompt, crop_mode, image_kwargs, "the editing instruction"
         )
-        codes, grids = [], []
         self._onload(self.model)
-        for source, instruction in zip(sources, prompts):
-            result = self.model.edit_image(
-                source["image_tokens"],
-                source["h"],
-                source["w"],
-                instruction,
+        # One batch per source grid size: edits of one size share the canvas and the forwards.
+        groups = _indices_by_grid([(source["h"], source["w"]) for source in sources])
+        results: list = [None] * len(sources)
+        for indices in groups.values():
+            edited = self.model.edit_image(
+                [sources[i] for i in indices],
+                instruction=[prompts[i] for i in indices],
                 tokenizer=self.tokenizer,
                 steps=steps,
                 block_length=block_length,
@@ -617,8 +623,10 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
                 generator=self._lm_generator(generator),
                 **self._generation_kwargs(generation_kwargs),
             )
-            codes.append(result.token_ids.detach().to("cpu", torch.long))
-            grids.append((int(result.h), int(result.w)))
+            for index, result in zip(indices, edited):
+                results[index] = result
+        codes = [result.token_ids.detach().to("cpu", torch.long) for result in results]
+        grids = [(int(result.h), int(result.w)) for result in results]
         return self._decode_and_return(
             codes, grids, None, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs,
             return_dict,

@@ -39,6 +39,7 @@ from .prompting_llada_uni import (
     image_header_ids,
     parse_image_header,
     understanding_images,
+    unpack_encoded_images,
     validate_image_token_ids,
 )
 
@@ -1106,38 +1107,77 @@ class LLaDAUniGenerationMixin:
             texts.append(tokenizer.decode(ids, skip_special_tokens=True))
         return thinking_ids, texts, decoder.nfe
 
-    def edit_image(self, image_tokens, h: int, w: int, instruction: str, tokenizer=None, steps: int = 8,
+    def edit_image(self, image_tokens, h: int | None = None, w: int | None = None,
+                   instruction: str | Sequence[str] | None = None, tokenizer=None, steps: int = 8,
                    block_length: int = 32, cfg_text_scale: float = 4.0, cfg_image_scale: float = 0.0,
                    temperature: float = 0.0, gen_length: int | None = None, callback=None, generator=None, **kwargs):
-        """Edit an image (`h * w` image ids, codes plus `image_token_offset`) following `instruction`.
+        """Edit an image (`h * w` image ids, codes plus `image_token_offset`) following `instruction`. Without `h` and
+        `w`, `image_tokens` is what `processor.encode_images(..., mode="edit")` returns (one dict).
 
         Three branches share one forward: full, no-text (`<uncondition>`) and no-image (bare `<|image|>`); guidance
         `Lnt + cfg_text_scale (Lfull - Lnt) + cfg_image_scale (Lnt - Lni)`, rescaled, text ids excluded, on when either
         scale is above 0. The output grid is the input grid (`gen_length` defaults to, and must cover, `h * w`).
         Returns a [`LLaDAUniImageGenerationOutput`].
+
+        A batch: `instruction` a list and `image_tokens` one `encode_images` dict per instruction, all of one grid
+        size (the canvas is shared); they are decoded together and a list comes back.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
+        batched = isinstance(instruction, (list, tuple))
+        if batched and not isinstance(image_tokens, (list, tuple)):
+            raise TypeError(
+                "With a list of instructions, `image_tokens` must be a list of `encode_images` dicts, one per "
+                f"instruction; got {type(image_tokens).__name__}."
+            )
+        entries = image_tokens if batched else [image_tokens]
+        if (batched or (h is None and w is None)) and not all(isinstance(entry, dict) for entry in entries):
+            raise TypeError(
+                "Without `h` and `w`, `image_tokens` must be what `processor.encode_images(..., mode='edit')` returns: "
+                "one dict per edit (editing takes one source image)."
+            )
+        if not batched:
+            if h is None and w is None:
+                image_tokens, h, w = unpack_encoded_images(image_tokens)
+            requests = [(image_tokens, h, w, instruction)]
+        else:
+            if h is not None or w is not None:
+                raise ValueError(
+                    "With a list of instructions, give `image_tokens` as one `encode_images` dict per instruction; "
+                    "`h` and `w` come from them."
+                )
+            if len(image_tokens) != len(instruction) or not instruction:
+                raise ValueError(
+                    f"Got {len(instruction)} instructions and {len(image_tokens)} images: give one image dict per "
+                    "instruction."
+                )
+            requests = [(*unpack_encoded_images(entry), text) for entry, text in zip(image_tokens, instruction)]
+            grids = sorted({(int(r[1]), int(r[2])) for r in requests})
+            if len(grids) > 1:
+                raise ValueError(f"A batch of edits shares one grid size; got {grids}: edit each size on its own.")
+            h, w = grids[0]
         gen_length = self._image_gen_length(gen_length, h, w)
         config = self._generation_settings(
             steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
             cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, **kwargs,
         )
         special, image_range = self._image_guidance_setup(tokenizer, config)
-        image_tokens = validate_image_token_ids(image_tokens, h, w, special.image_token_offset,
-                                                special.image_codebook_size)
-        full, no_text, no_image = build_editing_prompts(tokenizer, image_tokens, h, w, instruction)
         guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale,
                                      image_range)
-        branches = [full, no_text, no_image][: guidance.num_branches]
-        decoder = self._decode([branches], gen_length, config, guidance, special.mask_token_id,
+        samples = []
+        for ids, side_h, side_w, text in requests:
+            ids = validate_image_token_ids(ids, side_h, side_w, special.image_token_offset,
+                                           special.image_codebook_size)
+            samples.append(list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches])
+        decoder = self._decode(samples, gen_length, config, guidance, special.mask_token_id,
                                image_range=image_range, callback=callback, generator=generator)
-        generated = decoder.outputs(cut_at_stop=False)[0]
-        sequence = torch.cat([torch.tensor(full, dtype=torch.long, device=generated.device), generated])
-        return LLaDAUniImageGenerationOutput(
-            token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
-            num_forward_passes=decoder.nfe,
-        )
-
+        results = []
+        for branches, generated in zip(samples, decoder.outputs(cut_at_stop=False)):
+            sequence = torch.cat([torch.tensor(branches[0], dtype=torch.long, device=generated.device), generated])
+            results.append(LLaDAUniImageGenerationOutput(
+                token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
+                num_forward_passes=decoder.nfe,
+            ))
+        return results if batched else results[0]
 
 __all__ = [
     "LLaDAUniGenerationConfig",

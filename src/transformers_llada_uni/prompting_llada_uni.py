@@ -286,7 +286,7 @@ def validate_image_token_ids(image_tokens: Sequence[int], h: int, w: int, image_
     return [int(t) for t in image_tokens]
 
 
-def _unpack_encoded_images(images):
+def unpack_encoded_images(images):
     """`encode_images` output (one `{"image_tokens", "h", "w"}` dict, or a list of them for one prompt) ->
     `(image_tokens, h, w)` in the plain (one dict) or the several-images (a list) form."""
     items = [images] if isinstance(images, dict) else images
@@ -316,7 +316,7 @@ def understanding_images(image_tokens, h=None, w=None) -> list[tuple[str, list, 
     `image_tokens[i]` for image `i` of several. Only the shape of the input is checked here (ids are not).
     """
     if h is None and w is None:
-        image_tokens, h, w = _unpack_encoded_images(image_tokens)
+        image_tokens, h, w = unpack_encoded_images(image_tokens)
     several_h, several_w = (isinstance(side, (list, tuple)) for side in (h, w))
     if several_h != several_w:
         raise TypeError(
@@ -478,6 +478,7 @@ __all__ = [
     "validate_image_token_ids",
     "understanding_images",
     "image_block_ids",
+    "unpack_encoded_images",
     "build_text_to_image_prompt",
     "build_text_to_image_unconditional_prompt",
     "build_thinking_prompt",
