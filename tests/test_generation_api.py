@@ -312,9 +312,9 @@ def test_edit_batch_equals_single_calls(model, tokenizer, edit_case, no_progress
     small = {"image_tokens": edit_case["image_token_ids"][:80], "h": 8, "w": 10}
     with pytest.raises(ValueError, match=r"shares one grid size; got \[\(8, 8\), \(8, 10\)\]"):
         model.edit_image([source, small], instruction=instructions, tokenizer=tokenizer, **edit_case["kwargs"])
-    with pytest.raises(ValueError, match="2 instructions and 1 images"):
+    with pytest.raises(ValueError, match="2 instructions and 1 image entries"):
         model.edit_image([source], instruction=instructions, tokenizer=tokenizer)
-    with pytest.raises(TypeError, match="list of `encode_images` dicts"):
+    with pytest.raises(TypeError, match="list of `encode_images` entries, one per instruction"):
         model.edit_image(source, instruction=instructions, tokenizer=tokenizer)
     with pytest.raises(TypeError, match="one dict per edit"):
         model.edit_image(edit_case["image_token_ids"], instruction="Make it red.", tokenizer=tokenizer)

@@ -209,6 +209,8 @@ def test_understand_batch_equals_single_calls(model, tokenizer, image_a, image_b
         model.understand_image(entries[:2], question=questions, tokenizer=tokenizer, **FAST)
     with pytest.raises(ValueError, match="`h` and `w` come from them"):
         model.understand_image(entries, 8, 12, question=questions, tokenizer=tokenizer, **FAST)
+    with pytest.raises(TypeError, match="list of `encode_images` entries, one per question"):
+        model.understand_image(image_a, question=questions, tokenizer=tokenizer, **FAST)
     with pytest.raises(ValueError, match="streamer follows one answer"):
         model.understand_image(entries, question=questions, tokenizer=tokenizer, streamer=object(), **FAST)
 

@@ -947,20 +947,10 @@ class LLaDAUniGenerationMixin:
         if not batched:
             requests = [(image_tokens, h, w, question)]
         else:
-            if h is not None or w is not None:
-                raise ValueError(
-                    "With a list of questions, give `image_tokens` as one `encode_images` entry (a dict, or a list of "
-                    "dicts) per question; `h` and `w` come from them."
-                )
-            if not isinstance(image_tokens, (list, tuple)) or len(image_tokens) != len(question) or not question:
-                count = len(image_tokens) if isinstance(image_tokens, (list, tuple)) else type(image_tokens).__name__
-                raise ValueError(
-                    f"Got {len(question)} questions and {count} image entries: give one entry (a dict, or a list of "
-                    "dicts for several images) per question."
-                )
+            entries = self._batch_entries(image_tokens, h, w, question, "question")
             if streamer is not None and len(question) > 1:
                 raise ValueError("A streamer follows one answer: give one question, not a batch.")
-            requests = [(entry, None, None, q) for entry, q in zip(image_tokens, question)]
+            requests = [(entry, None, None, q) for entry, q in zip(entries, question)]
         prompts, question_starts = [], []
         for entry, side_h, side_w, text in requests:
             prompt, start = self._understanding_prompt(tokenizer, special, entry, side_h, side_w, text,
@@ -979,6 +969,25 @@ class LLaDAUniGenerationMixin:
                 if return_dict else text
             )
         return results if batched else results[0]
+
+    @staticmethod
+    def _batch_entries(image_tokens, h, w, texts, what: str) -> list:
+        """The image entries of a batch call (`texts` a list): one `encode_images` entry per text, no `h` / `w`."""
+        if h is not None or w is not None:
+            raise ValueError(
+                f"With a list of {what}s, give `image_tokens` as one `encode_images` entry per {what}; `h` and `w` "
+                "come from them."
+            )
+        if not isinstance(image_tokens, (list, tuple)):
+            raise TypeError(
+                f"With a list of {what}s, `image_tokens` must be a list of `encode_images` entries, one per {what}; "
+                f"got {type(image_tokens).__name__}."
+            )
+        if len(image_tokens) != len(texts) or not texts:
+            raise ValueError(
+                f"Got {len(texts)} {what}s and {len(image_tokens)} image entries: give one entry per {what}."
+            )
+        return list(image_tokens)
 
     def _understanding_prompt(self, tokenizer, special, image_tokens, h, w, question, use_chat_template):
         """The prompt ids of one understanding request, and where its question starts."""
@@ -1124,12 +1133,7 @@ class LLaDAUniGenerationMixin:
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
         batched = isinstance(instruction, (list, tuple))
-        if batched and not isinstance(image_tokens, (list, tuple)):
-            raise TypeError(
-                "With a list of instructions, `image_tokens` must be a list of `encode_images` dicts, one per "
-                f"instruction; got {type(image_tokens).__name__}."
-            )
-        entries = image_tokens if batched else [image_tokens]
+        entries = self._batch_entries(image_tokens, h, w, instruction, "instruction") if batched else [image_tokens]
         if (batched or (h is None and w is None)) and not all(isinstance(entry, dict) for entry in entries):
             raise TypeError(
                 "Without `h` and `w`, `image_tokens` must be what `processor.encode_images(..., mode='edit')` returns: "
@@ -1140,17 +1144,7 @@ class LLaDAUniGenerationMixin:
                 image_tokens, h, w = unpack_encoded_images(image_tokens)
             requests = [(image_tokens, h, w, instruction)]
         else:
-            if h is not None or w is not None:
-                raise ValueError(
-                    "With a list of instructions, give `image_tokens` as one `encode_images` dict per instruction; "
-                    "`h` and `w` come from them."
-                )
-            if len(image_tokens) != len(instruction) or not instruction:
-                raise ValueError(
-                    f"Got {len(instruction)} instructions and {len(image_tokens)} images: give one image dict per "
-                    "instruction."
-                )
-            requests = [(*unpack_encoded_images(entry), text) for entry, text in zip(image_tokens, instruction)]
+            requests = [(*unpack_encoded_images(entry), text) for entry, text in zip(entries, instruction)]
             grids = sorted({(int(r[1]), int(r[2])) for r in requests})
             if len(grids) > 1:
                 raise ValueError(f"A batch of edits shares one grid size; got {grids}: edit each size on its own.")
