@@ -45,3 +45,4 @@ def test_using_it_examples_run(tmp_path, monkeypatch):
     assert namespace["image"].size == (256, 256)
     assert isinstance(namespace["answer"], list) and isinstance(namespace["both"], list) and len(namespace["both"]) == 1
     assert len(namespace["answers"]) == 2 and all(isinstance(text, str) for text in namespace["answers"])
+    assert [edit.token_ids.shape for edit in namespace["both_edits"]] == [namespace["edited"].token_ids.shape] * 2
