@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator checks of the backbone and decoder issues in one run (about 5 minutes on one H100):
+# The accelerator checks of the backbone and decoder issues in one run (estimated at 5 minutes on one H100):
 #   1. parity with the recordings in float32 and bfloat16 (check_parity.py),
 #   2. bench_moe at the issue's mid-size config in bfloat16, and one released-size MoE layer stack,
 #   3. bench_decoder (resident pipeline against per-call loading; turbo against normal), tiny and mid-size,
