@@ -21,6 +21,12 @@ class _Blocker:
             raise ImportError(f"{{name}} is blocked in this test")
         return None
 sys.meta_path.insert(0, _Blocker())
+for _name in _Blocker.blocked:  # the blocker itself is checked, so no test can pass through the installed package
+    try:
+        __import__(_name)
+        raise SystemExit(f"{{_name}} must not be importable here")
+    except ImportError:
+        pass
 """
 
 

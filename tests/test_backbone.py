@@ -212,11 +212,6 @@ def test_remote_code_load_without_the_package(tiny, tmp_path):
         import torch
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM
-        try:
-            import transformers_llada_uni
-            raise SystemExit("the package must not be importable here")
-        except ImportError:
-            pass
         model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         io = load_file({str(tmp_path / "io.safetensors")!r})
