@@ -33,7 +33,8 @@ import torch
 from diffusers import AutoencoderKL, ZImageTransformer2DModel
 from safetensors.torch import load_file, save_file
 
-from diffusers_llada_uni import LLaDAUniDecoderPipeline, SigVQEmbedding, make_released_scheduler
+from diffusers_llada_uni import LLaDAUniDecoderPipeline, SigVQEmbedding
+from diffusers_llada_uni.pipeline_llada_uni_decoder import make_released_scheduler
 from diffusers_llada_uni.pipeline_llada_uni_decoder import RELEASED_AXES_LENS, _find_decoder_weights
 
 

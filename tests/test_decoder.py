@@ -9,15 +9,17 @@ import PIL.Image
 import pytest
 import safetensors.torch
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FlowMatchHeunDiscreteScheduler,
+    UniPCMultistepScheduler,
+    ZImageTransformer2DModel,
+)
 from diffusers.callbacks import PipelineCallback
 
-from diffusers_llada_uni import (
-    LLaDAUniDecoderPipeline,
-    LLaDAUniFlowMatchScheduler,
-    SigVQEmbedding,
-    convert_released_decoder,
-)
+from diffusers_llada_uni import LLaDAUniDecoderPipeline, LLaDAUniFlowMatchScheduler, SigVQEmbedding
+from diffusers_llada_uni.pipeline_llada_uni_decoder import convert_released_decoder
 
 
 def _load_case(expected_dir, name):
@@ -519,3 +521,94 @@ def test_released_layout_in_bfloat16(tiny_released_dir, normal_pipe):
     low = pipe(CODES, generator=torch.Generator().manual_seed(0), **kwargs).images
     full = normal_pipe(CODES, generator=torch.Generator().manual_seed(0), **kwargs).images
     assert low.shape == full.shape and np.abs(low - full).max() < 0.25  # bfloat16 rounding, same picture
+
+
+@pytest.mark.parametrize(
+    "make_scheduler, calls_per_step",
+    [
+        (lambda config: FlowMatchHeunDiscreteScheduler.from_config(config), 2),
+        (lambda config: DPMSolverMultistepScheduler.from_config(
+            config, use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=6.0), 1),
+        (lambda config: UniPCMultistepScheduler.from_config(
+            config, use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=6.0), 1),
+    ],
+    ids=["heun", "dpm_solver_flow", "unipc_flow"],
+)
+def test_scheduler_swap(make_scheduler, calls_per_step, tiny_released_dir):
+    # The diffusers way: build the new scheduler from the current one's config and assign it.
+    pipe = LLaDAUniDecoderPipeline.from_released(tiny_released_dir)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler(pipe.scheduler.config)
+    recorder = _RecordTimes(pipe.transformer)
+    try:
+        image = pipe(CODES, grid_size=(4, 4), num_inference_steps=3, generator=torch.Generator().manual_seed(0)).images[0]
+    finally:
+        recorder.remove()
+    assert image.size == (128, 128)
+    # Heun is second order: one extra evaluation per step but the last.
+    assert len(recorder.calls) == 3 * calls_per_step - (calls_per_step - 1)
+    # The DiT runs at data time t = 1 - sigma of the scheduler's own schedule (both guidance branches at once).
+    scheduler = make_scheduler(pipe.scheduler.config)
+    scheduler.set_timesteps(3)
+    expected = (1.0 - scheduler.sigmas[: len(scheduler.timesteps)]).tolist()
+    assert [t[0] for t in recorder.calls] == pytest.approx(expected, abs=1e-6)
+    assert all(len(t) == 2 for t in recorder.calls)
+
+
+def test_custom_sigmas_need_a_scheduler_that_takes_them(normal_pipe):
+    pipe = LLaDAUniDecoderPipeline(**{**normal_pipe.components, "scheduler": FlowMatchHeunDiscreteScheduler()})
+    with pytest.raises(ValueError, match="sigmas"):
+        pipe(CODES, grid_size=(4, 4), sigmas=[1.0, 0.5])
+
+
+def test_generator_list_must_match_the_batch(turbo_pipe):
+    with pytest.raises(ValueError, match="3 generators for 2 images"):
+        turbo_pipe([CODES, CODES], grid_size=(4, 4), num_inference_steps=1,
+                   generator=[torch.Generator().manual_seed(i) for i in range(3)])
+    with pytest.raises(ValueError, match="1 generators for 2 images"):
+        turbo_pipe(CODES, grid_size=(4, 4), num_inference_steps=1, num_images_per_prompt=2,
+                   generator=[torch.Generator().manual_seed(0)])  # one in a list, two images
+    images = turbo_pipe(CODES, grid_size=(4, 4), num_inference_steps=1, num_images_per_prompt=2, output_type="np",
+                        generator=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]).images
+    assert images.shape[0] == 2
+
+
+def test_a_code_grid_conflicting_with_grid_size_is_refused(turbo_pipe):
+    codes = torch.zeros(1, 8, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"grid \(8, 8\) but `grid_size` is \(4, 16\)"):
+        turbo_pipe(codes, grid_size=(4, 16), num_inference_steps=1)
+    # The same grid given twice is fine.
+    assert turbo_pipe(codes, grid_size=(8, 8), num_inference_steps=1).images[0].size == (256, 256)
+
+
+def test_concurrent_calls_of_one_pipeline_match_sequential_calls(normal_pipe, turbo_pipe):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decode(pipe, seed):
+        other = [(c + seed) % 64 for c in CODES]
+        # Steps and guidance differ between calls: the schedule and the guidance state are per call.
+        return pipe(other, grid_size=(4, 4), num_inference_steps=2 + seed % 2, guidance_scale=float(seed % 3),
+                    output_type="latent", generator=torch.Generator().manual_seed(seed)).images
+
+    jobs = [(pipe, seed) for seed in range(6) for pipe in (normal_pipe, turbo_pipe)]
+    sequential = [decode(pipe, seed) for pipe, seed in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda job: decode(*job), jobs))
+    for a, b in zip(concurrent, sequential):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_helpers_are_no_longer_exported_but_still_work():
+    import diffusers_llada_uni
+
+    for name in ("check_grid_size", "prepare_image_codes", "convert_released_decoder", "load_released_transformer",
+                 "make_released_scheduler"):
+        assert name not in diffusers_llada_uni.__all__
+        with pytest.warns(FutureWarning, match=name):
+            helper = getattr(diffusers_llada_uni, name)
+        assert callable(helper)
+    with pytest.warns(FutureWarning):
+        from diffusers_llada_uni import check_grid_size
+    assert check_grid_size((2, 3)) == (2, 3)
+    with pytest.raises(AttributeError):
+        diffusers_llada_uni.no_such_name  # noqa: B018

@@ -1,6 +1,9 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
 """LLaDA2.0-Uni for diffusers: the image decoder and the end-to-end pipelines."""
 
+import importlib
+import warnings
+
 from .modeling_sigvq import SigVQEmbedding
 from .pipeline_llada_uni import (
     LLaDAUniImageEditPipeline,
@@ -9,14 +12,7 @@ from .pipeline_llada_uni import (
     LLaDAUniUnderstandingPipeline,
     LLaDAUniUnderstandingPipelineOutput,
 )
-from .pipeline_llada_uni_decoder import (
-    LLaDAUniDecoderPipeline,
-    check_grid_size,
-    convert_released_decoder,
-    load_released_transformer,
-    make_released_scheduler,
-    prepare_image_codes,
-)
+from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
 
 
@@ -29,9 +25,25 @@ __all__ = [
     "LLaDAUniUnderstandingPipeline",
     "LLaDAUniImagePipelineOutput",
     "LLaDAUniUnderstandingPipelineOutput",
-    "check_grid_size",
-    "prepare_image_codes",
-    "convert_released_decoder",
-    "load_released_transformer",
-    "make_released_scheduler",
 ]
+
+# Helpers that used to be exported as if they were API: name -> the module that holds them now.
+_DEPRECATED = {
+    "check_grid_size": ".pipeline_llada_uni_decoder",
+    "prepare_image_codes": ".pipeline_llada_uni_decoder",
+    "convert_released_decoder": ".pipeline_llada_uni_decoder",
+    "load_released_transformer": ".pipeline_llada_uni_decoder",
+    "make_released_scheduler": ".pipeline_llada_uni_decoder",
+}
+
+
+def __getattr__(name):
+    if name in _DEPRECATED:
+        warnings.warn(
+            f"`diffusers_llada_uni.{name}` is an internal helper and will stop being importable from the package; "
+            "use the pipelines (`LLaDAUniDecoderPipeline.from_released`, `llada-uni convert`) instead.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_DEPRECATED[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

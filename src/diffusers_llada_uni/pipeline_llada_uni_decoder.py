@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import os
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,8 @@ from diffusers.loaders import ZImageLoraLoaderMixin
 from diffusers.models.autoencoders import AutoencoderKL
 from diffusers.models.transformers import ZImageTransformer2DModel
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
-from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.z_image.pipeline_z_image import retrieve_timesteps
+from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, SchedulerMixin
 from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors import safe_open
@@ -169,6 +174,12 @@ def prepare_image_codes(image_tokens, grid_size: tuple[int, int] | None, codeboo
         elif codes.ndim == 3:
             if grid_size is None:
                 grid_size = tuple(codes.shape[1:])
+            elif isinstance(grid_size, (tuple, list)) and tuple(grid_size) != tuple(codes.shape[1:]):
+                # Same number of codes, other grid: decoding would silently render another picture size.
+                raise ValueError(
+                    f"`image_tokens` has the grid {tuple(codes.shape[1:])} but `grid_size` is {tuple(grid_size)}: "
+                    "leave `grid_size` out, or give the codes flat."
+                )
             codes = codes.reshape(codes.shape[0], -1)
         elif codes.ndim != 2:
             raise ValueError(
@@ -217,6 +228,34 @@ def prepare_image_codes(image_tokens, grid_size: tuple[int, int] | None, codeboo
     return codes.reshape(codes.shape[0], h, w)
 
 
+class _PerCall:
+    r"""
+    A pipeline attribute that belongs to the call running in the current thread (guidance scale, interrupt flag,
+    ...). Two threads calling one pipeline, as a server does, each see their own value; a callback still reads and
+    sets it on the pipeline (`pipeline._interrupt = True`), since callbacks run in the calling thread.
+    """
+
+    _threads = threading.local()
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def _state(self, pipeline) -> dict:
+        pipelines = self._threads.__dict__.setdefault("pipelines", weakref.WeakKeyDictionary())
+        return pipelines.setdefault(pipeline, {})
+
+    def __get__(self, pipeline, owner=None):
+        if pipeline is None:
+            return self
+        try:
+            return self._state(pipeline)[self.name]
+        except KeyError:
+            raise AttributeError(f"`{self.name}` is set by a call of the pipeline; none ran in this thread.") from None
+
+    def __set__(self, pipeline, value):
+        self._state(pipeline)[self.name] = value
+
+
 class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
     r"""
     Decodes LLaDA2.0-Uni image codes into images.
@@ -234,20 +273,27 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
         vq_embedder ([`SigVQEmbedding`]): image codes -> caption features.
         transformer ([`ZImageTransformer2DModel`]): the DiT; its `cap_feat_dim` is the SigVQ width.
         vae ([`AutoencoderKL`]): the Flux VAE.
-        scheduler ([`FlowMatchEulerDiscreteScheduler`]): [`LLaDAUniFlowMatchScheduler`] reproduces the original.
+        scheduler ([`SchedulerMixin`]): [`LLaDAUniFlowMatchScheduler`] reproduces the original; any flow-matching
+            diffusers scheduler can be swapped in (`FlowMatchEulerDiscreteScheduler`, `FlowMatchHeunDiscreteScheduler`,
+            `DPMSolverMultistepScheduler` / `UniPCMultistepScheduler` with `use_flow_sigmas=True,
+            prediction_type="flow_prediction"`); README says which give the released results.
         turbo (`bool`): the components are the distilled decoder's (defaults: 8 steps, no guidance).
     """
 
     model_cpu_offload_seq = "vq_embedder->transformer->vae"
     _optional_components = []
     _callback_tensor_inputs = ["latents", "caption_features", "negative_caption_features"]
+    _guidance_scale = _PerCall()
+    _attention_kwargs = _PerCall()
+    _interrupt = _PerCall()
+    _num_timesteps = _PerCall()
 
     def __init__(
         self,
         vq_embedder: SigVQEmbedding,
         transformer: ZImageTransformer2DModel,
         vae: AutoencoderKL,
-        scheduler: FlowMatchEulerDiscreteScheduler,
+        scheduler: SchedulerMixin,
         turbo: bool = False,
     ):
         super().__init__()
@@ -379,6 +425,11 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
     def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator, latents=None):
         r"""Initial noise `(batch_size, C, height, width)` in latent pixels (Z-Image's 4-D layout)."""
         shape = (batch_size, num_channels_latents, height, width)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"Got a list of {len(generator)} generators for {batch_size} images: give one per image (after "
+                "`num_images_per_prompt`) or a single generator."
+            )
         if latents is None:
             return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         if not isinstance(latents, torch.Tensor):
@@ -402,18 +453,29 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
                     f"{self._callback_tensor_inputs}."
                 )
 
-    def _set_timesteps(self, num_inference_steps, sigmas, device):
-        if sigmas is not None:
-            self.scheduler.set_timesteps(sigmas=sigmas, device=device)
-        elif isinstance(self.scheduler, LLaDAUniFlowMatchScheduler):
-            self.scheduler.set_timesteps(num_inference_steps, device=device)
-        else:
-            # A stock flow-matching scheduler: the same uniform grid, shifted by its own config.
-            self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1], device=device)
-        timesteps = self.scheduler.timesteps
-        data_timesteps = getattr(self.scheduler, "data_timesteps", None)
+    @staticmethod
+    def _set_timesteps(scheduler, num_inference_steps, sigmas, device):
+        r"""
+        Sets the call's schedule and returns `(timesteps, data_timesteps)`, the scheduler's timesteps and the `t` the
+        DiT is called with. Any diffusers scheduler works: what its `set_timesteps` accepts is inspected (as diffusers'
+        `retrieve_timesteps` does); without custom `sigmas` it uses its own spacing, except the stock flow-matching
+        Euler scheduler, which gets the original's uniform grid (shifted by its own config).
+        """
+        if (
+            sigmas is None
+            and isinstance(scheduler, FlowMatchEulerDiscreteScheduler)
+            and not isinstance(scheduler, LLaDAUniFlowMatchScheduler)
+        ):
+            sigmas = np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1]
+        timesteps, _ = retrieve_timesteps(
+            scheduler, None if sigmas is not None else num_inference_steps, device, sigmas=sigmas
+        )
+        data_timesteps = getattr(scheduler, "data_timesteps", None)
         if data_timesteps is None:
-            data_timesteps = 1.0 - self.scheduler.sigmas[: len(timesteps)]
+            if getattr(scheduler, "sigmas", None) is not None:
+                data_timesteps = 1.0 - scheduler.sigmas[: len(timesteps)]
+            else:
+                data_timesteps = 1.0 - timesteps / scheduler.config.num_train_timesteps
         return timesteps, data_timesteps.to(device=device, dtype=torch.float32)
 
     # ------------------------------------------------------------------ call
@@ -448,14 +510,16 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
                 of them (list of lists or `(batch_size, h*w)` tensor) or a `(batch_size, h, w)` tensor. All images of
                 one call share one grid.
             grid_size (`(h, w)`): the code grid; optional when `image_tokens` is `(batch_size, h, w)`.
-            num_inference_steps (`int`): number of DiT evaluations (default 49 for the 50-step decoder, whose original
-                `num_steps=50` counts time points, and 8 for turbo).
+            num_inference_steps (`int`): number of scheduler steps (default 49 for the 50-step decoder, whose original
+                `num_steps=50` counts time points, and 8 for turbo); one DiT evaluation each, except for second-order
+                schedulers such as Heun's (`2 * num_inference_steps - 1`).
             sigmas (`list[float]`, *optional*): custom noise levels (`sigma = 1 - t`), passed to the scheduler.
             guidance_scale (`float`): `pred = p + s * (p - n)` against zero caption features `n` (default 1.0; turbo
                 0, no guidance). Guidance runs when `s > 0`.
             cfg_normalization (`float`): clamp `||pred|| <= c * ||p||` per image (default 1.0; 0 turns it off).
             num_images_per_prompt (`int`): images per code sequence.
-            generator: `torch.Generator` or one per image, for the initial noise and the turbo re-noising.
+            generator: `torch.Generator` or a list of one per image (after `num_images_per_prompt`), for the initial
+                noise and the turbo re-noising.
             latents (`torch.Tensor`, *optional*): initial noise `(batch, 16, h*f*2, w*f*2)`; drawn from `generator`
                 otherwise.
             step_noises (sequence of tensors, *optional*): turbo only, the re-noising noise of every step, each shaped
@@ -538,18 +602,22 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
             latents,
         )
 
-        # 3. Timesteps.
-        timesteps, data_timesteps = self._set_timesteps(num_inference_steps, sigmas, device)
+        # 3. Timesteps, on a copy of the scheduler: its step index and schedule belong to this call, so concurrent
+        # calls of one pipeline do not advance each other's.
+        scheduler = copy.deepcopy(self.scheduler)
+        timesteps, data_timesteps = self._set_timesteps(scheduler, num_inference_steps, sigmas, device)
         num_inference_steps = len(timesteps)
         self._num_timesteps = num_inference_steps
-        self.scheduler.set_begin_index(0)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)
+        step_parameters = inspect.signature(scheduler.step).parameters
         if step_noises is not None:
-            if not getattr(self.scheduler.config, "stochastic_sampling", False):
+            if not getattr(scheduler.config, "stochastic_sampling", False):
                 raise ValueError("`step_noises` is only used by a re-noising (turbo) scheduler; this one is deterministic.")
-            if not isinstance(self.scheduler, LLaDAUniFlowMatchScheduler):
+            if "noise" not in step_parameters:
                 raise TypeError(
                     f"`step_noises` needs a scheduler whose `step` takes `noise` (LLaDAUniFlowMatchScheduler), got "
-                    f"{type(self.scheduler).__name__}."
+                    f"{type(scheduler).__name__}."
                 )
             if len(step_noises) != num_inference_steps:
                 raise ValueError(f"`step_noises` needs {num_inference_steps} tensors (one per step), got {len(step_noises)}.")
@@ -591,10 +659,10 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
                         velocity = velocity * scale.view(-1, 1, 1, 1)
 
                 # The DiT predicts `data - noise`; diffusers' flow-matching schedulers step along `noise - data`.
-                step_kwargs = {"generator": generator}
+                step_kwargs = {"generator": generator} if "generator" in step_parameters else {}
                 if step_noises is not None:
                     step_kwargs["noise"] = step_noises[i]
-                latents = self.scheduler.step(-velocity, t, latents, return_dict=False, **step_kwargs)[0]
+                latents = scheduler.step(-velocity, t, latents, return_dict=False, **step_kwargs)[0]
 
                 if callback_on_step_end is not None:
                     offered = {
