@@ -100,10 +100,10 @@ def test_runtime_errors_exit_non_zero_without_traceback(tmp_path, capsys):
     assert main(["decode", "--model", str(DEMO_MODEL_DIR), "--codes", str(codes), "--output",
                  str(tmp_path / "x.png"), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "needs 4" in err and "Traceback" not in err
-    assert main(["t2i", "--model", str(DEMO_MODEL_DIR), "--prompt", "x", "--output", str(tmp_path / "x.jpg")]) == 1
-    assert "must end in .png" in capsys.readouterr().err
-    assert not list(tmp_path.glob("*.png"))
+    assert f"{codes}: Got 3 codes per image" in err and "needs h * w = 4" in err and "Traceback" not in err
+    assert main(["t2i", "--model", str(DEMO_MODEL_DIR), "--prompt", "x", "--output", str(tmp_path / "x.xyz")]) == 1
+    assert "PIL writes no image format with the extension '.xyz'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*x.xyz*"))
 
 
 def test_demo_offline_from_the_console_script(tmp_path):
@@ -212,3 +212,131 @@ def test_shipped_demo_model_is_what_the_converter_makes_now(tmp_path):
             assert shipped == now, f"{name} is stale ({ {k: (shipped.get(k), now.get(k)) for k in set(shipped) | set(now) if shipped.get(k) != now.get(k)} }): run `python conversion/make_demo_model.py --overwrite`"
         else:
             assert (DEMO_MODEL_DIR / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def _codes_file(tmp_path, h=8, w=8):
+    path = tmp_path / "codes.json"
+    path.write_text(json.dumps({"token_ids": [(7 * i) % 64 for i in range(h * w)], "h": h, "w": w}))
+    return path
+
+
+def _last_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    return lines[-1]
+
+
+@pytest.mark.parametrize("extension, image_format", [(".jpg", "JPEG"), (".webp", "WEBP"), (".tiff", "TIFF")])
+def test_output_takes_any_extension_pil_writes(extension, image_format, tmp_path):
+    output = tmp_path / f"decoded{extension}"
+    assert main(["decode", "--model", str(DEMO_MODEL_DIR), "--codes", str(_codes_file(tmp_path)), "--output",
+                 str(output), "--decoder-steps", "1", "--no-progress"]) == 0
+    with Image.open(output) as image:
+        assert image.format == image_format and image.size == (256, 256)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["codes.json", output.name])
+
+
+def test_decode_says_a_picture_is_not_a_codes_file(tmp_path, capsys):
+    picture = IMAGES / "landscape_150x100.png"
+    assert main(["decode", "--model", str(DEMO_MODEL_DIR), "--codes", str(picture), "--output",
+                 str(tmp_path / "x.png"), "--no-progress"]) == 1
+    assert _last_line(capsys.readouterr().err) == (
+        f"llada-uni decode: error: {picture} is not a codes file: it is binary, not the JSON `llada-uni t2i "
+        '--save-codes` writes: {"token_ids": [codes], "h": rows, "w": columns}.'
+    )
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache holding the demo model as `test-org/tiny-uni`, laid out as `hf download` does."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--test-org--tiny-uni"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(DEMO_MODEL_DIR, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_model_given_as_a_hub_id_resolves_through_the_local_cache(hub_cache, tmp_path, capsys):
+    output = tmp_path / "hub.png"
+    assert main(["decode", "--model", "test-org/tiny-uni", "--codes", str(_codes_file(tmp_path)), "--output",
+                 str(output), "--decoder-steps", "1", "--no-progress"]) == 0
+    assert Image.open(output).size == (256, 256)
+    capsys.readouterr()
+    assert main(["decode", "--model", "test-org/not-downloaded", "--codes", str(_codes_file(tmp_path)),
+                 "--output", str(output), "--no-progress"]) == 1
+    line = _last_line(capsys.readouterr().err)
+    assert line.startswith("llada-uni decode: error: 'test-org/not-downloaded' is neither a folder nor a model in the "
+                           f"local Hugging Face cache ({hub_cache})")
+    assert "HF_HUB_OFFLINE is set" in line and "hf download test-org/not-downloaded" in line
+
+
+def test_any_failure_ends_in_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    picture = IMAGES / "landscape_150x100.png"
+    understand = ["understand", "--image", str(picture), "--steps", "1", "--gen-length", "4", "--block-length", "4",
+                  "--no-progress"]
+
+    # PIL refuses a picture larger than twice its pixel limit (a decompression bomb).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert main([*understand, "--model", str(DEMO_MODEL_DIR)]) == 1
+    line = _last_line(capsys.readouterr().err)
+    assert line.startswith(f"llada-uni understand: error: {picture}: DecompressionBombError: Image size (15000 pixels)")
+    monkeypatch.undo()
+
+    # Truncated weights: safetensors' own error, with the damaged file named.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(DEMO_MODEL_DIR, damaged)
+    weights = damaged / "model-00002-of-00002.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert main([*understand, "--model", str(damaged)]) == 1
+    line = _last_line(capsys.readouterr().err)
+    assert line.startswith(f"llada-uni understand: error: {weights}: damaged or truncated safetensors file "
+                           "(SafetensorError: ")
+
+    # A broken JSON file of the model folder.
+    (damaged / "model-00002-of-00002.safetensors").write_bytes((DEMO_MODEL_DIR / weights.name).read_bytes())
+    (damaged / "config.json").write_text('{"model_type": "llada_uni",')
+    assert main([*understand, "--model", str(damaged)]) == 1
+    line = _last_line(capsys.readouterr().err)
+    assert line.startswith(f"llada-uni understand: error: {damaged / 'config.json'}: not a valid JSON "
+                           "file (JSONDecodeError: ")
+
+    # Anything else a library may raise.
+    from diffusers_llada_uni import LLaDAUniUnderstandingPipeline
+
+    def broken(*args, **kwargs):
+        raise KeyError("no such part")
+
+    monkeypatch.setattr(LLaDAUniUnderstandingPipeline, "__call__", broken)
+    assert main([*understand, "--model", str(DEMO_MODEL_DIR)]) == 1
+    assert _last_line(capsys.readouterr().err) == "llada-uni understand: error: KeyError: 'no such part'"
+
+
+def test_a_full_disk_loses_no_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    codes, image = tmp_path / "codes.json", tmp_path / "fox.png"
+    codes.write_text('{"token_ids": [1, 2, 3, 4], "h": 2, "w": 2}\n')
+    Image.new("RGB", (4, 4), "red").save(image)
+    before = {path: path.read_bytes() for path in (codes, image)}
+    (tmp_path / "in").mkdir()
+    codes_in = _codes_file(tmp_path / "in")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    common = ["--model", str(DEMO_MODEL_DIR), "--no-progress", "--decoder-steps", "1"]
+    assert main(["t2i", *common, "--prompt", "A fox", "--height", "256", "--width", "256", "--steps", "2",
+                 "--output", str(image), "--save-codes", str(codes)]) == 1
+    assert _last_line(capsys.readouterr().err) == f"llada-uni t2i: error: {codes}: [Errno 28] No space left on device"
+    assert main(["decode", *common, "--codes", str(codes_in), "--output", str(image)]) == 1
+    assert _last_line(capsys.readouterr().err) == f"llada-uni decode: error: {image}: [Errno 28] No space left on device"
+    # Both files are as they were, and nothing half-written is left next to them.
+    assert {path: path.read_bytes() for path in (codes, image)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.json", "fox.png", "in"]

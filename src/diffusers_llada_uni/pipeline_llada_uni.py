@@ -18,18 +18,22 @@ Parts load once and stay loaded; a call reads nothing from disk. Any pipeline ca
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
+from diffusers.utils.deprecation_utils import _resolve_dtype
 
 from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
+from transformers_llada_uni.prompting_llada_uni import unpack_encoded_images
 
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, prepare_image_codes
 
@@ -106,6 +110,50 @@ def _broadcast(first: list, second: list, first_name: str, second_name: str) -> 
     return first, second
 
 
+_COMPONENT_NAMES = ("model", "processor", "image_tokenizer", "decoder", "turbo_decoder")
+
+
+def load_decoder_pipeline(
+    folder: str | os.PathLike,
+    kind: str,
+    dtype: torch.dtype | str | None = None,
+    device_map: str | None = None,
+    variant: str | None = None,
+) -> LLaDAUniDecoderPipeline:
+    r"""
+    The `"normal"` (`decoder/`) or `"turbo"` (`decoder-turbo/`) decoder of an LLaDA2.0-Uni folder: a converted
+    decoder (a diffusers pipeline folder) loads with `from_pretrained`, a released one with `from_released`.
+
+    Args:
+        folder: the model folder (converted or released layout).
+        kind: `"normal"` or `"turbo"`.
+        dtype, device_map, variant: as in [`LLaDAUniTextToImagePipeline.from_pretrained`].
+    """
+    if kind not in DECODER_FOLDERS:
+        raise ValueError(f"The decoder kind must be one of {list(DECODER_FOLDERS)}, got {kind!r}.")
+    folder = Path(folder)
+    sub = folder / DECODER_FOLDERS[kind]
+    if dtype == "auto":
+        dtype = None  # transformers' "auto" (the stored dtypes) is diffusers' default
+    if (sub / "model_index.json").is_file():
+        options = {"dtype": dtype, "variant": variant}
+        if device_map is not None:
+            options["device_map"] = "balanced" if device_map == "auto" else device_map
+        return LLaDAUniDecoderPipeline.from_pretrained(sub, **{k: v for k, v in options.items() if v is not None})
+    if (sub / "config.json").is_file():
+        if variant is not None or device_map is not None:
+            raise ValueError(
+                f"{sub} is a released decoder: `variant` and `device_map` apply to converted folders; convert it "
+                "(`llada-uni convert`) or move the pipeline with `.to(...)`."
+            )
+        # Positional: the dtype argument of `from_released`.
+        return LLaDAUniDecoderPipeline.from_released(folder, kind == "turbo", dtype)
+    raise FileNotFoundError(
+        f"{folder} has no {DECODER_FOLDERS[kind]}/ decoder (neither a converted one with model_index.json nor a "
+        "released one with config.json)."
+    )
+
+
 class _LLaDAUniPipelineBase(DiffusionPipeline):
     r"""The parts, loading and saving shared by the LLaDA2.0-Uni end-to-end pipelines."""
 
@@ -135,7 +183,17 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
     # ------------------------------------------------------------------ loading / saving
 
     @classmethod
-    def _load_parts(cls, folder: Path, released: bool, torch_dtype, load_decoders: Sequence[str]):
+    def _load_parts(
+        cls,
+        folder: Path,
+        dtype: torch.dtype | str | None,
+        load_decoders: Sequence[str],
+        device_map: str | None = None,
+        variant: str | None = None,
+        components: dict | None = None,
+    ) -> dict:
+        r"""The parts of `folder` (converted or released layout), except those given in `components` (a part given as
+        `None` is not loaded)."""
         from transformers import AutoModelForCausalLM
 
         import transformers_llada_uni  # noqa: F401  (registers the Auto classes, incl. the released model type)
@@ -144,51 +202,62 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         unknown = [d for d in load_decoders if d not in DECODER_FOLDERS]
         if unknown:
             raise ValueError(f"`load_decoders` takes {list(DECODER_FOLDERS)}, got {unknown}.")
-        dtype_kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-        # The Auto class picks the converted (`llada_uni`) or the released (`llada2_moe`) model type; the released
-        # config's `auto_map` names remote code that is not shipped, this package provides the classes.
-        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **dtype_kwargs).eval()
-        processor = LLaDAUniProcessor.from_pretrained(folder)
-        image_tokenizer = None
-        if (folder / IMAGE_TOKENIZER_FOLDER / "config.json").is_file():
-            image_tokenizer = LLaDAUniImageVQModel.from_pretrained(folder / IMAGE_TOKENIZER_FOLDER, **dtype_kwargs)
-            image_tokenizer = image_tokenizer.eval()
-        decoders = {}
+        if device_map is not None and not isinstance(device_map, str):
+            raise TypeError(
+                f"`device_map` must be a string (e.g. 'auto', 'balanced', 'cuda', 'cpu'), got {type(device_map).__name__}."
+            )
+        parts = dict(components or {})
+        options = {k: v for k, v in (("dtype", dtype), ("device_map", device_map), ("variant", variant)) if v is not None}
+        if "model" not in parts:
+            # The Auto class picks the converted (`llada_uni`) or the released (`llada2_moe`) model type; the released
+            # config's `auto_map` names remote code that is not shipped, this package provides the classes.
+            parts["model"] = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **options).eval()
+        if "processor" not in parts:
+            parts["processor"] = LLaDAUniProcessor.from_pretrained(folder)
+        if "image_tokenizer" not in parts and (folder / IMAGE_TOKENIZER_FOLDER / "config.json").is_file():
+            parts["image_tokenizer"] = LLaDAUniImageVQModel.from_pretrained(
+                folder / IMAGE_TOKENIZER_FOLDER, **options
+            ).eval()
         for kind in load_decoders:
-            sub = folder / DECODER_FOLDERS[kind]
-            if released:
-                if (sub / "config.json").is_file():
-                    decoders[kind] = LLaDAUniDecoderPipeline.from_released(folder, turbo=kind == "turbo",
-                                                                           torch_dtype=torch_dtype)
-            elif (sub / "model_index.json").is_file():
-                decoders[kind] = LLaDAUniDecoderPipeline.from_pretrained(sub, torch_dtype=torch_dtype)
-        return {
-            "model": model,
-            "processor": processor,
-            "image_tokenizer": image_tokenizer,
-            "decoder": decoders.get("normal"),
-            "turbo_decoder": decoders.get("turbo"),
-        }
+            name = "turbo_decoder" if kind == "turbo" else "decoder"
+            if name not in parts and (folder / DECODER_FOLDERS[kind]).is_dir():
+                parts[name] = load_decoder_pipeline(
+                    folder, kind, dtype=dtype, device_map=device_map, variant=variant
+                )
+        return parts
 
     @classmethod
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
-        torch_dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
+        device_map: str | None = None,
+        variant: str | None = None,
         load_decoders: Sequence[str] = ("normal", "turbo"),
+        torch_dtype: torch.dtype | None = None,
         **kwargs,
     ):
         r"""
         Loads a converted LLaDA2.0-Uni folder (see the module docstring for the layout), or a Hub repository holding
-        one.
+        one. A released folder loads too (its decoders are read as [`LLaDAUniDecoderPipeline.from_released`] reads
+        them).
 
         Args:
             pretrained_model_name_or_path: the folder or Hub repository id.
-            torch_dtype: dtype of every part (default: the stored dtypes).
+            dtype: dtype of every part (default: the stored dtypes; `"auto"` for the language model and image
+                tokenizer as in transformers). `torch_dtype` is its deprecated name.
+            device_map: where to place the parts, as a string: passed to transformers' `from_pretrained` for the
+                language model and image tokenizer (`"auto"`, `"balanced"`, `"cuda"`, ...) and to diffusers' for the
+                decoders (`"auto"` becomes diffusers' `"balanced"`).
+            variant: load weight files of this variant (`model.<variant>.safetensors`, ...).
             load_decoders: which decoders to load, of `"normal"` (`decoder/`) and `"turbo"` (`decoder-turbo/`);
-                missing folders are skipped. Understanding needs none.
-            kwargs: `snapshot_download` options for a Hub repository (`revision`, `cache_dir`, `token`, ...).
+                missing folders are skipped. Understanding needs none; a text-to-image call uses one.
+            kwargs: parts to use instead of loading them, as in diffusers (`image_tokenizer=None` skips the image
+                tokenizer, which text-to-image does not need; `model=my_model` reuses a loaded model), and
+                `snapshot_download` options for a Hub repository (`revision`, `cache_dir`, `token`, ...).
         """
+        dtype = _resolve_dtype(dtype, torch_dtype)
+        components = {name: kwargs.pop(name) for name in _COMPONENT_NAMES if name in kwargs}
         folder = Path(pretrained_model_name_or_path)
         if not folder.is_dir():
             from huggingface_hub import snapshot_download
@@ -198,7 +267,7 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             raise TypeError(f"Unexpected arguments for a local folder: {sorted(kwargs)}.")
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} holds no config.json: it is not a converted LLaDA2.0-Uni folder.")
-        return cls(**cls._load_parts(folder, released=False, torch_dtype=torch_dtype, load_decoders=load_decoders))
+        return cls(**cls._load_parts(folder, dtype, load_decoders, device_map, variant, components))
 
     @classmethod
     def from_released(
@@ -211,7 +280,7 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         folder = Path(released_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder} holds no config.json: it is not a released LLaDA2.0-Uni folder.")
-        return cls(**cls._load_parts(folder, released=True, torch_dtype=torch_dtype, load_decoders=load_decoders))
+        return cls(**cls._load_parts(folder, torch_dtype, load_decoders))
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
         r"""
@@ -284,8 +353,13 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             if pipe is not None:
                 pipe.set_progress_bar_config(**kwargs)
 
-    def _generation_kwargs(self, generation_kwargs: dict | None) -> dict:
-        kwargs = dict(generation_kwargs or {})
+    def _generation_kwargs(self, generation_kwargs: dict | None, **settings) -> dict:
+        r"""What the language model's method gets: the sampling `settings` the caller gave (the others come from the
+        model's generation config), then `generation_kwargs`, and the progress bar setting."""
+        kwargs = {name: value for name, value in settings.items() if value is not None}
+        for name in sorted(set(kwargs) & set(generation_kwargs or {})):
+            raise TypeError(f"`{name}` is given both as an argument and in `generation_kwargs`.")
+        kwargs.update(generation_kwargs or {})
         if getattr(self, "_progress_bar_config", {}).get("disable"):
             kwargs.setdefault("show_progress_bar", False)
         return kwargs
@@ -314,16 +388,54 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             )
         return pipe
 
-    def _check_output(self, output_type, decoder):
+    def _check_image_call(self, output_type, decoder, num_images_per_prompt, callback_on_step_end, decoder_kwargs):
+        r"""The checks of a text-to-image or editing call that need no language model: before it runs, not after."""
         if output_type not in IMAGE_OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {list(IMAGE_OUTPUT_TYPES)}, got {output_type!r}.")
         if output_type != "codes":
-            self.get_decoder(decoder)  # before the language model runs, not after
+            self.get_decoder(decoder)
+        if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be a positive int, got {num_images_per_prompt!r}.")
+        if callback_on_step_end is not None and "callback_on_step_end" in (decoder_kwargs or {}):
+            raise TypeError("`callback_on_step_end` is given both as an argument and in `decoder_kwargs`.")
+
+    @staticmethod
+    def _check_generators(generator, num_images: int):
+        if isinstance(generator, list) and len(generator) != num_images:
+            raise ValueError(
+                f"Got a list of {len(generator)} generators for {num_images} images: give one per image (after "
+                "`num_images_per_prompt`) or a single generator."
+            )
 
     @staticmethod
     def _lm_generator(generator):
         # The language model samples with one generator; a per-image list only applies to the decoder's noise.
         return generator if isinstance(generator, torch.Generator) else None
+
+    def _language_model_callback(self, callback_on_step_end):
+        r"""The pipeline's `callback_on_step_end` as the language model's per-step `callback(step, block, ids)`: it is
+        called as `callback_on_step_end(pipeline, step, block, {"image_tokens": codes})`, the codes generated so far
+        (`(batch, gen_length)`, -1 where still masked). diffusers' `PipelineCallback` objects act on decoder tensors
+        and only see the decoder stage."""
+        if callback_on_step_end is None or isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            return None
+        offset = self.image_token_offset
+        codebook_size = self.processor.special_token_ids.image_codebook_size
+
+        def on_step(step: int, block: int, ids: torch.LongTensor):
+            codes = ids - offset
+            codes = codes.masked_fill((codes < 0) | (codes >= codebook_size), -1)
+            callback_on_step_end(self, step, block, {"image_tokens": codes})
+
+        return on_step
+
+    @staticmethod
+    def _decoder_kwargs(decoder_kwargs, callback_on_step_end, callback_on_step_end_tensor_inputs) -> dict:
+        kwargs = dict(decoder_kwargs or {})
+        if callback_on_step_end is not None:
+            kwargs["callback_on_step_end"] = callback_on_step_end
+            kwargs["callback_on_step_end_tensor_inputs"] = callback_on_step_end_tensor_inputs
+        return kwargs
 
     def _source_image_sets(
         self, image, image_tokens, mode: str, image_kwargs: dict | None = None, several: bool = False
@@ -335,6 +447,9 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         """
         if (image is None) == (image_tokens is None):
             raise ValueError("Give exactly one of `image` (pictures) and `image_tokens` (their image codes).")
+        if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 4:
+            # A batch of pictures, as an `output_type="np"` (B, H, W, 3) or `"pt"` (B, 3, H, W) result holds them.
+            image = list(image)
         name = "image" if image is not None else "image_tokens"
         items, _ = _as_list(image if image is not None else image_tokens, name)
         for index, item in enumerate(items):
@@ -351,15 +466,8 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
                 raise ValueError(
                     "Pictures need the image tokenizer model (`image_tokenizer/`); pass `image_tokens` instead."
                 )
-
-            def load(picture):
-                if isinstance(picture, (str, os.PathLike)):
-                    return self.processor.image_processor.load_image(picture)
-                return picture
-
-            loaded = [[load(p) for p in item] if isinstance(item, (list, tuple)) else load(item) for item in items]
             with torch.no_grad():
-                encoded = self.processor.encode_images(loaded, self.image_tokenizer, mode=mode, **(image_kwargs or {}))
+                encoded = self.processor.encode_images(items, self.image_tokenizer, mode=mode, **(image_kwargs or {}))
             return [[dict(e) for e in group] if isinstance(group, list) else [dict(group)] for group in encoded]
         sets = []
         for item in items:
@@ -374,25 +482,12 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         return sets
 
     def _encoded_from_dict(self, item: dict) -> dict:
-        keys = set(item)
-        if "codes" in keys:
-            ids = self.processor.codes_to_image_ids(item["codes"])
-        elif "image_tokens" in keys or "image_token_ids" in keys:
-            ids = item.get("image_tokens", item.get("image_token_ids"))
-            ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-        else:
-            raise TypeError(
-                f"An image_tokens dict needs `image_tokens` (ids with offset) or `codes`, with `h` and `w`; got keys "
-                f"{sorted(keys)}."
-            )
-        if "h" not in keys or "w" not in keys:
-            raise TypeError(f"An image_tokens dict needs `h` and `w`, got keys {sorted(keys)}.")
-        h, w = item["h"], item["w"]
-        if not (_is_int(h) and _is_int(w)) or h <= 0 or w <= 0:
-            raise ValueError(f"`h` and `w` must be positive ints, got ({h!r}, {w!r}).")
-        if len(ids) != h * w:
-            raise ValueError(f"Got {len(ids)} image ids but h * w = {h} * {w} = {h * w}.")
-        return {"image_tokens": [int(i) for i in ids], "h": int(h), "w": int(w)}
+        # `{"codes", "h", "w"}` is the same image without the offset; the ids are checked against the grid by the
+        # language model's method, the boundary every path goes through.
+        if "codes" in item:
+            item = {**item, "image_tokens": self.processor.codes_to_image_ids(item["codes"])}
+        ids, h, w = unpack_encoded_images(item)
+        return {"image_tokens": ids.tolist() if hasattr(ids, "tolist") else list(ids), "h": h, "w": w}
 
     def _decode_codes(
         self,
@@ -403,14 +498,12 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         guidance_scale: float | None,
         generator,
         output_type: str,
-        decoder_kwargs: dict | None,
+        decoder_kwargs: dict,
     ):
         if output_type == "codes":
             return None
         pipe = self.get_decoder(decoder)
         self._offload_language_parts()
-        if isinstance(generator, list) and len(generator) != len(codes):
-            raise ValueError(f"Got {len(generator)} generators for {len(codes)} images; give one per image or one.")
         results: list = [None] * len(codes)
         # One decoder call per grid size: a call decodes one batch of equally sized latents.
         groups = _indices_by_grid(grids)
@@ -423,7 +516,7 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
                 guidance_scale=guidance_scale,
                 generator=group_generator,
                 output_type=output_type,
-                **(decoder_kwargs or {}),
+                **decoder_kwargs,
             ).images
             for position, index in enumerate(indices):
                 results[index] = out[position]
@@ -468,6 +561,11 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         return _broadcast(sets, prompts, "image sets" if nested else "images", "prompts")
 
 
+def _repeat(items: list, times: int) -> list:
+    """Each item `times` times in a row: the order of `num_images_per_prompt` images in diffusers."""
+    return [item for item in items for _ in range(times)]
+
+
 class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
     r"""
     Text-to-image: prompt -> image codes (the language model, optionally thinking first) -> pixels (the decoder).
@@ -476,7 +574,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
 
     Example:
         ```py
-        >>> pipe = LLaDAUniTextToImagePipeline.from_pretrained("converted", torch_dtype=torch.bfloat16).to("cuda")
+        >>> pipe = LLaDAUniTextToImagePipeline.from_pretrained("converted", dtype=torch.bfloat16).to("cuda")
         >>> out = pipe("A red fox in the snow", height=1024, width=1024, generator=torch.manual_seed(0))
         >>> out.images[0].save("fox.png")
         ```
@@ -489,11 +587,11 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
         height: int = 1024,
         width: int = 1024,
         thinking: bool = False,
-        steps: int = 8,
-        block_length: int = 32,
-        cfg_scale: float = 4.0,
-        temperature: float = 0.0,
-        use_sprint: bool = False,
+        steps: int | None = None,
+        block_length: int | None = None,
+        cfg_scale: float | None = None,
+        temperature: float | None = None,
+        use_sprint: bool | None = None,
         generation_kwargs: dict | None = None,
         image_tokens=None,
         grid_size: tuple[int, int] | None = None,
@@ -504,54 +602,92 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
         output_type: str = "pil",
         return_dict: bool = True,
         decoder_kwargs: dict | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
     ) -> LLaDAUniImagePipelineOutput | tuple:
         r"""
         Args:
-            prompt: a text or a list of texts (one image each).
+            prompt: a text or a list of texts.
             height, width: requested pixels; the grid is `(height // 2) // 16` x `(width // 2) // 16` codes and the
                 image `grid * 32` pixels.
             thinking: let the model reason in text first (returned in `.thinking`).
             steps, block_length, cfg_scale, temperature, use_sprint: the language model's sampling (see
-                `generate_image`); `generation_kwargs` passes any other of its options.
+                `generate_image`; default: the model's own, from its generation config); `generation_kwargs` passes
+                any other of its options.
             image_tokens, grid_size: image codes (no offset) to decode instead of generating them; see
                 [`LLaDAUniDecoderPipeline.__call__`] for the accepted layouts.
             decoder: `"turbo"`, `"normal"` or `None` (turbo when loaded).
             num_inference_steps, guidance_scale: the decoder's (default: the chosen decoder's own).
             generator: for the decoder's noise (one, or one per image) and, when one, the model's sampling.
             output_type: `"pil"`, `"np"`, `"pt"`, `"latent"` or `"codes"` (no decoding).
-            decoder_kwargs: passed on to the decoder call (e.g. `callback_on_step_end`).
+            decoder_kwargs: passed on to the decoder call (e.g. `cfg_normalization`).
+            negative_prompt: the text of the unconditional guidance branch instead of the original's
+                `<uncondition>` (one, or one per prompt); the language model's `generate_image` must take it.
+            num_images_per_prompt: images per prompt (or per code sequence), in prompt order. With greedy sampling
+                (temperature 0) the copies share their codes and differ by the decoder's noise.
+            callback_on_step_end: called after every step of both stages. Language model:
+                `callback_on_step_end(pipeline, step, block, {"image_tokens": codes})` with the codes so far
+                (`(batch, gen_length)`, -1 where still masked). Decoder: as in diffusers,
+                `callback_on_step_end(decoder_pipeline, step, timestep, tensors)` with the tensors named in
+                `callback_on_step_end_tensor_inputs`; what it returns replaces them. A diffusers `PipelineCallback`
+                sees the decoder stage only.
+            callback_on_step_end_tensor_inputs: the decoder tensors the callback gets (see
+                [`LLaDAUniDecoderPipeline`]'s `_callback_tensor_inputs`).
         """
-        self._check_output(output_type, decoder)
+        self._check_image_call(output_type, decoder, num_images_per_prompt, callback_on_step_end, decoder_kwargs)
         thinking_texts = None
         if image_tokens is not None:
-            if prompt is not None:
+            if prompt is not None or negative_prompt is not None:
                 raise ValueError("Give `prompt` (generate codes) or `image_tokens` (decode these codes), not both.")
             codes, grids = self._codes_from_tokens(image_tokens, grid_size)
+            codes, grids = _repeat(codes, num_images_per_prompt), _repeat(grids, num_images_per_prompt)
+            self._check_generators(generator, len(codes))
         else:
             if prompt is None:
                 raise ValueError("Give a `prompt` (or `image_tokens` to decode).")
-            prompts, single = _as_list(prompt, "prompt")
+            prompts, _ = _as_list(prompt, "prompt")
+            extra = {}
+            if negative_prompt is not None:
+                negatives, _ = _as_list(negative_prompt, "negative_prompt")
+                if len(negatives) == 1:
+                    negatives = negatives * len(prompts)
+                if len(negatives) != len(prompts):
+                    raise ValueError(
+                        f"Got {len(prompts)} prompts and {len(negatives)} negative prompts: give one negative prompt, "
+                        "or one per prompt."
+                    )
+                if "negative_prompt" not in inspect.signature(self.model.generate_image).parameters:
+                    raise TypeError(
+                        "This language model's `generate_image` takes no `negative_prompt` (the unconditional branch's "
+                        "text); update `transformers_llada_uni`."
+                    )
+                extra["negative_prompt"] = _repeat(negatives, num_images_per_prompt)
+            prompts = _repeat(prompts, num_images_per_prompt)
+            self._check_generators(generator, len(prompts))
             self._onload(self.model)
             results = self.model.generate_image(
                 prompts,
                 tokenizer=self.tokenizer,
                 image_h=height,
                 image_w=width,
-                steps=steps,
-                block_length=block_length,
-                cfg_scale=cfg_scale,
-                temperature=temperature,
                 mode="thinking" if thinking else "normal",
-                use_sprint=use_sprint,
                 generator=self._lm_generator(generator),
-                **self._generation_kwargs(generation_kwargs),
+                callback=self._language_model_callback(callback_on_step_end),
+                **extra,
+                **self._generation_kwargs(
+                    generation_kwargs, steps=steps, block_length=block_length, cfg_scale=cfg_scale,
+                    temperature=temperature, use_sprint=use_sprint,
+                ),
             )
             codes = [r.token_ids.detach().to("cpu", torch.long) for r in results]
             grids = [(int(r.h), int(r.w)) for r in results]
             thinking_texts = [r.thinking for r in results]
         return self._decode_and_return(
             codes, grids, thinking_texts, decoder, num_inference_steps, guidance_scale, generator, output_type,
-            decoder_kwargs, return_dict,
+            self._decoder_kwargs(decoder_kwargs, callback_on_step_end, callback_on_step_end_tensor_inputs),
+            return_dict,
         )
 
 
@@ -570,11 +706,11 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
         image=None,
         prompt: str | list[str] | None = None,
         image_tokens=None,
-        steps: int = 8,
-        block_length: int = 32,
-        cfg_text_scale: float = 4.0,
-        cfg_image_scale: float = 0.0,
-        temperature: float = 0.0,
+        steps: int | None = None,
+        block_length: int | None = None,
+        cfg_text_scale: float | None = None,
+        cfg_image_scale: float | None = None,
+        temperature: float | None = None,
         crop_mode: str = "edit",
         image_kwargs: dict | None = None,
         generation_kwargs: dict | None = None,
@@ -585,27 +721,34 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
         output_type: str = "pil",
         return_dict: bool = True,
         decoder_kwargs: dict | None = None,
+        num_images_per_prompt: int = 1,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
     ) -> LLaDAUniImagePipelineOutput | tuple:
         r"""
         Args:
-            image: a picture (PIL image or path) or a list of them.
+            image: a picture (PIL image, path, array) or a list of them; an array `(B, H, W, 3)` or tensor
+                `(B, 3, H, W)` holds B pictures (what `output_type="np"` / `"pt"` returns).
             prompt: the instruction, or one per picture (one instruction or one picture is shared by the others).
             image_tokens: instead of `image`, a dict `{"image_tokens": ids, "h", "w"}` (ids with `image_token_offset`,
                 as `processor.encode_images` returns; `{"codes": ..., "h", "w"}` takes codes without the offset) or a
                 list of them.
             steps, block_length, cfg_text_scale, cfg_image_scale, temperature: the language model's sampling (see
-                `edit_image`); `generation_kwargs` passes any other of its options.
+                `edit_image`; default: the model's own); `generation_kwargs` passes any other of its options.
             crop_mode: `"edit"` (the original's centre crop without rescaling) or `"edit_resize_crop"`.
             image_kwargs: options of the image processor (e.g. `{"edit_image_size": 256}` for a smaller crop budget).
-            decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs: as in
+            decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs,
+            num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs: as in
                 [`LLaDAUniTextToImagePipeline`].
         """
-        self._check_output(output_type, decoder)
+        self._check_image_call(output_type, decoder, num_images_per_prompt, callback_on_step_end, decoder_kwargs)
         if crop_mode not in ("edit", "edit_resize_crop"):
             raise ValueError(f"`crop_mode` must be 'edit' or 'edit_resize_crop', got {crop_mode!r}.")
         sources, prompts = self._sources_and_prompts(
             image, image_tokens, prompt, crop_mode, image_kwargs, "the editing instruction"
         )
+        sources, prompts = _repeat(sources, num_images_per_prompt), _repeat(prompts, num_images_per_prompt)
+        self._check_generators(generator, len(sources))
         self._onload(self.model)
         # One batch per source grid size: edits of one size share the canvas and the forwards.
         groups = _indices_by_grid([(source["h"], source["w"]) for source in sources])
@@ -615,20 +758,20 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
                 [sources[i] for i in indices],
                 instruction=[prompts[i] for i in indices],
                 tokenizer=self.tokenizer,
-                steps=steps,
-                block_length=block_length,
-                cfg_text_scale=cfg_text_scale,
-                cfg_image_scale=cfg_image_scale,
-                temperature=temperature,
                 generator=self._lm_generator(generator),
-                **self._generation_kwargs(generation_kwargs),
+                callback=self._language_model_callback(callback_on_step_end),
+                **self._generation_kwargs(
+                    generation_kwargs, steps=steps, block_length=block_length, cfg_text_scale=cfg_text_scale,
+                    cfg_image_scale=cfg_image_scale, temperature=temperature,
+                ),
             )
             for index, result in zip(indices, edited):
                 results[index] = result
         codes = [result.token_ids.detach().to("cpu", torch.long) for result in results]
         grids = [(int(result.h), int(result.w)) for result in results]
         return self._decode_and_return(
-            codes, grids, None, decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs,
+            codes, grids, None, decoder, num_inference_steps, guidance_scale, generator, output_type,
+            self._decoder_kwargs(decoder_kwargs, callback_on_step_end, callback_on_step_end_tensor_inputs),
             return_dict,
         )
 
@@ -646,11 +789,11 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
         image=None,
         prompt: str | list[str] | None = None,
         image_tokens=None,
-        steps: int = 32,
-        block_length: int = 32,
-        gen_length: int = 512,
-        temperature: float = 0.0,
-        threshold: float = 0.95,
+        steps: int | None = None,
+        block_length: int | None = None,
+        gen_length: int | None = None,
+        temperature: float | None = None,
+        threshold: float | None = None,
         use_chat_template: bool = False,
         image_kwargs: dict | None = None,
         generation_kwargs: dict | None = None,
@@ -659,15 +802,18 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
     ) -> LLaDAUniUnderstandingPipelineOutput | tuple:
         r"""
         Args:
-            image: a picture (PIL image or path) or a list of them, one per prompt. An item that is itself a list
-                holds one prompt's several pictures, in order (`[[a, b]]`: one prompt about `a` and `b`); they get
-                the image processor's several-images budget (`understand_max_pixels_multi`, 448^2 px each).
+            image: a picture (PIL image, path, array) or a list of them, one per prompt; an array `(B, H, W, 3)` or
+                tensor `(B, 3, H, W)` holds B pictures (what a text-to-image call with `output_type="np"` / `"pt"`
+                returns). An item that is itself a list holds one prompt's several pictures, in order (`[[a, b]]`:
+                one prompt about `a` and `b`); they get the image processor's several-images budget
+                (`understand_max_pixels_multi`, 448^2 px each).
             prompt: the question, or one per prompt (one question or one picture / list of pictures is shared by the
                 others).
             image_tokens: instead of `image`, `{"image_tokens": ids, "h", "w"}` (ids with `image_token_offset`) or
                 `{"codes": ..., "h", "w"}`, or a list of them; an item that is a list of such dicts holds one
                 prompt's images.
-            steps, block_length, gen_length, temperature, threshold: the model's sampling (see `understand_image`).
+            steps, block_length, gen_length, temperature, threshold: the model's sampling (see `understand_image`;
+                default: the model's own).
             use_chat_template: wrap images and question in the chat template (the original uses the bare prompt).
             image_kwargs: options of the image processor's understanding resize.
         """
@@ -680,15 +826,13 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
             [sources[0] if len(sources) == 1 else sources for sources in image_sets],
             question=list(prompts),
             tokenizer=self.tokenizer,
-            steps=steps,
-            block_length=block_length,
-            gen_length=gen_length,
-            temperature=temperature,
-            threshold=threshold,
             use_chat_template=use_chat_template,
             return_dict=True,
             generator=generator,
-            **self._generation_kwargs(generation_kwargs),
+            **self._generation_kwargs(
+                generation_kwargs, steps=steps, block_length=block_length, gen_length=gen_length,
+                temperature=temperature, threshold=threshold,
+            ),
         )
         texts = [result.text for result in results]
         sequences = [result.sequences[0].detach().cpu() for result in results]

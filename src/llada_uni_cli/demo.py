@@ -12,11 +12,18 @@ import sys
 from pathlib import Path
 
 from . import DEMO_MODEL_DIR
-from .common import add_common_options, positive_int
-from .edit import edit
-from .runtime import RANDOM_WEIGHTS_BANNER, ModelBundle, save_codes, save_image
-from .t2i import text_to_image
-from .understand import understand
+from .common import (
+    RANDOM_WEIGHTS_BANNER,
+    add_common_options,
+    load_picture,
+    load_pipeline,
+    open_model,
+    positive_int,
+    save_codes,
+    save_image,
+    save_text,
+    seeded,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -47,39 +54,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from diffusers_llada_uni import LLaDAUniImageEditPipeline, LLaDAUniTextToImagePipeline, LLaDAUniUnderstandingPipeline
+
     out = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    bundle = ModelBundle(args.model, device=args.device, dtype=args.dtype, progress=args.progress)
-    if bundle.random_weights:
-        print(RANDOM_WEIGHTS_BANNER)
-    print(f"Model: {bundle.path} ({bundle.layout} layout)")
+    path, random_weights = open_model(args, banner_file=sys.stdout)
+    print(f"Model: {path}")
+    t2i = load_pipeline(LLaDAUniTextToImagePipeline, path, args, decoders=("turbo",))
+    # The three tasks share the loaded parts.
+    reader = LLaDAUniUnderstandingPipeline(**t2i.components)
+    editor = LLaDAUniImageEditPipeline(**t2i.components)
+    decoding = {"decoder": "turbo", "num_inference_steps": args.decoder_steps}
 
     print(f"[1/3] Text-to-image: {args.prompt!r}")
-    result = text_to_image(bundle, args.prompt, args.size, args.size, args.steps, 32, 4.0, False, False, args.seed)
-    save_codes(out / "t2i_codes.json", result.token_ids, result.h, result.w, prompt=args.prompt)
-    t2i_image = bundle.decode(result.token_ids.view(result.h, result.w), turbo=True, seed=args.seed,
-                              steps=args.decoder_steps)
-    t2i_png = save_image(t2i_image, out / "t2i.png")
+    result = t2i(args.prompt, height=args.size, width=args.size, steps=args.steps, block_length=32, cfg_scale=4.0,
+                 generator=seeded(args.seed), **decoding)
+    (h, w), = result.grid_sizes
+    save_codes(out / "t2i_codes.json", result.image_tokens[0], h, w, prompt=args.prompt)
+    t2i_png = save_image(result.images[0], out / "t2i.png")
 
     print(f"[2/3] Understanding: {args.question!r}")
-    answer = understand(bundle, t2i_png, args.question, args.steps, 32, args.gen_length, False, args.seed)
-    answer_file = out / "understanding.txt"
-    label = "(random weights: this text is noise)\n" if bundle.random_weights else ""
-    answer_file.write_text(f"{label}Q: {args.question}\nA: {answer}\n", encoding="utf-8")
+    answer = reader(image=load_picture(t2i_png), prompt=args.question, steps=args.steps, block_length=32,
+                    gen_length=args.gen_length, generator=seeded(args.seed)).text[0]
+    label = "(random weights: this text is noise)\n" if random_weights else ""
+    answer_file = save_text(out / "understanding.txt", f"{label}Q: {args.question}\nA: {answer}\n")
     print(f"Answer: {answer!r}")
 
     print(f"[3/3] Editing: {args.instruction!r}")
-    bundle.edit_image_size = args.edit_size
-    edited = edit(bundle, t2i_png, args.instruction, args.steps, 32, 4.0, 0.0, args.seed)
-    save_codes(out / "edit_codes.json", edited.token_ids, edited.h, edited.w, instruction=args.instruction)
-    edited_image = bundle.decode(edited.token_ids.view(edited.h, edited.w), turbo=True, seed=args.seed,
-                                 steps=args.decoder_steps)
-    edit_png = save_image(edited_image, out / "edit.png")
+    edited = editor(image=load_picture(t2i_png), prompt=args.instruction, steps=args.steps, block_length=32,
+                    cfg_text_scale=4.0, cfg_image_scale=0.0, image_kwargs={"edit_image_size": args.edit_size},
+                    generator=seeded(args.seed), **decoding)
+    (h, w), = edited.grid_sizes
+    save_codes(out / "edit_codes.json", edited.image_tokens[0], h, w, instruction=args.instruction)
+    edit_png = save_image(edited.images[0], out / "edit.png")
 
     print("\nDone. Files:")
-    for path in (t2i_png, answer_file, edit_png):
-        print(f"  {path.resolve()}")
-    if bundle.random_weights:
+    for file in (t2i_png, answer_file, edit_png):
+        print(f"  {file.resolve()}")
+    if random_weights:
         print(RANDOM_WEIGHTS_BANNER)
     sys.stdout.flush()
     return 0

@@ -10,6 +10,8 @@ import signal
 import sys
 import traceback
 
+from .common import describe
+
 
 # Subcommand modules in the order `--help` lists them. `train` belongs to the training work and is optional here.
 _COMMANDS = ("demo", "t2i", "understand", "edit", "decode", "convert")
@@ -67,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"llada-uni {args.command}: interrupted.", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError) as err:
+    except Exception as err:  # any failure, from any library: one line and a non-zero exit, never a traceback
         if os.environ.get("LLADA_UNI_DEBUG"):
             traceback.print_exc()
-        print(f"llada-uni {args.command}: error: {err}", file=sys.stderr)
+        print(f"llada-uni {args.command}: error: {describe(err)}", file=sys.stderr)
         return 1
     return int(result or 0)
 

@@ -1,38 +1,35 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""`llada-uni t2i`: text-to-image (prompt -> image codes -> PNG)."""
+"""`llada-uni t2i`: text-to-image (prompt -> image codes -> image file), one `LLaDAUniTextToImagePipeline` call."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-import torch
-
-from .common import add_common_options, non_negative_float, positive_int
-from .runtime import RANDOM_WEIGHTS_BANNER, ModelBundle, output_path, save_codes, save_image
-
-
-def add_generation_options(parser, steps_default=8):
-    parser.add_argument("--steps", type=positive_int, default=steps_default,
-                        help=f"denoising steps per block (default: {steps_default})")
-    parser.add_argument("--block-length", type=positive_int, default=32, help="tokens per block (default: 32)")
-
-
-def add_decoder_options(parser):
-    parser.add_argument("--decoder", choices=("turbo", "normal"), default="turbo",
-                        help="turbo: the distilled 8-step decoder; normal: the 50-step one (default: turbo)")
-    parser.add_argument("--decoder-steps", type=positive_int, default=None,
-                        help="DiT evaluations of the decoder (default: the decoder's own, 8 or 49)")
+from .common import (
+    add_common_options,
+    add_decoder_options,
+    add_generation_options,
+    image_output,
+    json_output,
+    load_pipeline,
+    non_negative_float,
+    open_model,
+    positive_int,
+    save_codes,
+    save_image,
+    seeded,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "t2i", help="generate an image from a text prompt",
-        description="Text-to-image: the language model writes the image codes, the decoder renders them to a PNG.",
+        description="Text-to-image: the language model writes the image codes, the decoder renders them to an image.",
     )
     add_common_options(parser)
     parser.add_argument("--prompt", required=True, help="what to draw")
-    parser.add_argument("--output", default="llada-uni-t2i.png", help="PNG to write (default: llada-uni-t2i.png)")
+    parser.add_argument("--output", default="llada-uni-t2i.png",
+                        help="image file to write; its extension picks the format (default: llada-uni-t2i.png)")
     parser.add_argument("--height", type=positive_int, default=1024, help="image height in pixels (default: 1024)")
     parser.add_argument("--width", type=positive_int, default=1024, help="image width in pixels (default: 1024)")
     add_generation_options(parser)
@@ -46,30 +43,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def text_to_image(bundle: ModelBundle, prompt: str, height: int, width: int, steps: int, block_length: int,
-                  cfg_scale: float, thinking: bool, sprint: bool, seed: int):
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        return bundle.model.generate_image(
-            prompt, image_h=height, image_w=width, steps=steps, block_length=block_length, cfg_scale=cfg_scale,
-            mode="thinking" if thinking else "normal", use_sprint=sprint, generator=generator,
-            **bundle.generation_kwargs(),
-        )
-
-
 def run(args) -> int:
-    output = output_path(args.output)
-    bundle = ModelBundle(args.model, device=args.device, dtype=args.dtype, progress=args.progress)
-    if bundle.random_weights:
-        print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
-    result = text_to_image(bundle, args.prompt, args.height, args.width, args.steps, args.block_length,
-                           args.cfg_scale, args.thinking, args.sprint, args.seed)
-    if result.thinking:
-        print(f"Thinking: {result.thinking}")
-    if args.save_codes:
-        save_codes(output_path(args.save_codes, ".json"), result.token_ids, result.h, result.w, prompt=args.prompt)
-    image = bundle.decode(result.token_ids.view(result.h, result.w), turbo=args.decoder == "turbo", seed=args.seed,
-                          steps=args.decoder_steps)
+    from diffusers_llada_uni import LLaDAUniTextToImagePipeline
+
+    output = image_output(args.output)
+    codes_file = json_output(args.save_codes) if args.save_codes else None
+    path, _ = open_model(args)
+    # Text-to-image reads no picture: the image tokenizer stays on disk, and only the chosen decoder loads.
+    pipe = load_pipeline(LLaDAUniTextToImagePipeline, path, args, decoders=(args.decoder,), image_tokenizer=False)
+    result = pipe(
+        args.prompt, height=args.height, width=args.width, thinking=args.thinking, steps=args.steps,
+        block_length=args.block_length, cfg_scale=args.cfg_scale, use_sprint=args.sprint, decoder=args.decoder,
+        num_inference_steps=args.decoder_steps, generator=seeded(args.seed),
+    )
+    (h, w), image = result.grid_sizes[0], result.images[0]
+    if result.thinking[0]:
+        print(f"Thinking: {result.thinking[0]}")
+    if codes_file is not None:
+        save_codes(codes_file, result.image_tokens[0], h, w, prompt=args.prompt)
     save_image(image, output)
-    print(f"Wrote {output} ({image.width} x {image.height} px, {result.h} x {result.w} codes)")
+    print(f"Wrote {output} ({image.width} x {image.height} px, {h} x {w} codes)")
     return 0

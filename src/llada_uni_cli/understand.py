@@ -1,15 +1,11 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""`llada-uni understand`: answer a question about an image."""
+"""`llada-uni understand`: answer a question about one or several images, one `LLaDAUniUnderstandingPipeline` call."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-import torch
-
-from .common import add_common_options, existing_file, positive_int
-from .runtime import RANDOM_WEIGHTS_BANNER, ModelBundle
+from .common import add_common_options, existing_file, load_picture, load_pipeline, open_model, positive_int, seeded
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,25 +28,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def understand(bundle: ModelBundle, image, question: str, steps: int, block_length: int, gen_length: int,
-               chat_template: bool, seed: int) -> str:
-    """`image`: one picture, or a list of pictures for one prompt."""
-    pictures = list(image) if isinstance(image, (list, tuple)) else [image]
-    # One nested list: the pictures share a prompt, so they get the several-images budget.
-    encoded = bundle.encode_image(pictures[0] if len(pictures) == 1 else [pictures], mode="understand")
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        return bundle.model.understand_image(
-            encoded if len(pictures) == 1 else encoded[0], question=question, steps=steps, block_length=block_length,
-            gen_length=gen_length, use_chat_template=chat_template, generator=generator, **bundle.generation_kwargs(),
-        )
-
-
 def run(args) -> int:
-    bundle = ModelBundle(args.model, device=args.device, dtype=args.dtype, progress=args.progress)
-    if bundle.random_weights:
-        print(RANDOM_WEIGHTS_BANNER, file=sys.stderr)
-    text = understand(bundle, args.image, args.question, args.steps, args.block_length, args.gen_length,
-                      args.chat_template, args.seed)
-    print(text)
+    from diffusers_llada_uni import LLaDAUniUnderstandingPipeline
+
+    pictures = [load_picture(picture) for picture in args.image]
+    path, _ = open_model(args)
+    pipe = load_pipeline(LLaDAUniUnderstandingPipeline, path, args)
+    # One nested list: the pictures share a prompt, so they get the several-images budget.
+    answer = pipe(
+        image=pictures[0] if len(pictures) == 1 else [pictures], prompt=args.question, steps=args.steps,
+        block_length=args.block_length, gen_length=args.gen_length, use_chat_template=args.chat_template,
+        generator=seeded(args.seed),
+    ).text[0]
+    print(answer)
     return 0

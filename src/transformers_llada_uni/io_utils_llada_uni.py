@@ -1,13 +1,15 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""Folders that appear complete or not at all: written next to their destination, then renamed into place."""
+"""Files and folders that appear complete or not at all: written next to their destination, then renamed into place."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def replace_directory(tmp: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -42,5 +44,26 @@ def write_directory_atomically(final: str | os.PathLike, write: Callable[[Path],
         replace_directory(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def write_file_atomically(final: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Calls `write(file)` with a temporary sibling of `final` open for binary writing, forces it to disk, then renames
+    it to `final` (replacing an existing file). On any error (a full disk included), or an interrupt, the temporary
+    file is removed and an existing `final` is left as it was. The file gets the user's umask, as `open` gives."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            # A full disk often shows only here (delayed allocation): before the rename, not after it.
+            os.fsync(file.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     return final
