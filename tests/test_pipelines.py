@@ -317,3 +317,267 @@ def test_without_decoders_only_codes_come_out(t2i, expected_dir):
 def test_bad_input_is_rejected(t2i, editor, reader, call, error, message):
     with pytest.raises(error, match=message):
         call({"t2i": t2i, "editor": editor, "reader": reader})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What diffusers' `PipelineTesterMixin` checks (its sdist ships no tests), for the end-to-end text-to-image pipeline,
+# written as a user would call the pipeline.
+# ---------------------------------------------------------------------------------------------------------------------
+
+FAST = {"height": 256, "width": 256, "steps": 2, "block_length": 32, "num_inference_steps": 1}
+
+
+def _seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def converted_dir(t2i, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e") / "converted"
+    t2i.save_pretrained(folder)
+    return folder
+
+
+class TestTextToImagePipelineConformance:
+    def test_save_load_local(self, t2i, converted_dir):
+        loaded = LLaDAUniTextToImagePipeline.from_pretrained(converted_dir)
+        loaded.set_progress_bar_config(disable=True)
+        a = t2i("A red fox", output_type="np", generator=_seeded(), **FAST)
+        b = loaded("A red fox", output_type="np", generator=_seeded(), **FAST)
+        assert [c.tolist() for c in a.image_tokens] == [c.tolist() for c in b.image_tokens]
+        np.testing.assert_array_equal(a.images, b.images)
+
+    def test_components_round_trip(self, t2i):
+        assert set(t2i.components) == {"model", "processor", "image_tokenizer", "decoder", "turbo_decoder"}
+        rebuilt = LLaDAUniTextToImagePipeline(**t2i.components)
+        rebuilt.set_progress_bar_config(disable=True)
+        assert all(getattr(rebuilt, name) is part for name, part in t2i.components.items())
+        a = t2i("A red fox", output_type="np", generator=_seeded(), **FAST).images
+        b = rebuilt("A red fox", output_type="np", generator=_seeded(), **FAST).images
+        np.testing.assert_array_equal(a, b)
+
+    def test_dict_and_tuple_outputs_are_equivalent(self, t2i):
+        as_dict = t2i("A red fox", output_type="np", generator=_seeded(), **FAST)
+        as_tuple = t2i("A red fox", output_type="np", generator=_seeded(), return_dict=False, **FAST)
+        assert isinstance(as_tuple, tuple) and len(as_tuple) == 4
+        np.testing.assert_array_equal(as_dict.images, as_tuple[0])
+        assert [c.tolist() for c in as_dict.image_tokens] == [c.tolist() for c in as_tuple[1]]
+        assert as_dict.grid_sizes == as_tuple[2] and as_dict.thinking == as_tuple[3]
+        assert as_dict.to_tuple()[0] is as_dict.images
+
+    def test_output_types(self, t2i):
+        runs = {kind: t2i("A red fox", output_type=kind, generator=_seeded(), **FAST).images
+                for kind in ("pil", "np", "pt", "latent", "codes")}
+        assert isinstance(runs["pil"], list) and isinstance(runs["pil"][0], PIL.Image.Image)
+        assert runs["np"].shape == (1, 256, 256, 3) and runs["np"].dtype == np.float32
+        assert runs["pt"].shape == (1, 3, 256, 256) and isinstance(runs["pt"], torch.Tensor)
+        np.testing.assert_allclose(runs["np"][0], runs["pt"][0].permute(1, 2, 0).numpy(), atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(runs["pil"][0]), (runs["np"][0] * 255).round().astype(np.uint8))
+        assert runs["latent"].shape == (1, 16, 32, 32)
+        assert runs["codes"] is None
+
+    def test_num_images_per_prompt(self, t2i):
+        for prompts in (["A red fox"], ["A red fox", "A blue boat"]):
+            for per_prompt in (1, 2):
+                out = t2i(prompts, num_images_per_prompt=per_prompt, output_type="np",
+                          generator=[_seeded(i) for i in range(len(prompts) * per_prompt)], **FAST)
+                assert out.images.shape[0] == len(out.image_tokens) == len(prompts) * per_prompt
+                # diffusers' order: every prompt's images together.
+                for index, codes in enumerate(out.image_tokens):
+                    assert codes.tolist() == out.image_tokens[index - index % per_prompt].tolist()
+        out = t2i("A red fox", num_images_per_prompt=2, output_type="np", generator=_seeded(), **FAST)
+        assert not np.array_equal(out.images[0], out.images[1])  # same codes, different decoder noise
+        with pytest.raises(ValueError, match="3 generators for 2 images"):
+            t2i("A red fox", num_images_per_prompt=2, generator=[_seeded(i) for i in range(3)], **FAST)
+        with pytest.raises(ValueError, match="num_images_per_prompt"):
+            t2i("A red fox", num_images_per_prompt=0, **FAST)
+        decoded = t2i(image_tokens=list(range(64)), grid_size=(8, 8), num_images_per_prompt=3, decoder="turbo",
+                      num_inference_steps=1, output_type="np")
+        assert decoded.images.shape == (3, 256, 256, 3) and decoded.grid_sizes == [(8, 8)] * 3
+
+    def test_batch_equals_single(self, t2i):
+        prompts = ["A red fox", "A blue boat on a lake"]
+        batch = t2i(prompts, output_type="latent", generator=[_seeded(1), _seeded(2)], **FAST)
+        for index, prompt in enumerate(prompts):
+            single = t2i(prompt, output_type="latent", generator=_seeded(1 + index), **FAST)
+            assert batch.image_tokens[index].tolist() == single.image_tokens[0].tolist()
+            # Batching changes the summation order of the decoder's matmuls only.
+            torch.testing.assert_close(batch.images[index], single.images[0], atol=1e-4, rtol=1e-4)
+
+    def test_callback_on_step_end(self, t2i):
+        from diffusers.callbacks import PipelineCallback
+
+        seen = []
+
+        def callback(pipeline, step, timestep, callback_kwargs):
+            if "image_tokens" in callback_kwargs:  # the language model's steps
+                assert pipeline is t2i
+                seen.append(("lm", step, timestep, callback_kwargs["image_tokens"].clone()))
+                return {}
+            assert pipeline is t2i.turbo_decoder
+            seen.append(("decoder", step, sorted(callback_kwargs)))
+            return {"latents": torch.zeros_like(callback_kwargs["latents"])}
+
+        out = t2i("A red fox", output_type="latent", generator=_seeded(), callback_on_step_end=callback,
+                  callback_on_step_end_tensor_inputs=["latents", "caption_features"],
+                  **{**FAST, "num_inference_steps": 2})
+        lm = [s for s in seen if s[0] == "lm"]
+        # Blocks in order from 0, steps from 0 within each (at most `steps`), fewer masked codes after every step.
+        blocks = [s[2] for s in lm]
+        assert blocks == sorted(blocks) and blocks[0] == 0 and len(set(blocks)) >= 2
+        for block in set(blocks):
+            assert [s[1] for s in lm if s[2] == block] in ([0], [0, 1])
+        masked = [int((s[3] == -1).sum()) for s in lm]
+        assert lm[0][3].shape == (1, 64) and masked == sorted(masked, reverse=True) and 0 < masked[0] < 64
+        assert masked[-1] == 0 and lm[-1][3].tolist() == [out.image_tokens[0].tolist()]
+        assert [s[1:] for s in seen if s[0] == "decoder"] == [(0, ["caption_features", "latents"]),
+                                                              (1, ["caption_features", "latents"])]
+        assert torch.count_nonzero(out.images) == 0  # the callback's latents replaced the pipeline's
+
+        class Stop(PipelineCallback):
+            tensor_inputs = ["latents"]
+
+            def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+                pipeline._interrupt = True
+                return callback_kwargs
+
+        calls = _Calls(t2i.turbo_decoder.transformer)
+        with calls:
+            t2i("A red fox", output_type="latent", callback_on_step_end=Stop(), **{**FAST, "num_inference_steps": 3})
+        assert calls.count == 1
+        with _Calls(t2i.model) as lm_calls, pytest.raises(ValueError, match=r"\['noise_pred'\].*offers"):
+            t2i("A red fox", callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["noise_pred"], **FAST)
+        assert lm_calls.count == 0  # refused before the language model ran
+
+    def test_model_cpu_offload(self, tiny_released_dir, t2i):
+        pipe = LLaDAUniTextToImagePipeline.from_released(tiny_released_dir)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.enable_model_cpu_offload(device="cpu")
+        expected = t2i("A red fox", output_type="np", generator=_seeded(), **FAST).images
+        for _ in range(2):  # the hooks survive a call and serve the next one
+            offloaded = pipe("A red fox", output_type="np", generator=_seeded(), **FAST).images
+            np.testing.assert_array_equal(offloaded, expected)
+            assert all(hasattr(m, "_hf_hook") for m in (pipe.model, pipe.image_tokenizer, pipe.decoder.transformer))
+
+    def test_to_dtype(self, tiny_released_dir):
+        pipe = LLaDAUniTextToImagePipeline.from_released(tiny_released_dir)
+        pipe.set_progress_bar_config(disable=True)
+        assert pipe.to(torch.bfloat16) is pipe
+        parts = [pipe.model, pipe.image_tokenizer]
+        parts += [getattr(d, n) for d in (pipe.decoder, pipe.turbo_decoder) for n in ("vq_embedder", "transformer", "vae")]
+        assert {part.dtype for part in parts} == {torch.bfloat16}
+        assert pipe.dtype == torch.bfloat16
+        out = pipe("A red fox", output_type="pt", generator=_seeded(), **FAST)
+        assert out.images.shape == (1, 3, 256, 256) and torch.isfinite(out.images).all()
+
+    def test_progress_bar_config(self, tiny_released_dir, capfd):
+        pipe = LLaDAUniTextToImagePipeline.from_released(tiny_released_dir, load_decoders=("turbo",))
+        capfd.readouterr()
+        pipe("A red fox", **FAST)
+        shown = capfd.readouterr().err
+        assert "Blocks" in shown and "1/1" in shown  # the language model's bar, then the decoder's
+        pipe.set_progress_bar_config(disable=True)
+        assert pipe.turbo_decoder._progress_bar_config == {"disable": True}
+        pipe("A red fox", **FAST)
+        assert capfd.readouterr().err == ""
+
+
+def test_from_pretrained_takes_dtype_device_map_and_variant(t2i, converted_dir, tmp_path):
+    import warnings
+
+    # A folder whose weight files carry a variant, as `save_pretrained(..., variant="fp32")` writes them.
+    folder = tmp_path / "variant"
+    t2i.model.save_pretrained(folder, variant="fp32")
+    t2i.processor.save_pretrained(folder)
+    t2i.image_tokenizer.save_pretrained(folder / "image_tokenizer", variant="fp32")
+    t2i.turbo_decoder.save_pretrained(folder / "decoder-turbo", variant="fp32")
+    assert (folder / "decoder-turbo" / "transformer" / "diffusion_pytorch_model.fp32.safetensors").is_file()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated `torch_dtype` on the way
+        pipe = LLaDAUniTextToImagePipeline.from_pretrained(folder, variant="fp32", dtype=torch.float32,
+                                                           device_map="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.decoder is None and pipe.turbo_decoder is not None
+    assert pipe.model.device.type == "cpu"
+    a = pipe("A red fox", output_type="np", generator=_seeded(), **FAST)
+    b = t2i("A red fox", output_type="np", generator=_seeded(), **FAST)
+    np.testing.assert_array_equal(a.images, b.images)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        low = LLaDAUniTextToImagePipeline.from_pretrained(converted_dir, dtype=torch.bfloat16)
+    parts = [low.model, low.image_tokenizer] + [getattr(low.turbo_decoder, n) for n in ("transformer", "vae")]
+    assert {part.dtype for part in parts} == {torch.bfloat16}
+    with pytest.warns(FutureWarning, match="torch_dtype"):
+        old_name = LLaDAUniTextToImagePipeline.from_pretrained(converted_dir, torch_dtype=torch.bfloat16,
+                                                               load_decoders=())
+    assert old_name.model.dtype == torch.bfloat16
+
+
+def test_loading_only_the_parts_a_call_needs(t2i, converted_dir, images_dir):
+    pipe = LLaDAUniTextToImagePipeline.from_pretrained(converted_dir, load_decoders=("turbo",), image_tokenizer=None,
+                                                       model=t2i.model)
+    assert pipe.model is t2i.model and pipe.image_tokenizer is None and pipe.decoder is None
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("A red fox", output_type="np", **FAST).images.shape == (1, 256, 256, 3)
+    with pytest.raises(ValueError, match="normal decoder is not loaded"):
+        pipe("A red fox", decoder="normal", **FAST)
+    reader = LLaDAUniUnderstandingPipeline.from_pipe(pipe)
+    with pytest.raises(ValueError, match="need the image tokenizer"):
+        reader(images_dir / "landscape_150x100.png", "What is it?")
+
+
+def test_negative_prompt_is_the_unconditional_branch_text(t2i):
+    import inspect
+
+    received = {}
+    generate_image = t2i.model.generate_image
+
+    def takes_negative_prompt(prompt, *args, negative_prompt=None, **kwargs):
+        received["negative_prompt"] = negative_prompt
+        return generate_image(prompt, *args, **kwargs)
+
+    t2i.model.generate_image = takes_negative_prompt
+    try:
+        out = t2i(["A red fox", "A boat"], negative_prompt="blurry", num_images_per_prompt=2, output_type="codes",
+                  **FAST)
+        assert received["negative_prompt"] == ["blurry"] * 4 and len(out.image_tokens) == 4
+        t2i(["A red fox", "A boat"], negative_prompt=["blurry", "dark"], output_type="codes", **FAST)
+        assert received["negative_prompt"] == ["blurry", "dark"]
+        with pytest.raises(ValueError, match="2 prompts and 3 negative prompts"):
+            t2i(["A red fox", "A boat"], negative_prompt=["a", "b", "c"], output_type="codes", **FAST)
+    finally:
+        del t2i.model.generate_image
+    if "negative_prompt" in inspect.signature(t2i.model.generate_image).parameters:
+        # The original's unconditional text given explicitly changes nothing.
+        default = t2i("A red fox", output_type="codes", **FAST).image_tokens[0]
+        explicit = t2i("A red fox", negative_prompt="<uncondition>", output_type="codes", **FAST).image_tokens[0]
+        assert explicit.tolist() == default.tolist()
+    else:
+        with pytest.raises(TypeError, match="takes no `negative_prompt`"):
+            t2i("A red fox", negative_prompt="blurry", output_type="codes", **FAST)
+
+
+def test_understanding_takes_a_batch_of_generated_images(t2i, reader):
+    made = t2i(["A red fox", "A blue boat"], generator=[_seeded(0), _seeded(1)], **FAST)
+    settings = {"prompt": "What is it?", "steps": 2, "gen_length": 8, "block_length": 8}
+    from_pil = reader(made.images, **settings).text
+    as_np = t2i(["A red fox", "A blue boat"], generator=[_seeded(0), _seeded(1)], output_type="np", **FAST).images
+    assert as_np.shape == (2, 256, 256, 3)
+    assert reader(as_np, **settings).text == from_pil
+    as_pt = t2i(["A red fox", "A blue boat"], generator=[_seeded(0), _seeded(1)], output_type="pt", **FAST).images
+    assert reader(as_pt, **settings).text == from_pil
+
+
+def test_editing_num_images_per_prompt_and_callback(editor, expected_dir):
+    case = _case(expected_dir, "edit")
+    source = {"image_tokens": case["image_token_ids"], "h": case["h"], "w": case["w"]}
+    steps = []
+    out = editor(image_tokens=source, prompt=case["instruction"], **case["kwargs"], num_images_per_prompt=2,
+                 num_inference_steps=1, output_type="np", generator=[_seeded(0), _seeded(1)],
+                 callback_on_step_end=lambda pipe, step, t, kwargs: steps.append(sorted(kwargs)) or {})
+    assert [codes.tolist() for codes in out.image_tokens] == [case["result"]["token_ids"]] * 2
+    assert out.images.shape[0] == 2 and not np.array_equal(out.images[0], out.images[1])
+    # Every step of the language model, then the decoder's single step.
+    assert steps[:-1] == [["image_tokens"]] * (len(steps) - 1) and len(steps) > 2 and steps[-1] == ["latents"]

@@ -388,12 +388,18 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             )
         return pipe
 
-    def _check_image_call(self, output_type, decoder, num_images_per_prompt, callback_on_step_end, decoder_kwargs):
+    def _check_image_call(self, output_type, decoder, num_inference_steps, guidance_scale, num_images_per_prompt,
+                          callback_on_step_end, callback_on_step_end_tensor_inputs, decoder_kwargs):
         r"""The checks of a text-to-image or editing call that need no language model: before it runs, not after."""
         if output_type not in IMAGE_OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {list(IMAGE_OUTPUT_TYPES)}, got {output_type!r}.")
         if output_type != "codes":
-            self.get_decoder(decoder)
+            tensor_inputs = None
+            if callback_on_step_end is not None and not isinstance(
+                callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)
+            ):
+                tensor_inputs = callback_on_step_end_tensor_inputs
+            self.get_decoder(decoder).check_inputs(output_type, num_inference_steps, guidance_scale, tensor_inputs)
         if not _is_int(num_images_per_prompt) or num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` must be a positive int, got {num_images_per_prompt!r}.")
         if callback_on_step_end is not None and "callback_on_step_end" in (decoder_kwargs or {}):
@@ -636,7 +642,10 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
             callback_on_step_end_tensor_inputs: the decoder tensors the callback gets (see
                 [`LLaDAUniDecoderPipeline`]'s `_callback_tensor_inputs`).
         """
-        self._check_image_call(output_type, decoder, num_images_per_prompt, callback_on_step_end, decoder_kwargs)
+        self._check_image_call(
+            output_type, decoder, num_inference_steps, guidance_scale, num_images_per_prompt, callback_on_step_end,
+            callback_on_step_end_tensor_inputs, decoder_kwargs,
+        )
         thinking_texts = None
         if image_tokens is not None:
             if prompt is not None or negative_prompt is not None:
@@ -741,7 +750,10 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
             num_images_per_prompt, callback_on_step_end, callback_on_step_end_tensor_inputs: as in
                 [`LLaDAUniTextToImagePipeline`].
         """
-        self._check_image_call(output_type, decoder, num_images_per_prompt, callback_on_step_end, decoder_kwargs)
+        self._check_image_call(
+            output_type, decoder, num_inference_steps, guidance_scale, num_images_per_prompt, callback_on_step_end,
+            callback_on_step_end_tensor_inputs, decoder_kwargs,
+        )
         if crop_mode not in ("edit", "edit_resize_crop"):
             raise ValueError(f"`crop_mode` must be 'edit' or 'edit_resize_crop', got {crop_mode!r}.")
         sources, prompts = self._sources_and_prompts(
