@@ -336,7 +336,9 @@ def test_a_full_disk_loses_no_file(tmp_path, capsys, monkeypatch):
                  "--output", str(image), "--save-codes", str(codes)]) == 1
     assert _last_line(capsys.readouterr().err) == f"llada-uni t2i: error: {codes}: [Errno 28] No space left on device"
     assert main(["decode", *common, "--codes", str(codes_in), "--output", str(image)]) == 1
-    assert _last_line(capsys.readouterr().err) == f"llada-uni decode: error: {image}: [Errno 28] No space left on device"
+    assert _last_line(capsys.readouterr().err) == (
+        f"llada-uni decode: error: {image}: [Errno 28] No space left on device"
+    )
     # Both files are as they were, and nothing half-written is left next to them.
     assert {path: path.read_bytes() for path in (codes, image)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.json", "fox.png", "in"]

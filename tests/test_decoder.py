@@ -541,7 +541,8 @@ def test_scheduler_swap(make_scheduler, calls_per_step, tiny_released_dir):
     pipe.scheduler = make_scheduler(pipe.scheduler.config)
     recorder = _RecordTimes(pipe.transformer)
     try:
-        image = pipe(CODES, grid_size=(4, 4), num_inference_steps=3, generator=torch.Generator().manual_seed(0)).images[0]
+        image = pipe(CODES, grid_size=(4, 4), num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+        image = image.images[0]
     finally:
         recorder.remove()
     assert image.size == (128, 128)

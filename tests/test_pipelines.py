@@ -464,7 +464,8 @@ class TestTextToImagePipelineConformance:
         pipe.set_progress_bar_config(disable=True)
         assert pipe.to(torch.bfloat16) is pipe
         parts = [pipe.model, pipe.image_tokenizer]
-        parts += [getattr(d, n) for d in (pipe.decoder, pipe.turbo_decoder) for n in ("vq_embedder", "transformer", "vae")]
+        for decoder in (pipe.decoder, pipe.turbo_decoder):
+            parts += [decoder.vq_embedder, decoder.transformer, decoder.vae]
         assert {part.dtype for part in parts} == {torch.bfloat16}
         assert pipe.dtype == torch.bfloat16
         out = pipe("A red fox", output_type="pt", generator=_seeded(), **FAST)
@@ -482,7 +483,7 @@ class TestTextToImagePipelineConformance:
         assert capfd.readouterr().err == ""
 
 
-def test_from_pretrained_takes_dtype_device_map_and_variant(t2i, converted_dir, tmp_path):
+def test_from_pretrained_takes_dtype_device_map_and_variant(t2i, converted_dir, tmp_path, tiny_released_dir):
     import warnings
 
     # A folder whose weight files carry a variant, as `save_pretrained(..., variant="fp32")` writes them.
@@ -509,6 +510,12 @@ def test_from_pretrained_takes_dtype_device_map_and_variant(t2i, converted_dir, 
         low = LLaDAUniTextToImagePipeline.from_pretrained(converted_dir, dtype=torch.bfloat16)
     parts = [low.model, low.image_tokenizer] + [getattr(low.turbo_decoder, n) for n in ("transformer", "vae")]
     assert {part.dtype for part in parts} == {torch.bfloat16}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the released VAE loads with `dtype` too
+        released = LLaDAUniTextToImagePipeline.from_released(
+            tiny_released_dir, torch_dtype=torch.bfloat16, load_decoders=("turbo",)
+        )
+    assert released.turbo_decoder.vae.dtype == torch.bfloat16
     with pytest.warns(FutureWarning, match="torch_dtype"):
         old_name = LLaDAUniTextToImagePipeline.from_pretrained(converted_dir, torch_dtype=torch.bfloat16,
                                                                load_decoders=())
@@ -560,14 +567,17 @@ def test_negative_prompt_is_the_unconditional_branch_text(t2i):
 
 
 def test_understanding_takes_a_batch_of_generated_images(t2i, reader):
-    made = t2i(["A red fox", "A blue boat"], generator=[_seeded(0), _seeded(1)], **FAST)
-    settings = {"prompt": "What is it?", "steps": 2, "gen_length": 8, "block_length": 8}
-    from_pil = reader(made.images, **settings).text
+    from diffusers.image_processor import VaeImageProcessor
+
     as_np = t2i(["A red fox", "A blue boat"], generator=[_seeded(0), _seeded(1)], output_type="np", **FAST).images
-    assert as_np.shape == (2, 256, 256, 3)
-    assert reader(as_np, **settings).text == from_pil
-    as_pt = t2i(["A red fox", "A blue boat"], generator=[_seeded(0), _seeded(1)], output_type="pt", **FAST).images
-    assert reader(as_pt, **settings).text == from_pil
+    assert as_np.shape == (2, 256, 256, 3) and as_np.dtype == np.float32
+    settings = {"prompt": "What is it?", "steps": 2, "gen_length": 8, "block_length": 8}
+    # The same pictures as `output_type="pil"` gives them (diffusers' conversion), and as `"pt"` does.
+    from_pil = reader(VaeImageProcessor.numpy_to_pil(as_np), **settings)
+    assert len(from_pil.text) == 2
+    assert reader(as_np, **settings).text == from_pil.text
+    assert reader(torch.from_numpy(as_np).permute(0, 3, 1, 2), **settings).text == from_pil.text
+    assert reader(as_np[:1], **settings).sequences[0].tolist() == from_pil.sequences[0].tolist()
 
 
 def test_editing_num_images_per_prompt_and_callback(editor, expected_dir):

@@ -35,7 +35,7 @@ from diffusers.utils.deprecation_utils import _resolve_dtype
 from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
 from transformers_llada_uni.prompting_llada_uni import unpack_encoded_images
 
-from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, prepare_image_codes
+from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, check_generators, prepare_image_codes
 
 
 logger = logging.get_logger(__name__)
@@ -110,6 +110,11 @@ def _broadcast(first: list, second: list, first_name: str, second_name: str) -> 
     return first, second
 
 
+def _repeat(items: list, times: int) -> list:
+    """Each item `times` times in a row: the order of `num_images_per_prompt` images in diffusers."""
+    return [item for item in items for _ in range(times)]
+
+
 _COMPONENT_NAMES = ("model", "processor", "image_tokenizer", "decoder", "turbo_decoder")
 
 
@@ -146,8 +151,7 @@ def load_decoder_pipeline(
                 f"{sub} is a released decoder: `variant` and `device_map` apply to converted folders; convert it "
                 "(`llada-uni convert`) or move the pipeline with `.to(...)`."
             )
-        # Positional: the dtype argument of `from_released`.
-        return LLaDAUniDecoderPipeline.from_released(folder, kind == "turbo", dtype)
+        return LLaDAUniDecoderPipeline.from_released(folder, turbo=kind == "turbo", torch_dtype=dtype)
     raise FileNotFoundError(
         f"{folder} has no {DECODER_FOLDERS[kind]}/ decoder (neither a converted one with model_index.json nor a "
         "released one with config.json)."
@@ -204,10 +208,12 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             raise ValueError(f"`load_decoders` takes {list(DECODER_FOLDERS)}, got {unknown}.")
         if device_map is not None and not isinstance(device_map, str):
             raise TypeError(
-                f"`device_map` must be a string (e.g. 'auto', 'balanced', 'cuda', 'cpu'), got {type(device_map).__name__}."
+                "`device_map` must be a string (e.g. 'auto', 'balanced', 'cuda', 'cpu'), got "
+                f"{type(device_map).__name__}."
             )
         parts = dict(components or {})
-        options = {k: v for k, v in (("dtype", dtype), ("device_map", device_map), ("variant", variant)) if v is not None}
+        options = {"dtype": dtype, "device_map": device_map, "variant": variant}
+        options = {name: value for name, value in options.items() if value is not None}
         if "model" not in parts:
             # The Auto class picks the converted (`llada_uni`) or the released (`llada2_moe`) model type; the released
             # config's `auto_map` names remote code that is not shipped, this package provides the classes.
@@ -406,14 +412,6 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             raise TypeError("`callback_on_step_end` is given both as an argument and in `decoder_kwargs`.")
 
     @staticmethod
-    def _check_generators(generator, num_images: int):
-        if isinstance(generator, list) and len(generator) != num_images:
-            raise ValueError(
-                f"Got a list of {len(generator)} generators for {num_images} images: give one per image (after "
-                "`num_images_per_prompt`) or a single generator."
-            )
-
-    @staticmethod
     def _lm_generator(generator):
         # The language model samples with one generator; a per-image list only applies to the decoder's noise.
         return generator if isinstance(generator, torch.Generator) else None
@@ -567,11 +565,6 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
         return _broadcast(sets, prompts, "image sets" if nested else "images", "prompts")
 
 
-def _repeat(items: list, times: int) -> list:
-    """Each item `times` times in a row: the order of `num_images_per_prompt` images in diffusers."""
-    return [item for item in items for _ in range(times)]
-
-
 class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
     r"""
     Text-to-image: prompt -> image codes (the language model, optionally thinking first) -> pixels (the decoder).
@@ -652,7 +645,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
                 raise ValueError("Give `prompt` (generate codes) or `image_tokens` (decode these codes), not both.")
             codes, grids = self._codes_from_tokens(image_tokens, grid_size)
             codes, grids = _repeat(codes, num_images_per_prompt), _repeat(grids, num_images_per_prompt)
-            self._check_generators(generator, len(codes))
+            check_generators(generator, len(codes))
         else:
             if prompt is None:
                 raise ValueError("Give a `prompt` (or `image_tokens` to decode).")
@@ -674,7 +667,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
                     )
                 extra["negative_prompt"] = _repeat(negatives, num_images_per_prompt)
             prompts = _repeat(prompts, num_images_per_prompt)
-            self._check_generators(generator, len(prompts))
+            check_generators(generator, len(prompts))
             self._onload(self.model)
             results = self.model.generate_image(
                 prompts,
@@ -760,7 +753,7 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
             image, image_tokens, prompt, crop_mode, image_kwargs, "the editing instruction"
         )
         sources, prompts = _repeat(sources, num_images_per_prompt), _repeat(prompts, num_images_per_prompt)
-        self._check_generators(generator, len(sources))
+        check_generators(generator, len(sources))
         self._onload(self.model)
         # One batch per source grid size: edits of one size share the canvas and the forwards.
         groups = _indices_by_grid([(source["h"], source["w"]) for source in sources])

@@ -56,7 +56,7 @@ EXAMPLE_DOC_STRING = """
         >>> import torch
         >>> from diffusers_llada_uni import LLaDAUniDecoderPipeline
 
-        >>> pipe = LLaDAUniDecoderPipeline.from_pretrained("converted/decoder-turbo", torch_dtype=torch.bfloat16)
+        >>> pipe = LLaDAUniDecoderPipeline.from_pretrained("converted/decoder-turbo", dtype=torch.bfloat16)
         >>> pipe.to("cuda")
         >>> codes = result.token_ids  # h * w image codes from the language model
         >>> image = pipe(codes, grid_size=(32, 32), generator=torch.Generator("cuda").manual_seed(0)).images[0]
@@ -153,6 +153,15 @@ def check_grid_size(grid_size) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(f"`grid_size` must be positive in both directions, got (h, w) = ({h}, {w}).")
     return int(h), int(w)
+
+
+def check_generators(generator, num_images: int):
+    r"""A list of generators must hold one per image (diffusers' rule); a single one serves them all."""
+    if isinstance(generator, list) and len(generator) != num_images:
+        raise ValueError(
+            f"Got a list of {len(generator)} generators for {num_images} images: give one per image (after "
+            "`num_images_per_prompt`) or a single generator."
+        )
 
 
 def prepare_image_codes(image_tokens, grid_size: tuple[int, int] | None, codebook_size: int) -> torch.LongTensor:
@@ -345,7 +354,7 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
         transformer = load_released_transformer(
             decoder_dir, cap_feat_dim=vq_embedder.config.embedding_dim, torch_dtype=torch_dtype
         )
-        vae = AutoencoderKL.from_pretrained(released_dir / "vae", torch_dtype=torch_dtype)
+        vae = AutoencoderKL.from_pretrained(released_dir / "vae", dtype=torch_dtype)
         return cls(
             vq_embedder=vq_embedder.eval(),
             transformer=transformer,
@@ -425,11 +434,7 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
     def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator, latents=None):
         r"""Initial noise `(batch_size, C, height, width)` in latent pixels (Z-Image's 4-D layout)."""
         shape = (batch_size, num_channels_latents, height, width)
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(
-                f"Got a list of {len(generator)} generators for {batch_size} images: give one per image (after "
-                "`num_images_per_prompt`) or a single generator."
-            )
+        check_generators(generator, batch_size)
         if latents is None:
             return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         if not isinstance(latents, torch.Tensor):

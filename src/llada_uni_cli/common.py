@@ -224,7 +224,9 @@ def resolve_model(location: Path | str) -> Path:
                 f"({constants.HF_HUB_CACHE}), and HF_HUB_OFFLINE is set, so nothing is downloaded: download it first "
                 f"(`hf download {location}`) or give a folder."
             ) from err
-        raise CommandError(f"{location!r} is not a folder, and getting it from the Hub failed: {describe(err)}") from err
+        raise CommandError(
+            f"{location!r} is not a folder, and getting it from the Hub failed: {describe(err)}"
+        ) from err
 
 
 def open_model(args, banner_file=sys.stderr) -> tuple[Path, bool]:

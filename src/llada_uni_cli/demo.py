@@ -54,7 +54,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from diffusers_llada_uni import LLaDAUniImageEditPipeline, LLaDAUniTextToImagePipeline, LLaDAUniUnderstandingPipeline
+    from diffusers_llada_uni import (
+        LLaDAUniImageEditPipeline,
+        LLaDAUniTextToImagePipeline,
+        LLaDAUniUnderstandingPipeline,
+    )
 
     out = args.output_dir
     path, random_weights = open_model(args, banner_file=sys.stdout)
