@@ -10,7 +10,8 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor, AutoTok
 
 import transformers_llada_uni  # noqa: F401  (Auto registration)
 from diffusers_llada_uni import LLaDAUniDecoderPipeline
-from llada_uni_cli.convert import convert, expected_backbone_shapes
+from llada_uni_conversion import convert
+from llada_uni_conversion.backbone import expected_backbone_shapes
 from transformers_llada_uni import LLaDAUniConfig, LLaDAUniForConditionalGeneration
 from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
