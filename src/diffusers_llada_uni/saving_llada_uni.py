@@ -101,6 +101,17 @@ class LLaDAUniPipelineFolderMixin:
         if isinstance(name, (list, tuple)) and len(name) == 2 and name[1] == cls.__name__:
             # This very class: no custom pipeline file to load.
             config["_class_name"] = cls.__name__
+        folder = kwargs.get("pretrained_model_name_or_path", args[0] if args else None)
+        if folder is not None and os.path.isdir(folder) and os.path.isfile(os.path.join(folder, MODEL_INDEX_NAME)):
+            # diffusers would look for a missing component's files in the pipeline folder itself and report a
+            # config.json missing there; every component of these pipelines has its own folder.
+            for component, value in config.items():
+                listed = isinstance(value, (list, tuple)) and len(value) == 2 and value[0] is not None
+                if not component.startswith("_") and listed and not os.path.isdir(os.path.join(folder, component)):
+                    raise FileNotFoundError(
+                        f"{os.path.join(folder, component)} is missing: the pipeline's `{component}` ({value[1]}), "
+                        f"which {MODEL_INDEX_NAME} lists."
+                    )
         return loaded
 
     @classmethod

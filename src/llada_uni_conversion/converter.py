@@ -33,6 +33,7 @@ largest source file runs at reduced depth there, so verification stays within ab
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,26 @@ def verify_conversion(ckpt: ReleasedCheckpoint, out: Path, dtype=None, device="c
     return problems
 
 
+def write_end_to_end_index(ckpt: ReleasedCheckpoint, out: Path) -> None:
+    """The top-level `model_index.json` and model card, and the source's license files next to them."""
+    from diffusers_llada_uni import LLaDAUniDecoderPipeline, LLaDAUniTextToImagePipeline
+    from diffusers_llada_uni.saving_llada_uni import write_end_to_end_files
+    from transformers_llada_uni import LLaDAUniForConditionalGeneration, LLaDAUniImageVQModel, LLaDAUniProcessor
+
+    for path in sorted(ckpt.src.iterdir()):
+        if path.is_file() and path.name.upper().startswith(("LICENSE", "NOTICE")):
+            shutil.copyfile(path, out / path.name)
+    decoders = {kind: LLaDAUniDecoderPipeline if folder in ckpt.decoders else None for kind, folder in DECODER_DIRS.items()}
+    components = {
+        "model": LLaDAUniForConditionalGeneration,
+        "processor": LLaDAUniProcessor,
+        "image_tokenizer": LLaDAUniImageVQModel,
+        "decoder": decoders["normal"],
+        "turbo_decoder": decoders["turbo"],
+    }
+    write_end_to_end_files(out, LLaDAUniTextToImagePipeline, components, source=ckpt.src)
+
+
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     """What can be refused before any work: DST inside SRC or the reverse, DST being (or holding) the working folder,
     and an existing DST without `overwrite`."""
@@ -207,6 +228,7 @@ def convert(
             write_image_tokenizer(ckpt.image_tokenizer, tmp / IMAGE_TOKENIZER_DIR, dtype, bar, include_remote_code)
             for folder, plan in ckpt.decoders.items():
                 write_decoder(plan, tmp / folder, dtype, bar, include_remote_code)
+            write_end_to_end_index(ckpt, tmp)
         if verify:
             log("Verifying: loading each converted part and comparing it with the source on random inputs ...")
             problems = verify_conversion(ckpt, tmp, dtype=dtype, device=device, seed=seed)
