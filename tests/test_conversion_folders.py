@@ -10,13 +10,13 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
 
 from diffusers_llada_uni import LLaDAUniDecoderPipeline, LLaDAUniUnderstandingPipeline
 from llada_uni_conversion import convert
 
-from conftest import EXPECTED, TINY_RELEASED
+from conftest import TINY_RELEASED
 from subprocess_utils import run_without_package
+from test_conversion import decode_case
 
 
 CITATION = """@misc{llada2uni,
@@ -49,19 +49,8 @@ def converted(tmp_path_factory):
 
 
 def _decode_case(name):
-    meta = json.loads((EXPECTED / f"{name}.json").read_text())
-    tensors = load_file(EXPECTED / f"{name}.safetensors")
-    steps = len(meta["model_evaluation_times_t"])
-    kwargs = {
-        "image_tokens": meta["token_ids"],
-        "grid_size": (meta["h"], meta["w"]),
-        "num_inference_steps": steps,
-        "latents": tensors["initial_latent"][:, :, 0],
-        "output_type": "pt",
-    }
-    if meta["mode"] == "turbo":
-        kwargs["step_noises"] = [tensors[f"step_noise_{i}"][:, :, 0] for i in range(steps)]
-    return kwargs, tensors["image"]
+    kwargs, image, _ = decode_case(name)
+    return kwargs, image
 
 
 def test_decoder_folders_carry_their_code(converted):

@@ -27,13 +27,7 @@ from transformers_llada_uni.io_utils_llada_uni import (
 from transformers_llada_uni.released_layout_llada_uni import detect_layout
 
 from conftest import TINY_RELEASED
-
-
-@pytest.fixture
-def released(tmp_path):
-    src = tmp_path / "released"
-    shutil.copytree(TINY_RELEASED, src)
-    return src
+from test_conversion_errors import released  # noqa: F401  (the fixture: a private copy of the tiny release)
 
 
 def _quiet(**kwargs):
@@ -421,11 +415,11 @@ def test_folders_are_created_with_the_users_umask(released, tmp_path):
 
 
 def test_save_pretrained_accepts_the_hub_arguments_without_pushing(tmp_path, monkeypatch):
-    from diffusers_llada_uni import pipeline_llada_uni_decoder
+    from diffusers_llada_uni import saving_llada_uni
 
     pushed = []
     pipe = LLaDAUniDecoderPipeline.from_released(TINY_RELEASED, turbo=True)
-    monkeypatch.setattr(pipeline_llada_uni_decoder, "push_folder_to_hub",
+    monkeypatch.setattr(saving_llada_uni, "push_folder_to_hub",
                         lambda pipe, folder, **kwargs: pushed.append(kwargs))
     pipe.save_pretrained(tmp_path / "a", repo_id="me/decoder", token="t", private=True, commit_message="m",
                          create_pr=False)

@@ -33,7 +33,7 @@ from transformers_llada_uni.released_layout_llada_uni import DECODER_DIRS as DEC
 from transformers_llada_uni.released_layout_llada_uni import IMAGE_TOKENIZER_DIR as IMAGE_TOKENIZER_FOLDER
 
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, prepare_image_codes
-from .saving_llada_uni import push_folder_to_hub, write_end_to_end_files, write_folder
+from .saving_llada_uni import save_folder, write_end_to_end_files
 
 
 logger = logging.get_logger(__name__)
@@ -232,11 +232,6 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             push_to_hub: upload the folder afterwards; `repo_id`, `token`, `private`, `commit_message` and
                 `create_pr` are passed on as in diffusers.
         """
-        if not safe_serialization:
-            raise ValueError("Only safetensors serialization is supported.")
-        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "create_pr") if k in kwargs}
-        if kwargs:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
 
         def write(folder: Path):
             self.model.save_pretrained(folder)
@@ -250,9 +245,7 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             source = getattr(self.model, "name_or_path", None)
             write_end_to_end_files(folder, type(self), components, source=source if source and os.path.isdir(source) else None)
 
-        write_folder(save_directory, write)
-        if push_to_hub:
-            push_folder_to_hub(self, save_directory, **hub_kwargs)
+        save_folder(self, save_directory, write, safe_serialization, push_to_hub, **kwargs)
 
     def to(self, *args, **kwargs):
         super().to(*args, **kwargs)

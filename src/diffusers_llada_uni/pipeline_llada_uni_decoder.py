@@ -23,7 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors import safe_open
 
 from .modeling_sigvq import SigVQEmbedding
-from .saving_llada_uni import LLaDAUniPipelineFolderMixin, push_folder_to_hub, write_folder, write_pipeline_files
+from .saving_llada_uni import LLaDAUniPipelineFolderMixin, save_folder, write_pipeline_files
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
 
 
@@ -328,19 +328,12 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
             push_to_hub: upload the folder afterwards; `repo_id`, `token`, `private`, `commit_message` and
                 `create_pr` are passed on as in diffusers.
         """
-        if not safe_serialization:
-            raise ValueError("Only safetensors serialization is supported.")
-        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "create_pr") if k in kwargs}
-        if kwargs:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
 
         def write(folder: Path):
             DiffusionPipeline.save_pretrained(self, folder, variant=variant, max_shard_size=max_shard_size)
             write_pipeline_files(self, folder, source=self.name_or_path)
 
-        write_folder(save_directory, write)
-        if push_to_hub:
-            push_folder_to_hub(self, save_directory, **hub_kwargs)
+        save_folder(self, save_directory, write, safe_serialization, push_to_hub, **kwargs)
 
     # ------------------------------------------------------------------ LoRA: safetensors only
 

@@ -34,6 +34,7 @@ __all__ = [
     "write_pipeline_files",
     "write_end_to_end_files",
     "write_folder",
+    "save_folder",
     "push_folder_to_hub",
 ]
 
@@ -324,6 +325,21 @@ def write_folder(final: str | os.PathLike, write) -> Path:
         write(Path(final))
         return Path(final)
     return io_utils.write_directory_atomically(final, write)
+
+
+def save_folder(pipeline, save_directory: str | os.PathLike, write, safe_serialization: bool = True,
+                push_to_hub: bool = False, **kwargs) -> None:
+    """What every LLaDA2.0-Uni pipeline's `save_pretrained` does around writing its parts: check the options, write
+    the folder atomically with `write(folder)`, and upload it with diffusers' hub options (`repo_id`, `token`,
+    `private`, `commit_message`, `create_pr`) when `push_to_hub`."""
+    if not safe_serialization:
+        raise ValueError("Only safetensors serialization is supported.")
+    hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "create_pr") if k in kwargs}
+    if kwargs:
+        raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+    write_folder(save_directory, write)
+    if push_to_hub:
+        push_folder_to_hub(pipeline, save_directory, **hub_kwargs)
 
 
 def push_folder_to_hub(pipeline, folder: str | os.PathLike, repo_id: str | None = None, token: str | None = None,

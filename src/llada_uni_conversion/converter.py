@@ -42,6 +42,7 @@ import torch
 from transformers_llada_uni.io_utils_llada_uni import DirectoryTransaction
 from transformers_llada_uni.released_layout_llada_uni import (
     CONFIG_NAME,
+    CONVERTED_MODEL_TYPE,
     DECODER_DIRS,
     IMAGE_TOKENIZER_DIR,
     RELEASED_MODEL_TYPE,
@@ -103,7 +104,7 @@ def inspect_released(src: str | os.PathLike) -> ReleasedCheckpoint:
     if not src.is_dir():
         raise CheckpointError(f"{src} is not a folder.")
     released_config = read_json(require(src / CONFIG_NAME, "the backbone config"))
-    if released_config.get("model_type") not in (RELEASED_MODEL_TYPE, "llada_uni"):
+    if released_config.get("model_type") not in (RELEASED_MODEL_TYPE, CONVERTED_MODEL_TYPE):
         raise CheckpointError(
             f"{src / CONFIG_NAME}: model_type {released_config.get('model_type')!r}, expected {RELEASED_MODEL_TYPE!r} "
             "(the released LLaDA2.0-Uni)."
