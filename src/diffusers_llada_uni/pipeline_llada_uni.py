@@ -242,8 +242,10 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
                 if pipe is not None:
                     pipe.save_pretrained(folder / DECODER_FOLDERS[kind], safe_serialization=True)
             components = {name: type(value) if value is not None else None for name, value in self.components.items()}
+            # The card carries the license and citation of the folder the language model came from.
             source = getattr(self.model, "name_or_path", None)
-            write_end_to_end_files(folder, type(self), components, source=source if source and os.path.isdir(source) else None)
+            source = source if source and os.path.isdir(source) else None
+            write_end_to_end_files(folder, type(self), components, source=source)
 
         save_folder(self, save_directory, write, safe_serialization, push_to_hub, **kwargs)
 

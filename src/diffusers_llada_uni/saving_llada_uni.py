@@ -120,7 +120,8 @@ class LLaDAUniPipelineFolderMixin:
         init_dict, unused_kwargs, hidden = super().extract_init_dict(config_dict, **kwargs)
         package = _own_package(cls)
         for name, value in init_dict.items():
-            if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) and "." not in value[0]:
+            by_file = isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str)
+            if by_file and "." not in value[0]:
                 module = f"{package}.{value[0]}" if package else value[0]
                 if module in sys.modules:
                     init_dict[name] = [module, value[1]]
@@ -334,7 +335,8 @@ def save_folder(pipeline, save_directory: str | os.PathLike, write, safe_seriali
     `private`, `commit_message`, `create_pr`) when `push_to_hub`."""
     if not safe_serialization:
         raise ValueError("Only safetensors serialization is supported.")
-    hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "token", "private", "commit_message", "create_pr") if k in kwargs}
+    hub_options = ("repo_id", "token", "private", "commit_message", "create_pr")
+    hub_kwargs = {k: kwargs.pop(k) for k in hub_options if k in kwargs}
     if kwargs:
         raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
     write_folder(save_directory, write)

@@ -1,5 +1,6 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""`llada-uni convert` and `python conversion/convert_llada_uni.py`: the options, then `llada_uni_conversion.convert`."""
+"""`llada-uni convert` and `python conversion/convert_llada_uni.py`: the options, then a call of
+`llada_uni_conversion.convert`."""
 
 from __future__ import annotations
 

@@ -125,7 +125,9 @@ def verify_conversion(ckpt: ReleasedCheckpoint, out: Path, dtype=None, device="c
     """Every difference between the source and the converted folder `out`, as readable lines (empty: identical)."""
     generator = torch.Generator().manual_seed(seed)
     problems = verify_written(ckpt.backbone.output_plan, out, dtype, "backbone weights")
-    problems += verify_written(ckpt.image_tokenizer.weights, out / IMAGE_TOKENIZER_DIR, dtype, "image tokenizer weights")
+    problems += verify_written(
+        ckpt.image_tokenizer.weights, out / IMAGE_TOKENIZER_DIR, dtype, "image tokenizer weights"
+    )
     for folder, plan in ckpt.decoders.items():
         problems += verify_written(plan.transformer, out / folder / "transformer", dtype, f"{folder} DiT weights")
         problems += verify_written(plan.vae, out / folder / "vae", dtype, f"{folder} VAE weights")
@@ -153,7 +155,7 @@ def write_end_to_end_index(ckpt: ReleasedCheckpoint, out: Path) -> None:
     for path in sorted(ckpt.src.iterdir()):
         if path.is_file() and path.name.upper().startswith(("LICENSE", "NOTICE")):
             shutil.copyfile(path, out / path.name)
-    decoders = {kind: LLaDAUniDecoderPipeline if folder in ckpt.decoders else None for kind, folder in DECODER_DIRS.items()}
+    decoders = {kind: LLaDAUniDecoderPipeline if name in ckpt.decoders else None for kind, name in DECODER_DIRS.items()}
     components = {
         "model": LLaDAUniForConditionalGeneration,
         "processor": LLaDAUniProcessor,

@@ -1,6 +1,6 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""The tokenizer and the image processor: the released top-level tokenizer and `image_tokenizer/preprocessor_config.json`
--> `LLaDAUniProcessor` files at the top of the converted folder."""
+"""The tokenizer and the image processor: the released top-level tokenizer and
+`image_tokenizer/preprocessor_config.json` -> `LLaDAUniProcessor` files at the top of the converted folder."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ _LOADING_OPTIONS = ("local_files_only", "trust_remote_code", "cache_dir", "force
 
 
 def load_tokenizer(src: Path):
-    """The released tokenizer (our package resolves its type; the released `auto_map` names code that is not shipped)."""
+    """The released tokenizer (our package resolves its type: the released `auto_map` names code that is not
+    shipped)."""
     from transformers import AutoTokenizer
 
     require(src / "tokenizer_config.json", "the tokenizer config")

@@ -222,7 +222,9 @@ def _publish_new(tmp: Path, final: Path) -> None:
         raise
 
 
-def replace_directory(tmp: str | os.PathLike, final: str | os.PathLike, log: Callable[[str], None] | None = None) -> None:
+def replace_directory(
+    tmp: str | os.PathLike, final: str | os.PathLike, log: Callable[[str], None] | None = None
+) -> None:
     """Moves the finished folder `tmp` to `final`, replacing what is there. Until `tmp` is in place, `final` is put
     back on any error or interrupt. Once it is, the replacement stands: an interrupt while deleting the previous copy
     only leaves that copy for the next writer to delete (and is reported through `log`)."""

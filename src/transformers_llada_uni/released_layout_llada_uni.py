@@ -26,7 +26,10 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-from .configuration_llada_uni_image_tokenizer import RELEASED_WEIGHTS_NAME as RELEASED_IMAGE_TOKENIZER_WEIGHTS_NAME
+# The image tokenizer's released weight file is named where its config reads it; re-exported with the other names.
+from .configuration_llada_uni_image_tokenizer import (  # noqa: F401
+    RELEASED_WEIGHTS_NAME as RELEASED_IMAGE_TOKENIZER_WEIGHTS_NAME,
+)
 from .prompting_llada_uni import get_special_token_ids
 
 
