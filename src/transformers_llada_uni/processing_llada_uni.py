@@ -42,6 +42,7 @@ from .prompting_llada_uni import (
     parse_image_header,
     validate_image_token_ids,
 )
+from .released_layout_llada_uni import released_image_processor_dir
 
 
 class LLaDAUniEncodedImage(dict):
@@ -111,18 +112,11 @@ class LLaDAUniProcessor(ProcessorMixin):
         style `preprocessor_config.json` in `image_tokenizer/`) is read as well.
         """
         path = os.fspath(pretrained_model_name_or_path)
-        subfolder = kwargs.get("subfolder") or ""
-        root = os.path.join(path, subfolder)
-        released_preprocessor = os.path.join(root, "image_tokenizer", "preprocessor_config.json")
-        own_files = ("processor_config.json", "preprocessor_config.json")
-        if (
-            os.path.isdir(root)
-            and not any(os.path.isfile(os.path.join(root, name)) for name in own_files)
-            and os.path.isfile(released_preprocessor)
-        ):
+        image_processor_dir = released_image_processor_dir(os.path.join(path, kwargs.get("subfolder") or ""))
+        if image_processor_dir is not None:
             from transformers import AutoTokenizer
 
-            image_processor = LLaDAUniImageProcessor.from_pretrained(os.path.join(root, "image_tokenizer"))
+            image_processor = LLaDAUniImageProcessor.from_pretrained(image_processor_dir)
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             return cls(image_processor=image_processor, tokenizer=tokenizer)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
