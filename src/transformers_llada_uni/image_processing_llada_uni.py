@@ -10,9 +10,13 @@ Geometry, checked pixel for pixel against the original implementation's recordin
   cells of 32 x 32 px with aspect <= 4, whose aspect is closest to the picture's; the picture is cropped to it
   WITHOUT rescaling. The original anchors the picture at its top-left corner on an axis where it is smaller than
   the crop (black fill on the right / bottom) and centres the crop on an axis where it is larger.
-- `mode="edit_resize_crop"`: the same crop size, but the picture is first resized (bicubic) to cover it and then
-  centre-cropped, so the whole picture is seen at the crop's scale. Not what the original does; offered because a
-  small picture otherwise fills only a corner of the canvas.
+- `mode="edit_resize_crop"`: the same crop size, but the picture is resized (bicubic) to cover it and centre-cropped,
+  so the whole picture is seen at the crop's scale. Not what the original does; offered because a small picture
+  otherwise fills only a corner of the canvas. Only the window the crop keeps is resampled (PIL's `box`), so an
+  elongated picture never becomes a huge intermediate; pixels agree with resizing the whole picture and cropping to
+  within one grey level (float rounding in PIL's filter bounds).
+
+Every mode refuses pictures more elongated than `max_aspect_ratio` (200:1 by default) with an error naming the size.
 
 The original converts every picture with PIL's `convert("RGB")`, which drops an alpha channel (transparent pixels
 keep whatever colour they store): that is the default here. Set `rgba_background=[255, 255, 255]` to composite
@@ -53,7 +57,8 @@ class LLaDAUniImageProcessorKwargs(ImagesKwargs, total=False):
     understand_max_pixels_multi (`int`, *optional*, defaults to `448 * 448`):
         Largest understanding size of each image of a prompt with several images.
     max_aspect_ratio (`float`, *optional*, defaults to 200):
-        Understanding refuses pictures more elongated than this (they cannot fit the pixel budget).
+        Pictures more elongated than this are refused in every mode (understanding cannot fit them in its pixel budget;
+        an editing crop would hold a sliver of them).
     edit_image_size (`int`, *optional*, defaults to 512):
         Editing crops hold at most `(edit_image_size / edit_crop_unit) ** 2` cells of `edit_crop_unit` px.
     edit_crop_unit (`int`, *optional*, defaults to 32):
@@ -129,10 +134,10 @@ def _check_positive_int(name, value):
 
 class LLaDAUniImageProcessor(PilBackend):
     r"""
-    Image processor of LLaDA2.0-Uni (PIL / numpy only). Returns `pixel_values` of shape
-    `(total_patches, 3 * patch_size ** 2)` (every image's 16 x 16 patches in raster order, each patch channel-first,
-    rescaled by 1/255 and normalised with mean 0.5, std 0.5 in float32), `image_grid_thw` `(num_images, 3)` =
-    `(1, rows, columns)` of patches, and `image_sizes` `(num_images, 2)` = processed `(height, width)` in pixels.
+    Image processor of LLaDA2.0-Uni (PIL / numpy only). Returns what the image tokenizer model takes: `pixel_values` of
+    shape `(total_patches, 3 * patch_size ** 2)` (every image's 16 x 16 patches in raster order, each patch
+    channel-first, rescaled by 1/255 and normalised with mean 0.5, std 0.5 in float32) and `image_grid_thw`
+    `(num_images, 3)` = `(1, rows, columns)` of patches (the processed size in pixels is `patch_size` times the last two).
 
     Images may be PIL images, numpy arrays (`(H, W)`, `(H, W, C)` or `(C, H, W)`, uint8 or float in [0, 1]) or
     paths to image files. A list of images is a batch of prompts with one image each; a list of lists groups the
@@ -281,13 +286,13 @@ class LLaDAUniImageProcessor(PilBackend):
     ) -> tuple[int, int]:
         """`(width, height)` a `width x height` picture is processed to in `mode`."""
         settings = self._settings(mode=mode, **overrides)
+        ratio = max(width, height) / min(width, height)
+        if ratio > settings["max_aspect_ratio"]:
+            raise ValueError(
+                f"A {width} x {height} picture has aspect ratio {ratio:.1f}; mode {settings['mode']!r} accepts at most "
+                f"{settings['max_aspect_ratio']} (set `max_aspect_ratio` or crop the picture)."
+            )
         if settings["mode"] == "understand":
-            ratio = max(width, height) / min(width, height)
-            if ratio > settings["max_aspect_ratio"]:
-                raise ValueError(
-                    f"A {width} x {height} picture has aspect ratio {ratio:.1f}; understanding accepts at most "
-                    f"{settings['max_aspect_ratio']} (set `max_aspect_ratio` or crop the picture)."
-                )
             max_pixels = (
                 settings["understand_max_pixels"] if images_in_prompt <= 1 else settings["understand_max_pixels_multi"]
             )
@@ -301,15 +306,25 @@ class LLaDAUniImageProcessor(PilBackend):
         return closest_crop_size(width, height, sizes)
 
     @staticmethod
-    def _resize_cover_and_centre_crop(image: PIL.Image.Image, width: int, height: int, resample) -> PIL.Image.Image:
+    def _resize_cover_and_centre_crop(
+        image: PIL.Image.Image, width: int, height: int, resample, window_only: bool = False
+    ) -> PIL.Image.Image:
+        """Resize `image` to cover `width x height` and centre-crop it. `window_only=True` resamples only the window the
+        crop keeps (PIL's `box`): memory stays that of the crop whatever the picture's aspect, and pixels agree with the
+        whole-picture resize to within one grey level. The understanding resize keeps the whole-picture path, which the
+        recordings pin; its intermediate is bounded by the aspect ratio check."""
         scale = max(width / image.width, height / image.height)
-        new_size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-        if new_size != image.size:
-            image = image.resize(new_size, resample=resample)
-        left = (image.width - width) // 2
-        top = (image.height - height) // 2
-        if (left, top, image.width, image.height) == (0, 0, width, height):
-            return image
+        new_width, new_height = max(width, round(image.width * scale)), max(height, round(image.height * scale))
+        left, top = (new_width - width) // 2, (new_height - height) // 2
+        if (new_width, new_height) == image.size:
+            if (left, top, new_width, new_height) == (0, 0, width, height):
+                return image
+            return image.crop((left, top, left + width, top + height))
+        if window_only:
+            x_scale, y_scale = image.width / new_width, image.height / new_height
+            box = (left * x_scale, top * y_scale, (left + width) * x_scale, (top + height) * y_scale)
+            return image.resize((width, height), resample=resample, box=box)
+        image = image.resize((new_width, new_height), resample=resample)
         return image.crop((left, top, left + width, top + height))
 
     @staticmethod
@@ -327,7 +342,9 @@ class LLaDAUniImageProcessor(PilBackend):
         resample = PILImageResampling(settings["resample"]) if settings["resample"] is not None else self.resample
         if settings["mode"] == "edit":
             return self._crop_without_rescaling(image, width, height)
-        return self._resize_cover_and_centre_crop(image, width, height, resample)
+        return self._resize_cover_and_centre_crop(
+            image, width, height, resample, window_only=settings["mode"] == "edit_resize_crop"
+        )
 
     # ------------------------------------------------------------------------------------------------ pipeline --
     def _settings(self, **overrides) -> dict:
@@ -354,7 +371,7 @@ class LLaDAUniImageProcessor(PilBackend):
         prompts = _as_prompts(images)
         mean = np.asarray(settings["image_mean"], dtype=np.float32).reshape(-1, 1, 1)
         std = np.asarray(settings["image_std"], dtype=np.float32).reshape(-1, 1, 1)
-        all_patches, grids, sizes = [], [], []
+        all_patches, grids = [], []
         for prompt_images in prompts:
             for raw in prompt_images:
                 image = self.convert_to_rgb(self.load_image(raw), settings["rgba_background"])
@@ -367,11 +384,9 @@ class LLaDAUniImageProcessor(PilBackend):
                 patch_size = settings["patch_size"]
                 all_patches.append(self.to_patches(array.astype(np.float32), patch_size))
                 grids.append([1, image.height // patch_size, image.width // patch_size])
-                sizes.append([image.height, image.width])
         data = {
             "pixel_values": np.concatenate(all_patches, axis=0),
             "image_grid_thw": np.asarray(grids, dtype=np.int64),
-            "image_sizes": np.asarray(sizes, dtype=np.int64),
         }
         return BatchFeature(data=data, tensor_type=return_tensors)
 
