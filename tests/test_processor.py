@@ -201,7 +201,7 @@ def test_prompt_builders_refuse_bad_images(processor):
         processor.build_understanding_prompt({"image_tokens": [1024] * 10, "h": 8, "w": 8}, "Question?")
     with pytest.raises(ValueError, match="outside the image range"):
         processor.build_understanding_prompt({"image_tokens": [5] * 64, "h": 8, "w": 8}, "Question?")
-    with pytest.raises(ValueError, match=r"image_tokens\[1\]"):
+    with pytest.raises(ValueError, match=r"`image\[0\]\[1\]\['image_tokens'\]` holds ids outside the image range"):
         good = {"image_tokens": [1024] * 64, "h": 8, "w": 8}
         processor.build_understanding_prompt([[good, {"image_tokens": [5] * 64, "h": 8, "w": 8}]], "Question?")
     with pytest.raises(ValueError, match="empty"):

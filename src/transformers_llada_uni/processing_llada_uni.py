@@ -444,24 +444,25 @@ class LLaDAUniProcessor(ProcessorMixin):
         return nested
 
     # --------------------------------------------------------------------------------------------------- prompts --
-    def _checked_images(self, entry) -> tuple[list[list[int]], list[int], list[int]]:
+    def _checked_images(self, entry, where: str = "image") -> tuple[list[list[int]], list[int], list[int]]:
         """One prompt's `encode_images` entry (a dict, or a list of dicts) -> its images' ids, rows and columns, each
-        image checked once here (ids in the image range, `h * w` of them)."""
+        image checked once here (ids in the image range, `h * w` of them). `where` names the entry in errors."""
         special = self.special_token_ids
-        images = [
-            (validate_image_token_ids(ids, h, w, special.image_token_offset, special.image_codebook_size, name=name),
-             h, w)
-            for name, ids, h, w in understanding_images(entry)
-        ]
+        images = []
+        for name, ids, h, w in understanding_images(entry):
+            # prompting names the ids `image_tokens` or `image_tokens[i]`; say where in the call they were given
+            name = where + (name[len("image_tokens"):] if isinstance(entry, (list, tuple)) else "") + "['image_tokens']"
+            ids = validate_image_token_ids(ids, h, w, special.image_token_offset, special.image_codebook_size, name=name)
+            images.append((ids, h, w))
         return tuple(list(values) for values in zip(*images))
 
-    def _checked_edit_image(self, entry) -> tuple[list[int], int, int]:
+    def _checked_edit_image(self, entry, where: str = "image") -> tuple[list[int], int, int]:
         if not isinstance(entry, dict):
             raise TypeError(
-                "Editing takes one source image per instruction: an `encode_images(..., mode='edit')` dict, got "
-                f"{type(entry).__name__}."
+                f"`{where}` must be a dict (what `encode_images(..., mode='edit')` returns): editing takes one source "
+                f"image per instruction, got {type(entry).__name__}."
             )
-        (ids,), (h,), (w,) = self._checked_images(entry)
+        (ids,), (h,), (w,) = self._checked_images(entry, where)
         return ids, h, w
 
     def _batch(self, sequences: list[list[int]], name: str, return_tensors) -> dict:
@@ -490,8 +491,10 @@ class LLaDAUniProcessor(ProcessorMixin):
 
     def _pair(self, images, texts, text_name, parse):
         """`parse` of each image entry, one per text; one entry (a dict) is shared by all texts."""
-        entries = [images] if isinstance(images, dict) else self._as_list(images, "image")[0]
-        parsed = [parse(entry) for entry in entries]
+        if isinstance(images, dict):
+            parsed = [parse(images, "image")]
+        else:
+            parsed = [parse(entry, f"image[{index}]") for index, entry in enumerate(self._as_list(images, "image")[0])]
         texts, _ = self._as_list(texts, text_name)
         if len(parsed) == 1 and len(texts) > 1:
             parsed = parsed * len(texts)
