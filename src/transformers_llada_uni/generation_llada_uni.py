@@ -26,6 +26,7 @@ from transformers.generation import GenerationConfig
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
+from .image_inputs_llada_uni import IMAGE_INPUT_NAMES
 from .prompting_llada_uni import (
     build_editing_prompts,
     build_text_to_image_prompt,
@@ -869,6 +870,8 @@ class LLaDAUniGenerationMixin:
             unpadded prompt this is the original's `prompt + generated`. With `return_dict_in_generate=True`, a
             [`LLaDAUniGenerateOutput`] that also holds the number of forward passes.
         """
+        # Processor picture inputs -> image ids in `input_ids` (see `image_inputs_llada_uni`).
+        input_ids = self._merge_image_inputs(input_ids, *(kwargs.pop(name, None) for name in IMAGE_INPUT_NAMES))
         config = self._generation_settings(generation_config, **kwargs)
         if return_dict_in_generate is None:
             return_dict_in_generate = bool(config.return_dict_in_generate)
