@@ -115,9 +115,9 @@ def test_forward_compiles_to_one_graph():
             assert explained.graph_break_count == 0, (implementation, name, explained.break_reasons)
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(ids[:, :8], attention_mask=padded[:, :8], block_length=8, past_key_values=cache, use_cache=True)
+        model(ids[:, :8], attention_mask=padded[:, :8], block_length=8, cache=cache, use_cache=True)
     explained = torch._dynamo.explain(model)(ids[:, 8:], attention_mask=padded, block_length=8,
-                                             past_key_values=cache, use_cache=False)
+                                             cache=cache, use_cache=False)
     assert explained.graph_break_count == 0, explained.break_reasons
 
     model.set_attn_implementation("sdpa")

@@ -60,7 +60,7 @@ class LLaDAUniConfig(PreTrainedConfig):
     """
 
     model_type = "llada_uni"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache"]
     # The released vocabulary's special ids: the defaults of unset ids that fall inside the text vocabulary.
     default_special_token_ids = {"mask_token_id": 156895, "pad_token_id": 156892}
     # Fields that fix the weight shapes: a config.json without them would silently build the full released size.

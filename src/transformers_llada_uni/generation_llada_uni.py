@@ -462,7 +462,7 @@ class _BlockDiffusionDecoder:
             input_ids=self.layout.x[:, start:end],
             attention_mask=mask,
             position_ids=_positions(self.layout, start, end),
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
             logits_to_keep=self.layout.block_length,
         )

@@ -24,6 +24,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
@@ -503,6 +504,7 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         return mask
 
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -512,7 +514,6 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         block_length: int | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MoeModelOutputWithPast:
         r"""
@@ -523,8 +524,6 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             - `None`: every token sees every token.
         block_length (`int`, *optional*): block size of the block-causal mask built from a 2-D mask.
         """
-        if cache is None:
-            cache = past_key_values
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of `input_ids` or `inputs_embeds`.")
         if input_ids is not None:
@@ -617,6 +616,7 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -627,7 +627,6 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         block_length: int | None = None,
-        past_key_values: Cache | None = None,
         labels: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MoeCausalLMOutputWithPast:
@@ -645,7 +644,7 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             block_length=block_length,
