@@ -29,6 +29,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
 from .generation_llada_uni import LLaDAUniGenerationMixin
+from .image_inputs_llada_uni import LLaDAUniImageInputsMixin
 
 
 # The released checkpoint stores one Linear per routed expert; the model holds them fused.
@@ -592,7 +593,7 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         return MoeModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
 
 
-class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrainedModel):
+class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerationMixin, LLaDAUniPreTrainedModel):
     """The backbone with its LM head. Logits are float32; position i predicts token i (no shift)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.word_embeddings.weight"}
@@ -628,6 +629,9 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
         logits_to_keep: int | torch.Tensor = 0,
         block_length: int | None = None,
         labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MoeCausalLMOutputWithPast:
         r"""
@@ -639,7 +643,12 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
             the clean token where the loss applies and -100 elsewhere. The loss is the cross-entropy over the
             labelled positions, position i predicting token i (no shift), averaged over them (or divided by
             `num_items_in_batch` when `Trainer` passes it). Must match the logits' positions (see `logits_to_keep`).
+        pixel_values, image_grid_thw, mm_token_type_ids: the processor's picture inputs; the image tokenizer's ids
+            replace the placeholders (see `image_inputs_llada_uni`).
         """
+        # Processor picture inputs -> image ids in `input_ids`; inputs the model does not know raise.
+        input_ids = self._merge_image_inputs(input_ids, pixel_values, image_grid_thw, mm_token_type_ids)
+        self._check_model_kwargs(kwargs)
         outputs: MoeModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
