@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +12,6 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache
 
-import transformers_llada_uni
 from transformers_llada_uni import (
     LLaDA2MoeConfig,
     LLaDAUniConfig,
@@ -367,10 +368,14 @@ def test_checkpoint_without_weights_names_what_is_missing(tmp_path):
 
 
 def test_package_version_of_the_registration_is_importable_twice():
-    # importing the package again (e.g. a remote-code copy in the same process) must not raise
-    import importlib
-
-    importlib.reload(transformers_llada_uni.modeling_llada_uni)
+    # Importing the package again (e.g. a remote-code copy in the same process) must not raise. In a fresh
+    # interpreter: reloading rebinds the module's classes, which would break the class identity later tests rely on.
+    result = subprocess.run(
+        [sys.executable, "-c", "import importlib, transformers_llada_uni as package; "
+         "importlib.reload(package.modeling_llada_uni); print('RELOAD-OK')"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert "RELOAD-OK" in result.stdout, result.stderr
 
 
 def test_rope_scaling_is_honoured_after_init_and_from_pretrained(tmp_path):
