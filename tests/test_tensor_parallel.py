@@ -32,7 +32,8 @@ def _save_checkpoints(root):
 
 def test_tp_plan_auto_matches_one_process(tmp_path):
     _save_checkpoints(tmp_path)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.path.dirname(__file__))
+    path = os.pathsep.join(filter(None, [os.path.dirname(__file__), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
          str(tmp_path)],
