@@ -459,14 +459,15 @@ class _BlockDiffusionDecoder:
 
     # ----------------------------------------------------------------------------------------------- forwards
     def _run_model(self, start, end, cache, mask):
-        out = self.model(
-            input_ids=self.layout.x[:, start:end],
+        inputs = self.model.prepare_inputs_for_generation(
+            self.layout.x[:, start:end],
             attention_mask=mask,
             position_ids=_positions(self.layout, start, end),
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
             logits_to_keep=self.layout.block_length,
         )
+        out = self.model(**inputs)
         self.nfe += 1
         return out.logits
 
@@ -732,6 +733,19 @@ class LLaDAUniGenerationMixin:
     tokenizer = None
 
     # ------------------------------------------------------------------------------------------- plumbing
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
+                                      **kwargs) -> dict[str, Any]:
+        """The forward inputs of one denoising step: transformers' generation hook, which PEFT's causal-LM wrapper
+        calls and subclasses may override. Unlike autoregressive decoding, nothing is cut off for the cache: the
+        engine already passes exactly the window to run.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, window)`): the ids of the window.
+            attention_mask (`torch.Tensor`, *optional*): its mask (4-D block-causal from the engine).
+            kwargs: the other forward arguments (`position_ids`, `cache`, `use_cache`, `logits_to_keep`, ...).
+        """
+        return {"input_ids": input_ids, "attention_mask": attention_mask, **kwargs}
+
     def set_tokenizer(self, tokenizer):
         """Remember `tokenizer` for the methods that build prompts (`understand_image`, `generate_image`, ...)."""
         self.tokenizer = tokenizer

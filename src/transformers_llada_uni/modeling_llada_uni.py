@@ -24,6 +24,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
@@ -429,10 +430,7 @@ class LLaDAUniPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LLaDAUniTopkRouter):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.expert_bias)
-        elif isinstance(module, LLaDAUniRotaryEmbedding):
-            inv_freq, _ = module.compute_default_rope_parameters(module.config)
-            init.copy_(module.inv_freq, inv_freq)
-            init.copy_(module.original_inv_freq, inv_freq)
+        # The rotary embedding's buffers are set by the parent for the configured `rope_type` (linear, yarn, ...).
 
 
 def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation: str) -> torch.Tensor:
@@ -507,6 +505,7 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         return mask
 
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -516,7 +515,6 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         block_length: int | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MoeModelOutputWithPast:
         r"""
@@ -527,13 +525,15 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             - `None`: every token sees every token.
         block_length (`int`, *optional*): block size of the block-causal mask built from a 2-D mask.
         """
-        if cache is None:
-            cache = past_key_values
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of `input_ids` or `inputs_embeds`.")
         if input_ids is not None:
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be 2-D (batch, seq), got shape {tuple(input_ids.shape)}.")
+            if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+                raise ValueError(
+                    f"`input_ids` is empty (shape {tuple(input_ids.shape)}): give at least one sequence of one token."
+                )
             # One host sync per eager forward; a compiled forward skips the check rather than break its graph.
             out_of_range = None if torch.compiler.is_compiling() else (input_ids < 0) | (input_ids >= self.config.vocab_size)
             if out_of_range is not None and out_of_range.any():
@@ -541,6 +541,11 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
                 raise ValueError(
                     f"`input_ids` holds the id {bad}, outside the vocabulary [0, {self.config.vocab_size})."
                 )
+        elif inputs_embeds.ndim != 3 or inputs_embeds.shape[0] == 0 or inputs_embeds.shape[1] == 0:
+            raise ValueError(
+                f"`inputs_embeds` must be (batch, seq, hidden) with at least one token, got shape "
+                f"{tuple(inputs_embeds.shape)}."
+            )
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         if inputs_embeds is None:
@@ -597,6 +602,9 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
 
     def __init__(self, config: LLaDAUniConfig):
         super().__init__(config)
+        # Position i predicts token i: the masked-LM loss (no shift), which also tells `Trainer` to count labels
+        # unshifted; the class name alone would select the causal (shifted) loss.
+        self.loss_type = "ForMaskedLM"
         self.model = LLaDAUniModel(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -609,6 +617,7 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -619,7 +628,7 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         block_length: int | None = None,
-        past_key_values: Cache | None = None,
+        labels: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.LongTensor | None = None,
         mm_token_type_ids: torch.Tensor | None = None,
@@ -629,6 +638,11 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
         logits_to_keep (`int` or `torch.Tensor`): only compute logits for these positions (an int keeps the last
             ones; see `transformers.modeling_utils.slice_logits_to_keep`). Diffusion decoding uses it to compute the
             LM head on the active block only.
+        labels (`torch.LongTensor` of shape `(batch, seq)`, *optional*): the masked-diffusion training targets, as a
+            masked-LM head takes them: `input_ids` is the noised sequence (`<|mask|>` where noised), `labels` holds
+            the clean token where the loss applies and -100 elsewhere. The loss is the cross-entropy over the
+            labelled positions, position i predicting token i (no shift), averaged over them (or divided by
+            `num_items_in_batch` when `Trainer` passes it). Must match the logits' positions (see `logits_to_keep`).
         pixel_values, image_grid_thw, mm_token_type_ids: the processor's picture inputs; the image tokenizer's ids
             replace the placeholders (see `image_inputs_llada_uni`).
         """
@@ -639,7 +653,7 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             block_length=block_length,
@@ -647,7 +661,16 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states).float()
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:-1]:
+                raise ValueError(
+                    f"`labels` has shape {tuple(labels.shape)}, but the logits cover positions of shape "
+                    f"{tuple(logits.shape[:-1])}: give one label (or -100) per position."
+                )
+            loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
         return MoeCausalLMOutputWithPast(
+            loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
