@@ -143,10 +143,16 @@ def test_lm_head_only_sees_the_active_block(model, tokenizer, no_progress):
         model.generate(torch.tensor([[991, 39, 378, 992, 542]]), tokenizer=tokenizer, gen_length=16, block_length=8,
                        steps=4)
         model.generate_image("A fox", tokenizer=tokenizer, **SMALL_IMAGE)
-        model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.5, **SMALL_IMAGE)
+        model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=1.0, **SMALL_IMAGE)
+        assert widths and set(widths) == {8}
+        # Pruning ranks prefix tokens by their own top probability: each column before the last block passes the LM
+        # head once more (in chunks), never a block twice.
+        widths.clear()
+        result = model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.5, **SMALL_IMAGE)
     finally:
         handle.remove()
-    assert widths and set(widths) == {8}
+    last_block_start = max(prune["prefix_len"] for prune in result.sprint_prunes)
+    assert sum(widths) - 8 * result.num_forward_passes == last_block_start
 
 
 def test_cache_changes_work_not_results(model, tokenizer, no_progress):
@@ -168,7 +174,7 @@ def test_cache_changes_work_not_results(model, tokenizer, no_progress):
 def test_sprint_remasking_strategies_and_pruning(model, tokenizer, strategy, no_progress):
     result = model.generate_image(
         "A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.4, cache_warmup_steps=2, confidence_alpha=0.3,
-        sprint_keep_text=True, remasking_strategy=strategy, generator=torch.Generator().manual_seed(0),
+        image_keep_ratio=1.0, remasking_strategy=strategy, generator=torch.Generator().manual_seed(0),
         **SMALL_IMAGE,
     )
     assert result.token_ids.shape == (64,)

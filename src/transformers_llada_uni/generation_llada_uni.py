@@ -48,16 +48,48 @@ logger = hf_logging.get_logger(__name__)
 
 REMASKING_STRATEGIES = ("low_confidence", "top_k_margin", "neg_entropy", "random")
 
+# Per mode, the config field that holds its value of a shared setting; a call's keyword uses the shared name.
+_MODE_FIELDS = {
+    "text": {},
+    "text_to_image": {"steps": "image_steps"},
+    "thinking": {"steps": "thinking_steps", "gen_length": "thinking_gen_length"},
+    "editing": {"steps": "edit_steps"},
+}
+
+# Earlier names of the SPRINT pinning switches (booleans) and the original's ratios that replace them.
+_DEPRECATED_SWITCHES = {"sprint_keep_text": "text_keep_ratio", "sprint_keep_image": "image_keep_ratio"}
+
+
+def _deprecated_switch(name: str, keep: bool) -> float | None:
+    """The original's keep ratio meaning what the boolean `name` meant (True: never prune these tokens)."""
+    new = _DEPRECATED_SWITCHES[name]
+    logger.warning_once(f"`{name}` is deprecated; use the original's `{new}` (1.0 pins these tokens, < 1 lets them "
+                        "be pruned, None is the original's rule).")
+    if new == "text_keep_ratio":
+        return None if keep else 0.0
+    return 1.0 if keep else None
+
 
 class LLaDAUniGenerationConfig(GenerationConfig):
     r"""
     Generation settings of LLaDA2.0-Uni's block diffusion (saved as `generation_config.json`).
 
+    The defaults are the original implementation's signature defaults, per mode: a field named after a mode
+    (`image_steps`, `edit_steps`, `thinking_steps`, `thinking_gen_length`) is that mode's value of the shared setting,
+    and the mode methods' keyword of the same shared name (`steps=`, `gen_length=`) overrides it for one call.
+    Faster settings (e.g. text-to-image `image_steps=8`, `cfg_scale=2.0`) are recommendations in the README.
+
     Args:
         block_length (`int`, defaults to 32): tokens per block; blocks are aligned to position 0 of the sequence.
-        steps (`int`, defaults to 32): denoising iterations per block (at most; capped by `gen_length // minimal_topk`).
-        gen_length (`int`, *optional*): tokens to generate; `max_new_tokens` is accepted as an alias. Defaults to 2048
-            for text; image modes default to the grid size `h * w`.
+        steps (`int`, defaults to 32): denoising iterations per block of text generation and understanding (at most;
+            capped by `gen_length // minimal_topk`).
+        gen_length (`int`, defaults to 2048): tokens that text generation and understanding generate (the original's
+            name; `max_new_tokens` is accepted as an alias). Image modes generate the grid's `h * w` codes.
+        image_steps (`int`, defaults to 16): `steps` of text-to-image (`generate_image`, also after thinking).
+        image_h, image_w (`int`, defaults to 1024): requested picture size of `generate_image` in pixels.
+        edit_steps (`int`, defaults to 8): `steps` of `edit_image`.
+        thinking_steps (`int`, defaults to 32), thinking_gen_length (`int`, defaults to 4096): `steps` and
+            `gen_length` of thinking mode's reasoning phase.
         threshold (`float`, defaults to 0.95): positions whose top probability exceeds it are committed together.
         minimal_topk (`int`, defaults to 1): fewest positions committed per step.
         eos_early_stop (`bool`, defaults to `True`): stop a sample once it committed EOS with nothing masked before it.
@@ -70,17 +102,26 @@ class LLaDAUniGenerationConfig(GenerationConfig):
             when both are 0.
         guidance_rescale (`float`, defaults to 0.7): weight of the std-rescaled guided logits (0 disables the rescale).
         use_cache (`bool`, defaults to `True`): reuse the keys/values of finished blocks (exact).
-        use_sprint (`bool`, defaults to `False`): SPRINT acceleration: after `cache_warmup_steps` full forwards per
-            block, later steps run the block against a prefix cache pruned to `keep_ratio` of the prefix (by key
-            norm blended with token confidence, weight `confidence_alpha` on the confidence), and commit with the
-            adaptive rule `k = clamp(ceil(masked / steps_left), minimal_topk, masked)` plus every position above
-            `threshold`. Not used with three-branch editing guidance.
-        keep_ratio (`float`, defaults to 0.5), cache_warmup_steps (`int`, defaults to 1), confidence_alpha (`float`,
-            defaults to 0.5): SPRINT options.
-        sprint_keep_text, sprint_keep_image (`bool`, defaults to `False`): never prune text (resp. image) tokens from
-            the SPRINT cache.
+        use_sprint (`bool`, defaults to `False`): SPRINT acceleration (the original's): after `cache_warmup_steps`
+            full forwards per block, later steps run the block alone against a cache of the prefix pruned to
+            `keep_ratio` of it, and commit with the adaptive rule `k = clamp(ceil(masked / steps_left), minimal_topk,
+            masked)` plus every position above `threshold`. Applies to every mode, thinking included, except
+            three-branch editing guidance.
+        keep_ratio (`float`, defaults to 0.7): the pruned cache keeps `max(1, int(prefix_len * keep_ratio))` prefix
+            tokens (`prefix_len` counts every canvas column before the block, left padding of shorter guidance
+            branches included), never fewer than the pinned ones; 1.0 keeps the exact prefix.
+        cache_warmup_steps (`int`, defaults to 2): full forwards per block before the cache is used; the last of them
+            builds it.
+        confidence_alpha (`float`, defaults to 0.5): importance of a prefix token is `alpha * key_norm + (1 - alpha) *
+            confidence`, the key norm (averaged over heads) divided by its mean over the prefix and the confidence
+            the top softmax probability of the branch's own unguided logits at that position. As in the original, a
+            pinned token scores +inf before that division, so once any token is pinned the others rank by
+            confidence alone.
+        text_keep_ratio, image_keep_ratio (`float`, *optional*): the original's switches for which tokens are pinned
+            (never pruned): text ids are pinned unless `text_keep_ratio` is given and below 1; image ids are pinned
+            only when `image_keep_ratio` is given and at least 1.
         sprint_attend_padding (`bool`, defaults to `True`): like the original, SPRINT's cached steps let the block see
-            the left padding of shorter guidance branches; `False` masks it as the other steps do.
+            the left padding of shorter guidance branches; `False` leaves it out of the pruned cache.
         mask_token_id (`int`, *optional*): `<|mask|>`; read from the model config or the tokenizer when unset.
         show_progress_bar (`bool`, defaults to `True`): tqdm bar over blocks (also silenced by
             `transformers.utils.logging.disable_progress_bar()` or a verbosity above WARNING).
@@ -90,7 +131,13 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         self,
         block_length: int = 32,
         steps: int = 32,
-        gen_length: int | None = None,
+        gen_length: int = 2048,
+        image_steps: int = 16,
+        image_h: int = 1024,
+        image_w: int = 1024,
+        edit_steps: int = 8,
+        thinking_steps: int = 32,
+        thinking_gen_length: int = 4096,
         threshold: float = 0.95,
         minimal_topk: int = 1,
         eos_early_stop: bool = True,
@@ -100,20 +147,32 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         cfg_image_scale: float = 0.0,
         guidance_rescale: float = 0.7,
         use_sprint: bool = False,
-        keep_ratio: float = 0.5,
-        cache_warmup_steps: int = 1,
+        keep_ratio: float = 0.7,
+        cache_warmup_steps: int = 2,
         confidence_alpha: float = 0.5,
-        sprint_keep_text: bool = False,
-        sprint_keep_image: bool = False,
+        text_keep_ratio: float | None = None,
+        image_keep_ratio: float | None = None,
         sprint_attend_padding: bool = True,
         mask_token_id: int | None = None,
         show_progress_bar: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("use_cache", True)
+        for old, new in _DEPRECATED_SWITCHES.items():
+            if old in kwargs:
+                value = _deprecated_switch(old, kwargs.pop(old))
+                text_keep_ratio, image_keep_ratio = (
+                    (value, image_keep_ratio) if new == "text_keep_ratio" else (text_keep_ratio, value)
+                )
         self.block_length = block_length
         self.steps = steps
         self.gen_length = gen_length
+        self.image_steps = image_steps
+        self.image_h = image_h
+        self.image_w = image_w
+        self.edit_steps = edit_steps
+        self.thinking_steps = thinking_steps
+        self.thinking_gen_length = thinking_gen_length
         self.threshold = threshold
         self.minimal_topk = minimal_topk
         self.eos_early_stop = eos_early_stop
@@ -126,8 +185,8 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         self.keep_ratio = keep_ratio
         self.cache_warmup_steps = cache_warmup_steps
         self.confidence_alpha = confidence_alpha
-        self.sprint_keep_text = sprint_keep_text
-        self.sprint_keep_image = sprint_keep_image
+        self.text_keep_ratio = text_keep_ratio
+        self.image_keep_ratio = image_keep_ratio
         self.sprint_attend_padding = sprint_attend_padding
         self.mask_token_id = mask_token_id
         self.show_progress_bar = show_progress_bar
@@ -166,10 +225,9 @@ class LLaDAUniGenerationConfig(GenerationConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
-        for name in ("block_length", "steps", "minimal_topk", "cache_warmup_steps"):
+        for name in ("block_length", "steps", "gen_length", "image_steps", "image_h", "image_w", "edit_steps",
+                     "thinking_steps", "thinking_gen_length", "minimal_topk", "cache_warmup_steps"):
             positive_int(name)
-        if self.gen_length is not None:
-            positive_int("gen_length")
         if self.remasking_strategy not in REMASKING_STRATEGIES:
             raise ValueError(
                 f"`remasking_strategy` must be one of {REMASKING_STRATEGIES}, got {self.remasking_strategy!r}."
@@ -180,6 +238,10 @@ class LLaDAUniGenerationConfig(GenerationConfig):
             raise ValueError(f"`keep_ratio` must be in (0, 1], got {self.keep_ratio!r}.")
         if not isinstance(self.confidence_alpha, (int, float)) or not 0.0 <= self.confidence_alpha <= 1.0:
             raise ValueError(f"`confidence_alpha` must be in [0, 1], got {self.confidence_alpha!r}.")
+        for name in ("text_keep_ratio", "image_keep_ratio"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"`{name}` must be None or a number >= 0, got {value!r}.")
         if self.temperature is not None and self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature!r}.")
         if not isinstance(self.guidance_rescale, (int, float)) or not 0.0 <= self.guidance_rescale <= 1.0:
@@ -194,10 +256,15 @@ class LLaDAUniGenerateOutput(ModelOutput):
         sequences (`torch.LongTensor` of shape `(batch, length)`): prompt (left-padded with `pad_token_id`) followed
             by the generated tokens, cut after the first EOS and right-padded with `pad_token_id`.
         num_forward_passes (`int`): model forwards (NFE); guidance branches share one forward.
+        sprint_prunes (`list[list[dict]]`, *optional*): per row, SPRINT's prefix-cache prunings (see
+            [`LLaDAUniImageGenerationOutput`]).
+        sprint_cached_forwards (`list[int]`, *optional*): per row, forwards against SPRINT's cache.
     """
 
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    sprint_prunes: list | None = None
+    sprint_cached_forwards: list | None = None
 
 
 @dataclass
@@ -210,6 +277,11 @@ class LLaDAUniImageGenerationOutput(ModelOutput):
         thinking (`str`, *optional*): the reasoning text written in thinking mode.
         sequences (`torch.LongTensor`): the conditional branch's prompt followed by the generated ids.
         num_forward_passes (`int`): model forwards (NFE) of this call.
+        sprint_prunes (`list[dict]`, *optional*): with SPRINT, every pruning of the prefix cache, in order, one dict
+            per guidance branch: `branch`, `prefix_len` (canvas columns before the block), `kept`, and how many prefix
+            ids are `text_tokens` / `image_tokens`.
+        sprint_cached_forwards (`int`, *optional*): with SPRINT, forwards that ran against its prefix cache, counted
+            per guidance branch (as the original counts them).
     """
 
     token_ids: torch.LongTensor | None = None
@@ -218,6 +290,8 @@ class LLaDAUniImageGenerationOutput(ModelOutput):
     thinking: str | None = None
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    sprint_prunes: list | None = None
+    sprint_cached_forwards: int | None = None
 
 
 @dataclass
@@ -228,11 +302,14 @@ class LLaDAUniUnderstandingOutput(ModelOutput):
         text (`str`): decoded from the question onwards, special tokens skipped (the original's return value).
         sequences (`torch.LongTensor` of shape `(1, length)`): prompt + generated ids, cut after the first EOS.
         num_forward_passes (`int`): model forwards (NFE).
+        sprint_prunes, sprint_cached_forwards: as in [`LLaDAUniImageGenerationOutput`].
     """
 
     text: str | None = None
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    sprint_prunes: list | None = None
+    sprint_cached_forwards: int | None = None
 
 
 class _Guidance:
@@ -278,6 +355,12 @@ class _Guidance:
     @property
     def guided(self) -> bool:
         return self.kind != "none"
+
+    @property
+    def branch_names(self) -> tuple[str, ...]:
+        names = {"none": ("conditional",), "cfg": ("conditional", "unconditional"),
+                 "edit": ("full", "no_text", "no_image")}[self.kind]
+        return names[: self.num_branches]
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """`logits`: `(samples, branches, positions, vocab)` -> `(samples, positions, vocab)`."""
@@ -359,6 +442,7 @@ class _Layout:
 
 
 def _positions(layout: _Layout, start: int, end: int) -> torch.LongTensor:
+    # Left padding sits at position 0 (the original's positions start at 0 on a row's first real token).
     cols = torch.arange(start, end, device=layout.x.device)
     return (cols[None, :] - layout.row_start[:, None]).clamp(min=0)
 
@@ -367,16 +451,41 @@ def _block_causal_mask(key_cols: torch.LongTensor, visible_from: torch.LongTenso
                        block_length: int) -> torch.BoolTensor:
     """`(rows, 1, queries, keys)` boolean mask: a query sees keys of its own and earlier blocks at columns
     `>= visible_from[row]`; `key_cols` (`(rows, keys)`, -1 = empty slot) are the canvas columns of the keys.
-    A query that would see nothing (padding filling a whole block) sees itself, so no softmax runs over nothing."""
+    A query that sees nothing (padding filling whole blocks) gets a zero attention output from the model, as in the
+    original; SPRINT's cached steps read the keys such rows produce."""
     device = key_cols.device
     query_cols = torch.arange(query_start, query_end, device=device)
     allowed = (key_cols[:, None, :] // block_length) <= (query_cols[None, :, None] // block_length)
     allowed &= key_cols[:, None, :] >= visible_from[:, None, None]
     allowed &= key_cols[:, None, :] >= 0
-    empty = ~allowed.any(dim=-1, keepdim=True)
-    if empty.any():
-        allowed |= empty & (key_cols[:, None, :] == query_cols[None, :, None])
     return allowed[:, None]
+
+
+def sprint_importance(keys: torch.Tensor, pinned: torch.BoolTensor, visible: torch.BoolTensor,
+                      confidence: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """SPRINT's importance of every prefix token (the original's `_sprint_prune_cache`); `topk` of it is kept.
+
+    Args:
+        keys (`torch.Tensor` of shape `(rows, kv_heads, prefix, head_dim)`): one layer's cached keys.
+        pinned (`torch.BoolTensor` of shape `(rows, prefix)`): tokens that must be kept.
+        visible (`torch.BoolTensor` of shape `(rows, prefix)`): the row's prefix (False: not a candidate).
+        confidence (`torch.Tensor` of shape `(rows, prefix)`, *optional*): top softmax probability of the row's own
+            logits at each position (unused when `alpha` is 1).
+        alpha (`float`): weight of the key norm (the key norm averaged over heads, divided by its mean over the
+            prefix); `1 - alpha` weighs the confidence.
+
+    Returns:
+        `torch.Tensor` of shape `(rows, prefix)`: -inf outside `visible`. Pinned tokens are +inf before the
+        division by the mean, as in the original: once a row pins any token its mean is +inf, its unpinned norm terms
+        are 0 and its pinned ones NaN, which `torch.topk` ranks first; unpinned tokens then rank by confidence alone.
+    """
+    norm = keys.float().norm(dim=-1).mean(dim=1)
+    norm = norm.masked_fill(pinned, float("inf")).masked_fill(~visible, 0.0)
+    norm = norm / (norm.sum(dim=1, keepdim=True) / visible.sum(dim=1, keepdim=True))
+    score = alpha * norm
+    if confidence is not None and alpha < 1:
+        score = score + (1 - alpha) * confidence
+    return score.masked_fill(~visible, float("-inf"))
 
 
 def _num_transfer_schedule(block_length: int, steps: int) -> list[int]:
@@ -431,16 +540,19 @@ def _sample(logits, temperature, top_k, top_p, strategy, generator):
 class _BlockDiffusionDecoder:
     """Fills the masked tail of every row of a `_Layout`, one block at a time (see module docstring)."""
 
+    # Prefix positions whose top probability is computed per LM-head call (bounds the float32 logits held at once).
+    CONFIDENCE_CHUNK = 64
+
     def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
-                 mask_token_id: int, stop_token_ids: Sequence[int] = (), image_range=None, callback=None,
+                 mask_token_id: int, image_token_offset: int, stop_token_ids: Sequence[int] = (), callback=None,
                  streamer=None, generator=None):
         self.model = model
         self.layout = layout
         self.guidance = guidance
         self.config = config
         self.mask = mask_token_id
+        self.image_token_offset = image_token_offset
         self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=layout.x.device)
-        self.image_range = image_range
         self.callback = callback
         self.streamer = streamer
         self.generator = generator
@@ -455,19 +567,40 @@ class _BlockDiffusionDecoder:
                 f"`gen_length` ({layout.gen_length}) must be at least `minimal_topk` ({config.minimal_topk})."
             )
         self.schedule = _num_transfer_schedule(layout.block_length, self.steps)
+        # SPRINT's bookkeeping, per sample: every pruning of the prefix cache, and forwards run against it (counted
+        # per guidance branch, as the original counts them).
+        self.sprint_prunes = [[] for _ in range(layout.num_samples)]
+        self.sprint_cached_forwards = [0] * layout.num_samples
+        # Pruning ranks prefix tokens by the top probability of their branch's own logits: kept per canvas column,
+        # computed once, when a forward first runs a column whose content is final.
+        self.prunes = self.use_sprint and config.keep_ratio < 1.0
+        self.prefix_confidence = None
+        self.confidence_filled = 0
+        if self.prunes and config.confidence_alpha < 1.0:
+            self.prefix_confidence = torch.zeros(layout.x.shape, device=layout.x.device)
 
     # ----------------------------------------------------------------------------------------------- forwards
-    def _run_model(self, start, end, cache, mask):
-        out = self.model(
-            input_ids=self.layout.x[:, start:end],
+    def _run_model(self, start, end, cache, mask, final_upto=0):
+        """Block logits of a forward over columns `[start, end)`; records the prefix confidence of the columns in
+        `[start, final_upto)` that have none yet."""
+        layout = self.layout
+        hidden = self.model.get_decoder()(
+            input_ids=layout.x[:, start:end],
             attention_mask=mask,
-            position_ids=_positions(self.layout, start, end),
+            position_ids=_positions(layout, start, end),
             past_key_values=cache,
             use_cache=cache is not None,
-            logits_to_keep=self.layout.block_length,
-        )
+        ).last_hidden_state
         self.nfe += 1
-        return out.logits
+        head = self.model.get_output_embeddings()
+        if self.prefix_confidence is not None and final_upto > self.confidence_filled:
+            for low in range(self.confidence_filled, final_upto, self.CONFIDENCE_CHUNK):
+                high = min(low + self.CONFIDENCE_CHUNK, final_upto)
+                probs = head(hidden[:, low - start : high - start]).float().softmax(dim=-1)
+                self.prefix_confidence[:, low:high] = probs.amax(dim=-1)
+            self.confidence_filled = final_upto
+        # The LM head runs on the active block only (the `logits_to_keep` rule).
+        return head(hidden[:, -layout.block_length :]).float()
 
     def _exact_forward(self, cache, block_start, block_end):
         """Block logits under the exact block-causal mask. With a cache, only the columns it lacks are run, then it
@@ -476,67 +609,81 @@ class _BlockDiffusionDecoder:
         start = cache.get_seq_length() if cache is not None else 0
         keys = torch.arange(block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
         mask = _block_causal_mask(keys, layout.row_start, start, block_end, layout.block_length)
-        logits = self._run_model(start, block_end, cache, mask)
+        logits = self._run_model(start, block_end, cache, mask, final_upto=block_start)
         if cache is not None:
             cache.crop(block_start - cache.get_seq_length())
         return logits
 
-    def _sprint_forward(self, sprint_cache, block_start, block_end):
-        """The active block alone against SPRINT's prefix cache."""
+    def _sprint_forward(self, sprint_cache, block_start, block_end, active):
+        """The active block alone against SPRINT's prefix cache (`(cache, prefix_visible)`, the latter `(rows,
+        cached)` telling which cache slots each row sees)."""
         layout = self.layout
-        cache, prefix_cols = sprint_cache
+        cache, prefix_visible = sprint_cache
         block_cols = torch.arange(block_start, block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
-        keys = torch.cat([prefix_cols, block_cols], dim=1)
-        # The original's cached steps do not mask the left padding of shorter guidance branches.
-        visible = layout.sample_start if self.config.sprint_attend_padding else layout.row_start
-        mask = _block_causal_mask(keys, visible, block_start, block_end, layout.block_length)
+        mask = torch.cat([prefix_visible[:, None, None, :].expand(-1, 1, layout.block_length, -1),
+                          _block_causal_mask(block_cols, layout.row_start, block_start, block_end,
+                                             layout.block_length)], dim=-1)
         length = cache.get_seq_length()
         logits = self._run_model(block_start, block_end, cache, mask)
         cache.crop(length - cache.get_seq_length())
+        for s in torch.nonzero(active).flatten().tolist():
+            self.sprint_cached_forwards[s] += layout.num_branches
         return logits
 
-    def _build_sprint_cache(self, exact_cache, block_start, confidence):
-        """SPRINT's prefix cache for this block: the exact prefix, or its `keep_ratio` most important tokens."""
+    def _sprint_visible_from(self):
+        # The original's cached steps pass no valid-prefix mask: the left padding of shorter branches is seen.
+        layout = self.layout
+        return layout.sample_start if self.config.sprint_attend_padding else layout.row_start
+
+    def _build_sprint_cache(self, exact_cache, block_start, active):
+        """SPRINT's prefix cache for this block: the exact prefix, or, pruned (the original's
+        `_sprint_prune_cache`), per layer its `keep` most important tokens per row, pinned ones first."""
         layout, config = self.layout, self.config
-        rows = layout.x.shape[0]
-        device = layout.x.device
-        prefix_cols = torch.arange(block_start, device=device).expand(rows, -1)
-        if config.keep_ratio >= 1.0 or block_start == 0:
-            return exact_cache, prefix_cols
-        visible_from = layout.sample_start if config.sprint_attend_padding else layout.row_start
-        real = prefix_cols >= visible_from[:, None]
+        rows, device = layout.x.shape[0], layout.x.device
+        cols = torch.arange(block_start, device=device).expand(rows, -1)
+        visible = cols >= self._sprint_visible_from()[:, None]
+        if not self.prunes or block_start == 0:
+            return exact_cache, visible
         ids = layout.x[:, :block_start]
-        forced = torch.zeros_like(real)
-        if config.sprint_keep_text or config.sprint_keep_image:
-            low = self.image_range[0] if self.image_range is not None else self.model.config.image_token_offset
-            if config.sprint_keep_text:
-                forced |= ids < low
-            if config.sprint_keep_image:
-                forced |= ids >= low
-        forced &= real
-        real_count = real.sum(dim=1)
-        keep = torch.ceil(real_count.float() * config.keep_ratio).long()
-        keep = torch.maximum(keep, forced.sum(dim=1)).clamp(max=real_count)
-        k = int(keep.max().clamp(min=1))
-        row_conf = confidence.repeat_interleave(layout.num_branches, dim=0)[:, :block_start]
-        pruned = DynamicCache(config=self.model.config)
+        is_text = ids < self.image_token_offset
+        pinned = torch.zeros_like(visible)
+        if config.text_keep_ratio is None or config.text_keep_ratio >= 1:
+            pinned |= is_text
+        if config.image_keep_ratio is not None and config.image_keep_ratio >= 1:
+            pinned |= ~is_text
+        pinned &= visible
+        prefix_len = visible.sum(dim=1)
+        # Python floats, as the original: `int(prefix_len * keep_ratio)` floors the exact double product.
+        keep = torch.tensor([max(1, int(n * config.keep_ratio)) for n in prefix_len.tolist()], device=device)
+        keep = torch.maximum(keep, pinned.sum(dim=1))
+        # The branches of a sample share one cache tensor in the original: they keep as many tokens each.
+        keep = keep.view(-1, layout.num_branches).amax(dim=1).repeat_interleave(layout.num_branches)
+        keep = torch.minimum(keep, prefix_len)
+        k = int(keep.max())
         slot_valid = torch.arange(k, device=device)[None, :] < keep[:, None]
-        chosen_cols = None
+        confidence = self.prefix_confidence[:, :block_start] if self.prefix_confidence is not None else None
+        pruned = DynamicCache(config=self.model.config)
         for layer_idx, layer in enumerate(exact_cache.layers):
             keys = layer.keys[:, :, :block_start]
             values = layer.values[:, :, :block_start]
-            norm = keys.float().norm(dim=-1).mean(dim=1)
-            norm = norm / norm.masked_fill(~real, 0).amax(dim=1, keepdim=True).clamp(min=1e-6)
-            score = (1 - config.confidence_alpha) * norm + config.confidence_alpha * row_conf
-            score = score.masked_fill(forced, float("inf")).masked_fill(~real, float("-inf"))
+            score = sprint_importance(keys, pinned, visible, confidence, config.confidence_alpha)
             index = score.topk(k, dim=1).indices
+            # Kept tokens in canvas order; slots past a row's budget go last (unseen, see `slot_valid`).
+            index = torch.where(slot_valid, index, block_start).sort(dim=1).values.clamp(max=block_start - 1)
             gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[-1])
             pruned.update(keys.gather(2, gather), values.gather(2, gather), layer_idx)
-            if chosen_cols is None:
-                chosen_cols = index
-        # Slots past a row's budget are empty; every kept token lies in an earlier block, so -1 / its column work.
-        prefix_cols = torch.where(slot_valid, chosen_cols, torch.full_like(chosen_cols, -1))
-        return pruned, prefix_cols
+        names = self.guidance.branch_names
+        for s in torch.nonzero(active).flatten().tolist():
+            for g in range(layout.num_branches):
+                r = s * layout.num_branches + g
+                self.sprint_prunes[s].append({
+                    "branch": names[g],
+                    "prefix_len": int(prefix_len[r]),
+                    "kept": int(keep[r]),
+                    "text_tokens": int((is_text[r] & visible[r]).sum()),
+                    "image_tokens": int((~is_text[r] & visible[r]).sum()),
+                })
+        return pruned, slot_valid
 
     # ----------------------------------------------------------------------------------------------- commits
     def _commit_count_plain(self, step, num_masked, high_conf_count):
@@ -577,8 +724,6 @@ class _BlockDiffusionDecoder:
         gen_end = layout.gen_start + layout.gen_length
         finished = torch.zeros(S, dtype=torch.bool, device=device)
         self.cut = torch.full((S,), -1, dtype=torch.long, device=device)
-        # Confidence of every canvas token (prompt = 1), used to rank prefix tokens for SPRINT's pruning.
-        confidence = torch.ones(S, x.shape[1], device=device)
         exact_cache = DynamicCache(config=self.model.config) if config.use_cache else None
         warm_step = config.cache_warmup_steps - 1
         streamed = layout.gen_start.clone()
@@ -606,7 +751,7 @@ class _BlockDiffusionDecoder:
                 if not masked.any():
                     break
                 if self.use_sprint and step > warm_step and sprint_cache is not None:
-                    logits = self._sprint_forward(sprint_cache, block_start, block_end)
+                    logits = self._sprint_forward(sprint_cache, block_start, block_end, active)
                 else:
                     building = self.use_sprint and step == warm_step
                     cache = exact_cache
@@ -614,7 +759,7 @@ class _BlockDiffusionDecoder:
                         cache = DynamicCache(config=self.model.config)
                     logits = self._exact_forward(cache, block_start, block_end)
                     if building:
-                        sprint_cache = self._build_sprint_cache(cache, block_start, confidence)
+                        sprint_cache = self._build_sprint_cache(cache, block_start, active)
                 logits = self.guidance(logits.view(S, G, bl, -1))
                 tokens, probs, score = _sample(
                     logits, config.temperature, config.top_k, config.top_p, config.remasking_strategy, self.generator
@@ -626,9 +771,6 @@ class _BlockDiffusionDecoder:
                     rows = slice(s * G, (s + 1) * G)
                     x[rows, block_start:block_end] = torch.where(
                         transfer, tokens[s], x[rows, block_start:block_end]
-                    )
-                    confidence[s, block_start:block_end] = torch.where(
-                        transfer, probs[s], confidence[s, block_start:block_end]
                     )
                     if config.eos_early_stop and self.stop_ids.numel() and torch.isin(tokens[s][transfer],
                                                                                     self.stop_ids).any():
@@ -675,6 +817,13 @@ class _BlockDiffusionDecoder:
             first = int(stops[0])
             if not (region[:first] == self.mask).any():
                 self.cut[s] = start + first + 1
+
+    def sprint_stats(self, sample: int) -> dict:
+        """SPRINT's record of one sample (empty without SPRINT), as output fields."""
+        if not self.use_sprint:
+            return {}
+        return {"sprint_prunes": self.sprint_prunes[sample],
+                "sprint_cached_forwards": self.sprint_cached_forwards[sample]}
 
     def generated_ids(self) -> torch.LongTensor:
         """`(samples, gen_length)`: the current generated region of every sample (masked positions hold the mask)."""
@@ -762,24 +911,49 @@ class LLaDAUniGenerationMixin:
             logger.info("No generation_config.json found; using defaults derived from the model config.")
             self.generation_config = self.generation_config_class.from_model_config(self.config)
 
-    def _generation_settings(self, generation_config=None, **kwargs) -> LLaDAUniGenerationConfig:
-        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
-        if base is None:
+    def _generation_settings(self, generation_config: GenerationConfig | None = None, mode: str = "text",
+                             **kwargs) -> LLaDAUniGenerationConfig:
+        """The settings of one call, as transformers resolves them: keyword arguments over the set (non-None) values
+        of `generation_config` over `model.generation_config` over the defaults. `mode` picks the per-mode fields
+        (e.g. `image_steps`) that the shared keyword names (`steps`) stand for."""
+        model_config = getattr(self, "generation_config", None)
+        if model_config is None:
             config = self.generation_config_class.from_model_config(self.config)
-        elif isinstance(base, LLaDAUniGenerationConfig):
-            config = copy.deepcopy(base)
+        elif isinstance(model_config, LLaDAUniGenerationConfig):
+            config = copy.deepcopy(model_config)
         else:
-            config = self.generation_config_class.from_dict(base.to_dict())
+            config = self.generation_config_class.from_dict(model_config.to_dict())
+        if generation_config is not None:
+            if not isinstance(generation_config, GenerationConfig):
+                raise TypeError(
+                    f"`generation_config` must be a GenerationConfig, got {type(generation_config).__name__}."
+                )
+            for key, value in generation_config.to_dict().items():
+                if key in _DEPRECATED_SWITCHES and value is not None:
+                    key, value = _DEPRECATED_SWITCHES[key], _deprecated_switch(key, value)
+                elif value is None or key.startswith("_") or key == "transformers_version" or not hasattr(config, key):
+                    continue
+                setattr(config, key, value)
         kwargs = {key: value for key, value in kwargs.items() if value is not None}
         if "max_new_tokens" in kwargs and "gen_length" not in kwargs:
             kwargs["gen_length"] = kwargs["max_new_tokens"]
+        for old, new in _DEPRECATED_SWITCHES.items():
+            if old in kwargs:
+                kwargs[new] = _deprecated_switch(old, kwargs.pop(old))
         if kwargs.get("do_sample") and kwargs.get("temperature") is None and not config.temperature:
             kwargs["temperature"] = 1.0
+        fields = _MODE_FIELDS[mode]
+        for shared, field in fields.items():
+            if shared in kwargs:
+                kwargs[field] = kwargs.pop(shared)
         unknown = [key for key in kwargs if not hasattr(config, key)]
         if unknown:
             raise TypeError(f"Unexpected generation argument(s) {unknown}; see `LLaDAUniGenerationConfig`.")
         for key, value in kwargs.items():
             setattr(config, key, value)
+        for shared, field in fields.items():
+            setattr(config, shared, getattr(config, field))
+        # After the copy, so an invalid `steps=` names the keyword the caller used.
         config.validate_diffusion()
         return config
 
@@ -823,13 +997,13 @@ class LLaDAUniGenerationMixin:
         )
         return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
 
-    def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, stop_ids=(), image_range=None,
+    def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, image_token_offset, stop_ids=(),
                 callback=None, streamer=None, generator=None):
         """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats)."""
         device = self.device
         layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device)
         decoder = _BlockDiffusionDecoder(
-            self, layout, guidance, config, mask_id, stop_token_ids=stop_ids, image_range=image_range,
+            self, layout, guidance, config, mask_id, image_token_offset, stop_token_ids=stop_ids,
             callback=callback, streamer=streamer, generator=generator,
         )
         num_blocks = layout.x.shape[1] // config.block_length - int((layout.gen_start // config.block_length).min())
@@ -897,12 +1071,14 @@ class LLaDAUniGenerationMixin:
                 raise ValueError(f"Prompt {row} is empty: give at least one token.")
             prompts.append([[int(t) for t in ids.tolist()]])
         gen_length = config.gen_length if config.gen_length is not None else 2048
-        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), mask_id, stop_ids=eos_ids,
-                               callback=callback, streamer=streamer, generator=generator)
+        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), mask_id, self.config.image_token_offset,
+                               stop_ids=eos_ids, callback=callback, streamer=streamer, generator=generator)
         generated = decoder.outputs(cut_at_stop=True)
         sequences = self._pack([p[0] for p in prompts], generated, config, eos_ids)
         if return_dict_in_generate:
-            return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe)
+            return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe,
+                                          sprint_prunes=decoder.sprint_prunes,
+                                          sprint_cached_forwards=decoder.sprint_cached_forwards)
         return sequences
 
     def _pack(self, prompts, generated, config, eos_ids):
@@ -919,10 +1095,12 @@ class LLaDAUniGenerationMixin:
 
     # ------------------------------------------------------------------------------------------- understanding
     def understand_image(self, image_tokens, h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
-                         question: str | Sequence[str] | None = None, tokenizer=None, steps: int = 32,
-                         block_length: int = 32, gen_length: int = 512, temperature: float = 0.0,
-                         threshold: float = 0.95, use_chat_template: bool = False, return_dict: bool = False,
-                         callback=None, streamer=None, generator=None, **kwargs):
+                         question: str | Sequence[str] | None = None, tokenizer=None, steps: int | None = None,
+                         block_length: int | None = None, gen_length: int | None = None,
+                         temperature: float | None = None, threshold: float | None = None,
+                         use_chat_template: bool = False, return_dict: bool = False,
+                         generation_config: GenerationConfig | None = None, callback=None, streamer=None,
+                         generator=None, **kwargs):
         """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`), or about
         several images. Without `h` and `w`, `image_tokens` is what `processor.encode_images` returns: one dict, or
         the list of one prompt's dicts (`model.understand_image(encoded, question=...)`).
@@ -939,8 +1117,8 @@ class LLaDAUniGenerationMixin:
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
         config = self._generation_settings(
-            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
-            threshold=threshold, **kwargs,
+            generation_config, steps=steps, block_length=block_length, gen_length=gen_length,
+            temperature=temperature, threshold=threshold, **kwargs,
         )
         special = self._special_ids(tokenizer, config)
         batched = isinstance(question, (list, tuple))
@@ -958,14 +1136,15 @@ class LLaDAUniGenerationMixin:
             prompts.append(prompt)
             question_starts.append(start)
         decoder = self._decode([[prompt] for prompt in prompts], config.gen_length, config, _Guidance("none"),
-                               special.mask_token_id, stop_ids=[special.eos_token_id], callback=callback,
-                               streamer=streamer, generator=generator)
+                               special.mask_token_id, special.image_token_offset, stop_ids=[special.eos_token_id],
+                               callback=callback, streamer=streamer, generator=generator)
         results = []
-        for prompt, start, generated in zip(prompts, question_starts, decoder.outputs(cut_at_stop=True)):
+        for s, (prompt, start, generated) in enumerate(zip(prompts, question_starts, decoder.outputs(cut_at_stop=True))):
             sequence = torch.cat([torch.tensor(prompt, dtype=torch.long, device=generated.device), generated])
             text = tokenizer.decode(sequence[start:].tolist(), skip_special_tokens=True)
             results.append(
-                LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe)
+                LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe,
+                                            **decoder.sprint_stats(s))
                 if return_dict else text
             )
         return results if batched else results[0]
@@ -1028,12 +1207,14 @@ class LLaDAUniGenerationMixin:
             )
         return gen_length
 
-    def generate_image(self, prompt: str | Sequence[str], tokenizer=None, image_h: int = 1024, image_w: int = 1024,
-                       steps: int = 8, block_length: int = 32, cfg_scale: float = 4.0, gen_length: int | None = None,
-                       temperature: float = 0.0, mode: str = "normal", use_sprint: bool = False,
-                       keep_ratio: float = 0.5, cache_warmup_steps: int = 1, confidence_alpha: float = 0.5,
-                       remasking_strategy: str = "low_confidence", thinking_steps: int | None = None,
-                       thinking_gen_length: int = 1024, callback=None, generator=None, **kwargs):
+    def generate_image(self, prompt: str | Sequence[str], tokenizer=None, image_h: int | None = None,
+                       image_w: int | None = None, steps: int | None = None, block_length: int | None = None,
+                       cfg_scale: float | None = None, gen_length: int | None = None, temperature: float | None = None,
+                       mode: str = "normal", use_sprint: bool | None = None, keep_ratio: float | None = None,
+                       cache_warmup_steps: int | None = None, confidence_alpha: float | None = None,
+                       remasking_strategy: str | None = None, thinking_steps: int | None = None,
+                       thinking_gen_length: int | None = None, generation_config: GenerationConfig | None = None,
+                       callback=None, generator=None, **kwargs):
         """Text-to-image: generate the image codes of `prompt` (a string, or a list of strings for a batch).
 
         The grid is `h = (image_h // 2) // 16` by `w = (image_w // 2) // 16` codes; `gen_length` defaults to `h * w`
@@ -1041,7 +1222,7 @@ class LLaDAUniGenerationMixin:
         step; guidance is `Lu + cfg_scale (Lc - Lu)`, rescaled (`guidance_rescale`), text ids excluded.
 
         `mode="thinking"`: the model first writes its reasoning (up to `thinking_gen_length` tokens, `thinking_steps`
-        steps per block, defaults to `steps`) ending with an image header, then the codes. If the header it wrote
+        steps per block) ending with an image header, then the codes. If the header it wrote
         names another size, a warning is logged and the requested size is used.
 
         Returns a [`LLaDAUniImageGenerationOutput`] (`.token_ids` codes without offset, `.h`, `.w`, `.thinking`), or a
@@ -1061,20 +1242,21 @@ class LLaDAUniGenerationMixin:
                 raise ValueError("`prompt` is empty; give a non-empty text.")
         if mode not in ("normal", "thinking"):
             raise ValueError(f"`mode` must be 'normal' or 'thinking', got {mode!r}.")
-        h, w = image_grid_size(image_h, image_w)
+        config = self._generation_settings(
+            generation_config, mode="text_to_image", image_h=image_h, image_w=image_w, steps=steps, block_length=block_length,
+            temperature=temperature, cfg_scale=cfg_scale, use_sprint=use_sprint, keep_ratio=keep_ratio,
+            cache_warmup_steps=cache_warmup_steps, confidence_alpha=confidence_alpha,
+            remasking_strategy=remasking_strategy, thinking_steps=thinking_steps,
+            thinking_gen_length=thinking_gen_length, **kwargs,
+        )
+        h, w = image_grid_size(config.image_h, config.image_w)
         image_header_ids(tokenizer, h, w)  # validates the grid before any work
         gen_length = self._image_gen_length(gen_length, h, w)
-        config = self._generation_settings(
-            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
-            cfg_scale=cfg_scale, use_sprint=use_sprint, keep_ratio=keep_ratio, cache_warmup_steps=cache_warmup_steps,
-            confidence_alpha=confidence_alpha, remasking_strategy=remasking_strategy, **kwargs,
-        )
         special, image_range = self._image_guidance_setup(tokenizer, config)
         thinking_texts = [None] * len(prompts)
         nfe = 0
         if mode == "thinking":
-            thinking_ids, thinking_texts, nfe = self._think(tokenizer, prompts, h, w, config, special,
-                                                            thinking_steps, thinking_gen_length, generator)
+            thinking_ids, thinking_texts, nfe = self._think(tokenizer, prompts, h, w, config, special, generator)
             conditional = [build_thinking_image_prompt(tokenizer, p, t, h, w) for p, t in zip(prompts, thinking_ids)]
         else:
             conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
@@ -1084,29 +1266,28 @@ class LLaDAUniGenerationMixin:
             branches = [[c, unconditional] for c in conditional]
         else:
             branches = [[c] for c in conditional]
-        decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id, image_range=image_range,
-                               callback=callback, generator=generator)
+        decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id,
+                               special.image_token_offset, callback=callback, generator=generator)
         results = []
         for s, generated in enumerate(decoder.outputs(cut_at_stop=False)):
             sequence = torch.cat([torch.tensor(conditional[s], dtype=torch.long, device=generated.device), generated])
             results.append(LLaDAUniImageGenerationOutput(
                 token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, thinking=thinking_texts[s],
-                sequences=sequence[None], num_forward_passes=decoder.nfe + nfe,
+                sequences=sequence[None], num_forward_passes=decoder.nfe + nfe, **decoder.sprint_stats(s),
             ))
         return results if batched else results[0]
 
-    def _think(self, tokenizer, prompts, h, w, config, special, thinking_steps, thinking_gen_length, generator):
-        """Phase 1 of thinking mode: text generation until the model writes `<boi>` (or EOS)."""
+    def _think(self, tokenizer, prompts, h, w, config, special, generator):
+        """Phase 1 of thinking mode: text generation until the model writes `<boi>` (or EOS), with the thinking
+        fields of `config` (SPRINT settings apply here too, as in the original)."""
         think_config = copy.deepcopy(config)
-        think_config.steps = thinking_steps if thinking_steps is not None else config.steps
-        think_config.gen_length = thinking_gen_length
+        for shared, field in _MODE_FIELDS["thinking"].items():
+            setattr(think_config, shared, getattr(config, field))
         think_config.eos_early_stop = True
-        think_config.use_sprint = False
-        think_config.validate_diffusion()
         stop = [special.boi_token_id, special.eos_token_id]
         branches = [[build_thinking_prompt(tokenizer, p)] for p in prompts]
-        decoder = self._decode(branches, thinking_gen_length, think_config, _Guidance("none"), special.mask_token_id,
-                               stop_ids=stop, generator=generator)
+        decoder = self._decode(branches, think_config.gen_length, think_config, _Guidance("none"),
+                               special.mask_token_id, special.image_token_offset, stop_ids=stop, generator=generator)
         thinking_ids, texts = [], []
         for generated in decoder.outputs(cut_at_stop=True):
             ids, problem = _split_thinking(tokenizer, generated.tolist(), special, h, w)
@@ -1117,9 +1298,11 @@ class LLaDAUniGenerationMixin:
         return thinking_ids, texts, decoder.nfe
 
     def edit_image(self, image_tokens, h: int | None = None, w: int | None = None,
-                   instruction: str | Sequence[str] | None = None, tokenizer=None, steps: int = 8,
-                   block_length: int = 32, cfg_text_scale: float = 4.0, cfg_image_scale: float = 0.0,
-                   temperature: float = 0.0, gen_length: int | None = None, callback=None, generator=None, **kwargs):
+                   instruction: str | Sequence[str] | None = None, tokenizer=None, steps: int | None = None,
+                   block_length: int | None = None, cfg_text_scale: float | None = None,
+                   cfg_image_scale: float | None = None, temperature: float | None = None,
+                   gen_length: int | None = None, generation_config: GenerationConfig | None = None,
+                   callback=None, generator=None, **kwargs):
         """Edit an image (`h * w` image ids, codes plus `image_token_offset`) following `instruction`. Without `h` and
         `w`, `image_tokens` is what `processor.encode_images(..., mode="edit")` returns (one dict).
 
@@ -1151,7 +1334,7 @@ class LLaDAUniGenerationMixin:
             h, w = grids[0]
         gen_length = self._image_gen_length(gen_length, h, w)
         config = self._generation_settings(
-            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
+            generation_config, mode="editing", steps=steps, block_length=block_length, temperature=temperature,
             cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, **kwargs,
         )
         special, image_range = self._image_guidance_setup(tokenizer, config)
@@ -1163,13 +1346,13 @@ class LLaDAUniGenerationMixin:
                                            special.image_codebook_size)
             samples.append(list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches])
         decoder = self._decode(samples, gen_length, config, guidance, special.mask_token_id,
-                               image_range=image_range, callback=callback, generator=generator)
+                               special.image_token_offset, callback=callback, generator=generator)
         results = []
-        for branches, generated in zip(samples, decoder.outputs(cut_at_stop=False)):
+        for s, (branches, generated) in enumerate(zip(samples, decoder.outputs(cut_at_stop=False))):
             sequence = torch.cat([torch.tensor(branches[0], dtype=torch.long, device=generated.device), generated])
             results.append(LLaDAUniImageGenerationOutput(
                 token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
-                num_forward_passes=decoder.nfe,
+                num_forward_passes=decoder.nfe, **decoder.sprint_stats(s),
             ))
         return results if batched else results[0]
 
