@@ -336,3 +336,37 @@ def test_understanding_with_the_chat_template(model, tokenizer, edit_case, no_pr
                                         use_chat_template=True)
     assert result.sequences[0, : len(prompt)].tolist() == prompt
     assert result.text.startswith("What is it?")
+
+
+# ------------------------------------------------------------------------------------------------ scheduler
+def test_scheduler_step_plain_and_adaptive_rules():
+    from transformers_llada_uni import LLaDAUniBlockScheduler
+
+    # one sample, a block of 6, vocab 4: position i prefers token i % 4 with probability p[i]
+    p = torch.tensor([0.97, 0.55, 0.6, 0.99, 0.52, 0.58])
+    logits = torch.full((1, 6, 4), -30.0)
+    for i, prob in enumerate(p.tolist()):
+        logits[0, i, i % 4] = 0.0
+        logits[0, i, (i + 1) % 4] = torch.log(torch.tensor((1 - prob) / prob)).item()
+    sample = torch.full((1, 6), 9)
+    to_fill = torch.tensor([[True, True, True, True, True, False]])  # position 5 is given: never changed
+
+    plain = LLaDAUniBlockScheduler(block_length=6, num_inference_steps=3, threshold=0.95)
+    assert plain.transfer_schedule == [2, 2, 2]
+    out = plain.step(logits, 0, sample, to_fill)
+    # two positions above the threshold: both committed, nothing else
+    assert out.transfer_index[0].tolist() == [True, False, False, True, False, False]
+    assert out.prev_sample[0].tolist() == [0, 9, 9, 3, 9, 9]
+    torch.testing.assert_close(out.sampled_probs[0], p, atol=1e-5, rtol=0)
+    # no confident position left: the schedule's count, best first: the schedule's count, best first
+    out = plain.step(logits, 1, sample, to_fill & ~out.transfer_index)
+    assert out.transfer_index[0].tolist() == [False, True, True, False, False, False]
+
+    adaptive = LLaDAUniBlockScheduler(block_length=6, num_inference_steps=4, threshold=0.95, adaptive=True)
+    out = adaptive.step(logits, 0, sample, to_fill)
+    # ceil(5 / 4) = 2 best (0.99, 0.97) plus every confident one: the same two
+    assert out.transfer_index[0].tolist() == [True, False, False, True, False, False]
+    out = adaptive.step(logits, 2, sample, torch.tensor([[False, True, True, False, True, False]]))
+    # ceil(3 / 2) = 2: the two best of the three left
+    assert out.transfer_index[0].tolist() == [False, True, True, False, False, False]
+    assert out.prev_sample[0, 5] == 9

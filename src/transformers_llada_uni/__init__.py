@@ -3,6 +3,8 @@
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
 from .generation_llada_uni import (
+    LLaDAUniBlockScheduler,
+    LLaDAUniBlockSchedulerOutput,
     LLaDAUniGenerateOutput,
     LLaDAUniGenerationConfig,
     LLaDAUniImageGenerationOutput,
@@ -59,6 +61,8 @@ __all__ = [
     "LLaDAUniModel",
     "LLaDAUniForConditionalGeneration",
     "LLaDAUniGenerationConfig",
+    "LLaDAUniBlockScheduler",
+    "LLaDAUniBlockSchedulerOutput",
     "LLaDAUniGenerateOutput",
     "LLaDAUniImageGenerationOutput",
     "LLaDAUniUnderstandingOutput",

@@ -3,19 +3,27 @@
 
 One engine (`_BlockDiffusionDecoder`) fills `<|mask|>` positions block by block for every mode: text (`generate`),
 image understanding, text-to-image (normal and thinking) and editing. A mode only chooses the prompts of its guidance
-branches and a `_Guidance` (how the branch logits of a sample combine, with the optional rescale and image-only
-vocabulary); all branches of all samples run in one batched forward.
+branches, a `_Guidance` (how the branch logits of a sample combine, with the optional rescale) and its logit rules
+(e.g. image ids only); all branches of all samples run in one batched forward. Each step of a block reads:
+
+1. forward (`_BlockForwarder`): the block's logits for every branch, from the exact window or SPRINT's prefix cache;
+2. guidance: the branches of each sample combined, then the logit rules;
+3. scheduler step (`LLaDAUniBlockScheduler`): candidates sampled, some positions committed;
+4. stopping (EOS) and the callback; after the block, the streamer.
+
+Positions that hold no mask are never changed and a block with nothing to fill is skipped, so canvases with given
+positions (inpainting) and rules that vary along the canvas (a span of image ids) fit the same loop.
 
 Exactness: the loop reproduces the original implementation's token ids (DESIGN.md section 3). The keys/values of
 finished blocks are cached, which is exact because attention is block-causal; the LM head only runs on the active
-block (`logits_to_keep`).
+block.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -318,16 +326,15 @@ class _Guidance:
     `kind` is `"none"` (one branch), `"cfg"` (conditional, unconditional: `Lu + s (Lc - Lu)`) or `"edit"` (full,
     no-text[, no-image]: `Lnt + st (Lf - Lnt) + si (Lnt - Lni)`). Guided logits are rescaled towards the std of the
     first branch (`rescale * r + (1 - rescale) * L` with `r = L * std(L0) / (std(L) + 1e-6)`, torch's unbiased std
-    over the vocabulary), then, with `allowed_range`, every id outside it (text ids, for images) is set to -inf.
+    over the vocabulary). Restricting the vocabulary (image codes only) is a separate rule applied afterwards.
     """
 
-    def __init__(self, kind="none", scale=1.0, text_scale=0.0, image_scale=0.0, rescale=0.0, allowed_range=None):
+    def __init__(self, kind="none", scale=1.0, text_scale=0.0, image_scale=0.0, rescale=0.0):
         self.kind = kind
         self.scale = scale
         self.text_scale = text_scale
         self.image_scale = image_scale
         self.rescale = rescale
-        self.allowed_range = allowed_range
         if kind == "none":
             self.num_branches = 1
         elif kind == "cfg":
@@ -339,18 +346,17 @@ class _Guidance:
             raise ValueError(f"Unknown guidance kind {kind!r}.")
 
     @classmethod
-    def text_to_image(cls, cfg_scale, rescale, allowed_range):
+    def text_to_image(cls, cfg_scale, rescale):
         # The original turns guidance off at exactly 1.0 (where it would be the identity anyway).
         if cfg_scale == 1.0:
-            return cls("none", allowed_range=allowed_range)
-        return cls("cfg", scale=cfg_scale, rescale=rescale, allowed_range=allowed_range)
+            return cls("none")
+        return cls("cfg", scale=cfg_scale, rescale=rescale)
 
     @classmethod
-    def editing(cls, text_scale, image_scale, rescale, allowed_range):
+    def editing(cls, text_scale, image_scale, rescale):
         if not (text_scale > 0 or image_scale > 0):
-            return cls("none", allowed_range=allowed_range)
-        return cls("edit", text_scale=text_scale, image_scale=image_scale, rescale=rescale,
-                   allowed_range=allowed_range)
+            return cls("none")
+        return cls("edit", text_scale=text_scale, image_scale=image_scale, rescale=rescale)
 
     @property
     def guided(self) -> bool:
@@ -365,8 +371,8 @@ class _Guidance:
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """`logits`: `(samples, branches, positions, vocab)` -> `(samples, positions, vocab)`."""
         if self.kind == "none":
-            guided = logits[:, 0]
-        elif self.kind == "cfg":
+            return logits[:, 0]
+        if self.kind == "cfg":
             cond, uncond = logits[:, 0], logits[:, 1]
             guided = uncond + self.scale * (cond - uncond)
         else:
@@ -374,17 +380,28 @@ class _Guidance:
             guided = no_text + self.text_scale * (full - no_text)
             if self.num_branches == 3:
                 guided = guided + self.image_scale * (no_text - logits[:, 2])
-        if self.guided and self.rescale:
+        if self.rescale:
             reference = logits[:, 0]
             rescaled = guided * (reference.std(dim=-1, keepdim=True) / (guided.std(dim=-1, keepdim=True) + 1e-6))
             guided = self.rescale * rescaled + (1 - self.rescale) * guided
-        if self.allowed_range is not None:
-            low, high = self.allowed_range
-            if self.kind == "none":
-                guided = guided.clone()
-            guided[..., :low] = float("-inf")
-            guided[..., high:] = float("-inf")
         return guided
+
+
+class _AllowedIds:
+    """A logit rule: every id outside `[low, high)` gets -inf (images: text ids excluded), at every position.
+
+    Logit rules run after guidance, on `(samples, positions, vocab)` logits of the block `[block_start, block_end)`;
+    a rule that depends on the canvas column (a span switching from text to image ids) reads those columns.
+    """
+
+    def __init__(self, low: int, high: int):
+        self.low, self.high = low, high
+
+    def __call__(self, logits: torch.Tensor, block_start: int, block_end: int) -> torch.Tensor:
+        logits = logits.clone()
+        logits[..., : self.low] = float("-inf")
+        logits[..., self.high :] = float("-inf")
+        return logits
 
 
 @dataclass
@@ -450,14 +467,13 @@ def _positions(layout: _Layout, start: int, end: int) -> torch.LongTensor:
 def _block_causal_mask(key_cols: torch.LongTensor, visible_from: torch.LongTensor, query_start: int, query_end: int,
                        block_length: int) -> torch.BoolTensor:
     """`(rows, 1, queries, keys)` boolean mask: a query sees keys of its own and earlier blocks at columns
-    `>= visible_from[row]`; `key_cols` (`(rows, keys)`, -1 = empty slot) are the canvas columns of the keys.
+    `>= visible_from[row]`; `key_cols` (`(rows, keys)`) are the canvas columns of the keys.
     A query that sees nothing (padding filling whole blocks) gets a zero attention output from the model, as in the
     original; SPRINT's cached steps read the keys such rows produce."""
     device = key_cols.device
     query_cols = torch.arange(query_start, query_end, device=device)
     allowed = (key_cols[:, None, :] // block_length) <= (query_cols[None, :, None] // block_length)
     allowed &= key_cols[:, None, :] >= visible_from[:, None, None]
-    allowed &= key_cols[:, None, :] >= 0
     return allowed[:, None]
 
 
@@ -488,9 +504,142 @@ def sprint_importance(keys: torch.Tensor, pinned: torch.BoolTensor, visible: tor
     return score.masked_fill(~visible, float("-inf"))
 
 
-def _num_transfer_schedule(block_length: int, steps: int) -> list[int]:
-    base, extra = divmod(block_length, steps)
-    return [base + 1 if i < extra else base for i in range(steps)]
+# ----------------------------------------------------------------------------------------------------- scheduler
+@dataclass
+class LLaDAUniBlockSchedulerOutput(ModelOutput):
+    """One step of [`LLaDAUniBlockScheduler`] on a block (all tensors `(samples, block_length)`).
+
+    Args:
+        prev_sample (`torch.LongTensor`): the block after this step.
+        transfer_index (`torch.BoolTensor`): the positions committed at this step.
+        sampled_tokens (`torch.LongTensor`): the candidate token at every position.
+        sampled_probs (`torch.FloatTensor`): its probability (what `threshold` is compared with).
+        scores (`torch.FloatTensor`): the remasking score that ranks positions for commitment.
+    """
+
+    prev_sample: torch.LongTensor | None = None
+    transfer_index: torch.BoolTensor | None = None
+    sampled_tokens: torch.LongTensor | None = None
+    sampled_probs: torch.FloatTensor | None = None
+    scores: torch.FloatTensor | None = None
+
+
+class LLaDAUniBlockScheduler:
+    r"""
+    The commit policy of block diffusion, in the spirit of diffusers' `BlockRefinementScheduler`: at every step of a
+    block, [`~LLaDAUniBlockScheduler.step`] samples a candidate token for every position and commits some of the
+    positions still to fill.
+
+    - Candidates: the argmax at `temperature` 0 (its probability from the float32 softmax), else a sample after
+      `top_k` / `top_p` filtering. Positions are ranked by the `remasking_strategy` score: `low_confidence` (the
+      candidate's probability), `top_k_margin` (p1 - p2), `neg_entropy` (1 - H / log V) or `random`.
+    - Plain rule (the original's `generate_bd`): step `i` commits `transfer_schedule[i]` positions (`block_length`
+      spread over the steps, the first `block_length % steps` steps one more); if at least that many have a
+      probability above `threshold` all of those are committed instead.
+    - Adaptive rule (SPRINT, `adaptive=True`): `k = clamp(ceil(to_fill / steps_left), minimal_topk, to_fill)` best
+      ranked positions, and every position above `threshold`.
+
+    Args:
+        block_length (`int`): tokens per block.
+        num_inference_steps (`int`): steps per block (at most).
+        threshold (`float`), minimal_topk (`int`), remasking_strategy (`str`), temperature (`float`), top_k
+        (`int`, *optional*), top_p (`float`, *optional*): see [`LLaDAUniGenerationConfig`].
+        adaptive (`bool`): SPRINT's commit rule instead of the plain one.
+    """
+
+    def __init__(self, block_length: int = 32, num_inference_steps: int = 32, threshold: float = 0.95,
+                 minimal_topk: int = 1, remasking_strategy: str = "low_confidence", temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, adaptive: bool = False):
+        self.block_length = block_length
+        self.num_inference_steps = num_inference_steps
+        self.threshold = threshold
+        self.minimal_topk = minimal_topk
+        self.remasking_strategy = remasking_strategy
+        self.temperature = temperature or 0.0
+        self.top_k = top_k
+        self.top_p = top_p
+        self.adaptive = adaptive
+        base, extra = divmod(block_length, num_inference_steps)
+        self.transfer_schedule = [base + 1 if i < extra else base for i in range(num_inference_steps)]
+
+    @classmethod
+    def from_generation_config(cls, config: LLaDAUniGenerationConfig, gen_length: int,
+                               adaptive: bool = False) -> "LLaDAUniBlockScheduler":
+        """The scheduler of one decode; `steps` is capped at `gen_length // minimal_topk`, as in the original."""
+        steps = min(config.steps, gen_length // config.minimal_topk)
+        if steps <= 0:
+            raise ValueError(f"`gen_length` ({gen_length}) must be at least `minimal_topk` ({config.minimal_topk}).")
+        return cls(block_length=config.block_length, num_inference_steps=steps, threshold=config.threshold,
+                   minimal_topk=config.minimal_topk, remasking_strategy=config.remasking_strategy,
+                   temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, adaptive=adaptive)
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None):
+        """Candidate token, its probability and the remasking score per position (`logits`: `(..., vocab)`)."""
+        if self.temperature > 0:
+            logits = logits / self.temperature if self.temperature != 1.0 else logits
+            logits = _filter_top_p(_filter_top_k(logits, self.top_k), self.top_p)
+            probs = logits.float().softmax(dim=-1)
+            flat = probs.reshape(-1, probs.shape[-1])
+            tokens = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+        else:
+            probs = logits.float().softmax(dim=-1)
+            tokens = logits.argmax(dim=-1)
+        token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        strategy = self.remasking_strategy
+        if strategy == "low_confidence":
+            score = token_probs
+        elif strategy == "top_k_margin":
+            top2 = probs.topk(2, dim=-1).values
+            score = top2[..., 0] - top2[..., 1]
+        elif strategy == "neg_entropy":
+            entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
+            support = torch.isfinite(logits).sum(dim=-1).clamp(min=2).float()
+            score = 1.0 - entropy / support.log()
+        else:
+            score = torch.rand(token_probs.shape, generator=generator, device=token_probs.device)
+        return tokens, token_probs, score
+
+    def _select(self, step_index: int, to_fill: torch.BoolTensor, probs: torch.Tensor,
+                score: torch.Tensor) -> torch.BoolTensor:
+        """The positions of one sample's block to commit (all arguments `(block_length,)`)."""
+        num_to_fill = int(to_fill.sum())
+        confident = to_fill & (probs > self.threshold)
+        ranked = torch.where(to_fill, score, torch.full_like(score, float("-inf")))
+        transfer = torch.zeros_like(to_fill)
+        if self.adaptive:
+            steps_left = self.num_inference_steps - step_index
+            k = num_to_fill if steps_left <= 0 else math.ceil(num_to_fill / steps_left)
+            k = min(max(k, self.minimal_topk), num_to_fill)
+            transfer[torch.topk(ranked, k).indices] = True
+            return transfer | confident
+        wanted = (self.transfer_schedule[step_index] if step_index < len(self.transfer_schedule) else num_to_fill)
+        if int(confident.sum()) >= wanted:
+            return confident
+        k = min(wanted, num_to_fill)
+        if k > 0:
+            transfer[torch.topk(ranked, k).indices] = True
+        return transfer
+
+    def step(self, model_output: torch.Tensor, timestep: int, sample: torch.LongTensor,
+             to_fill: torch.BoolTensor, generator: torch.Generator | None = None) -> LLaDAUniBlockSchedulerOutput:
+        """One refinement step of a block.
+
+        Args:
+            model_output (`torch.Tensor` of shape `(samples, block_length, vocab)`): the guided block logits.
+            timestep (`int`): the step index within the block (0 first).
+            sample (`torch.LongTensor` of shape `(samples, block_length)`): the block's current ids.
+            to_fill (`torch.BoolTensor` of shape `(samples, block_length)`): positions that may be committed (masked
+                and generated; given positions, e.g. a prompt's, stay False and are never changed).
+            generator (`torch.Generator`, *optional*): randomness for sampling and the `random` strategy.
+        """
+        tokens, probs, scores = self.sample(model_output, generator)
+        transfer = torch.zeros_like(to_fill)
+        for s in torch.nonzero(to_fill.any(dim=1)).flatten().tolist():
+            transfer[s] = self._select(timestep, to_fill[s], probs[s], scores[s])
+        return LLaDAUniBlockSchedulerOutput(
+            prev_sample=torch.where(transfer, tokens, sample), transfer_index=transfer, sampled_tokens=tokens,
+            sampled_probs=probs, scores=scores,
+        )
 
 
 def _filter_top_k(logits, top_k):
@@ -511,75 +660,61 @@ def _filter_top_p(logits, top_p):
     return logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
 
 
-def _sample(logits, temperature, top_k, top_p, strategy, generator):
-    """Candidate token, its probability and the remasking score per position (`logits`: `(..., vocab)`)."""
-    if temperature and temperature > 0:
-        logits = logits / temperature if temperature != 1.0 else logits
-        logits = _filter_top_p(_filter_top_k(logits, top_k), top_p)
-        probs = logits.float().softmax(dim=-1)
-        flat = probs.reshape(-1, probs.shape[-1])
-        tokens = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
-    else:
-        probs = logits.float().softmax(dim=-1)
-        tokens = logits.argmax(dim=-1)
-    token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    if strategy == "low_confidence":
-        score = token_probs
-    elif strategy == "top_k_margin":
-        top2 = probs.topk(2, dim=-1).values
-        score = top2[..., 0] - top2[..., 1]
-    elif strategy == "neg_entropy":
-        entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
-        support = torch.isfinite(logits).sum(dim=-1).clamp(min=2).float()
-        score = 1.0 - entropy / support.log()
-    else:
-        score = torch.rand(token_probs.shape, generator=generator, device=token_probs.device)
-    return tokens, token_probs, score
+# ----------------------------------------------------------------------------------------------------- forwards
+class _BlockForwarder:
+    """The model forwards of one decode: the active block's logits for every row of the canvas.
 
-
-class _BlockDiffusionDecoder:
-    """Fills the masked tail of every row of a `_Layout`, one block at a time (see module docstring)."""
+    Exact: the window up to the block's end under the block-causal mask; with `use_cache` the keys/values of finished
+    blocks are reused (exact under block-causal attention) and only the columns the cache lacks are run. SPRINT: the
+    first `cache_warmup_steps` steps of a block are exact forwards, the last of them also builds SPRINT's prefix cache
+    (pruned to `keep_ratio`, the original's `_sprint_prune_cache`), and later steps run the block alone against it.
+    """
 
     # Prefix positions whose top probability is computed per LM-head call (bounds the float32 logits held at once).
     CONFIDENCE_CHUNK = 64
 
-    def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
-                 mask_token_id: int, image_token_offset: int, stop_token_ids: Sequence[int] = (), callback=None,
-                 streamer=None, generator=None):
+    def __init__(self, model, layout: _Layout, config: LLaDAUniGenerationConfig, use_sprint: bool,
+                 image_token_offset: int, branch_names: Sequence[str]):
         self.model = model
         self.layout = layout
-        self.guidance = guidance
         self.config = config
-        self.mask = mask_token_id
+        self.use_sprint = use_sprint
         self.image_token_offset = image_token_offset
-        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=layout.x.device)
-        self.callback = callback
-        self.streamer = streamer
-        self.generator = generator
+        self.branch_names = branch_names
         self.nfe = 0
-        self.use_sprint = bool(config.use_sprint)
-        if self.use_sprint and guidance.kind == "edit":
-            logger.warning_once("SPRINT is not used with three-branch editing guidance; decoding without it.")
-            self.use_sprint = False
-        self.steps = min(config.steps, layout.gen_length // config.minimal_topk)
-        if self.steps <= 0:
-            raise ValueError(
-                f"`gen_length` ({layout.gen_length}) must be at least `minimal_topk` ({config.minimal_topk})."
-            )
-        self.schedule = _num_transfer_schedule(layout.block_length, self.steps)
-        # SPRINT's bookkeeping, per sample: every pruning of the prefix cache, and forwards run against it (counted
-        # per guidance branch, as the original counts them).
+        self.exact_cache = DynamicCache(config=model.config) if config.use_cache else None
+        self.block_start = self.block_end = 0
+        self.sprint_cache = None
+        # SPRINT's record, per sample: every pruning of the prefix cache, and forwards run against it (counted per
+        # guidance branch, as the original counts them).
         self.sprint_prunes = [[] for _ in range(layout.num_samples)]
         self.sprint_cached_forwards = [0] * layout.num_samples
         # Pruning ranks prefix tokens by the top probability of their branch's own logits: kept per canvas column,
         # computed once, when a forward first runs a column whose content is final.
-        self.prunes = self.use_sprint and config.keep_ratio < 1.0
+        self.prunes = use_sprint and config.keep_ratio < 1.0
         self.prefix_confidence = None
         self.confidence_filled = 0
         if self.prunes and config.confidence_alpha < 1.0:
             self.prefix_confidence = torch.zeros(layout.x.shape, device=layout.x.device)
 
-    # ----------------------------------------------------------------------------------------------- forwards
+    def start_block(self, block_start: int, block_end: int):
+        self.block_start, self.block_end = block_start, block_end
+        self.sprint_cache = None
+
+    def __call__(self, step: int, active: torch.BoolTensor) -> torch.Tensor:
+        """`(rows, block_length, vocab)` float32 logits of the active block at this step."""
+        warm_step = self.config.cache_warmup_steps - 1
+        if self.use_sprint and step > warm_step and self.sprint_cache is not None:
+            return self._sprint_forward(active)
+        building = self.use_sprint and step == warm_step
+        cache = self.exact_cache
+        if building and cache is None:
+            cache = DynamicCache(config=self.model.config)
+        logits = self._exact_forward(cache)
+        if building:
+            self.sprint_cache = self._build_sprint_cache(cache, active)
+        return logits
+
     def _run_model(self, start, end, cache, mask, final_upto=0):
         """Block logits of a forward over columns `[start, end)`; records the prefix confidence of the columns in
         `[start, final_upto)` that have none yet."""
@@ -602,10 +737,10 @@ class _BlockDiffusionDecoder:
         # The LM head runs on the active block only (the `logits_to_keep` rule).
         return head(hidden[:, -layout.block_length :]).float()
 
-    def _exact_forward(self, cache, block_start, block_end):
+    def _exact_forward(self, cache):
         """Block logits under the exact block-causal mask. With a cache, only the columns it lacks are run, then it
-        is cropped back to `block_start` (the finished blocks)."""
-        layout = self.layout
+        is cropped back to the block's start (the finished blocks)."""
+        layout, block_start, block_end = self.layout, self.block_start, self.block_end
         start = cache.get_seq_length() if cache is not None else 0
         keys = torch.arange(block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
         mask = _block_causal_mask(keys, layout.row_start, start, block_end, layout.block_length)
@@ -614,11 +749,11 @@ class _BlockDiffusionDecoder:
             cache.crop(block_start - cache.get_seq_length())
         return logits
 
-    def _sprint_forward(self, sprint_cache, block_start, block_end, active):
+    def _sprint_forward(self, active):
         """The active block alone against SPRINT's prefix cache (`(cache, prefix_visible)`, the latter `(rows,
         cached)` telling which cache slots each row sees)."""
-        layout = self.layout
-        cache, prefix_visible = sprint_cache
+        layout, block_start, block_end = self.layout, self.block_start, self.block_end
+        cache, prefix_visible = self.sprint_cache
         block_cols = torch.arange(block_start, block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
         mask = torch.cat([prefix_visible[:, None, None, :].expand(-1, 1, layout.block_length, -1),
                           _block_causal_mask(block_cols, layout.row_start, block_start, block_end,
@@ -630,18 +765,15 @@ class _BlockDiffusionDecoder:
             self.sprint_cached_forwards[s] += layout.num_branches
         return logits
 
-    def _sprint_visible_from(self):
-        # The original's cached steps pass no valid-prefix mask: the left padding of shorter branches is seen.
-        layout = self.layout
-        return layout.sample_start if self.config.sprint_attend_padding else layout.row_start
-
-    def _build_sprint_cache(self, exact_cache, block_start, active):
+    def _build_sprint_cache(self, exact_cache, active):
         """SPRINT's prefix cache for this block: the exact prefix, or, pruned (the original's
         `_sprint_prune_cache`), per layer its `keep` most important tokens per row, pinned ones first."""
-        layout, config = self.layout, self.config
+        layout, config, block_start = self.layout, self.config, self.block_start
         rows, device = layout.x.shape[0], layout.x.device
         cols = torch.arange(block_start, device=device).expand(rows, -1)
-        visible = cols >= self._sprint_visible_from()[:, None]
+        # The original's cached steps pass no valid-prefix mask: the left padding of shorter branches is seen.
+        visible_from = layout.sample_start if config.sprint_attend_padding else layout.row_start
+        visible = cols >= visible_from[:, None]
         if not self.prunes or block_start == 0:
             return exact_cache, visible
         ids = layout.x[:, :block_start]
@@ -672,12 +804,11 @@ class _BlockDiffusionDecoder:
             index = torch.where(slot_valid, index, block_start).sort(dim=1).values.clamp(max=block_start - 1)
             gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[-1])
             pruned.update(keys.gather(2, gather), values.gather(2, gather), layer_idx)
-        names = self.guidance.branch_names
         for s in torch.nonzero(active).flatten().tolist():
             for g in range(layout.num_branches):
                 r = s * layout.num_branches + g
                 self.sprint_prunes[s].append({
-                    "branch": names[g],
+                    "branch": self.branch_names[g],
                     "prefix_len": int(prefix_len[r]),
                     "kept": int(keep[r]),
                     "text_tokens": int((is_text[r] & visible[r]).sum()),
@@ -685,107 +816,100 @@ class _BlockDiffusionDecoder:
                 })
         return pruned, slot_valid
 
-    # ----------------------------------------------------------------------------------------------- commits
-    def _commit_count_plain(self, step, num_masked, high_conf_count):
-        wanted = self.schedule[step] if step < len(self.schedule) else num_masked
-        if high_conf_count >= wanted:
-            return None
-        return min(wanted, num_masked)
 
-    def _select(self, step, masked, probs, score):
-        """Positions to commit for one sample's block (`masked`, `probs`, `score`: `(block_length,)`)."""
-        config = self.config
-        num_masked = int(masked.sum())
-        high = masked & (probs > config.threshold)
-        ranked = torch.where(masked, score, torch.full_like(score, float("-inf")))
-        transfer = torch.zeros_like(masked)
-        if self.use_sprint:
-            steps_left = self.steps - step
-            k = num_masked if steps_left <= 0 else math.ceil(num_masked / steps_left)
-            k = min(max(k, config.minimal_topk), num_masked)
-            transfer[torch.topk(ranked, k).indices] = True
-            return transfer | high
-        k = self._commit_count_plain(step, num_masked, int(high.sum()))
-        if k is None:
-            return high
-        if k > 0:
-            transfer[torch.topk(ranked, k).indices] = True
-        return transfer
+# ----------------------------------------------------------------------------------------------------- the engine
+class _BlockDiffusionDecoder:
+    """Fills the masked tail of every row of a `_Layout`, one block at a time (see module docstring).
 
-    # ----------------------------------------------------------------------------------------------- main loop
+    Per step: forward (`_BlockForwarder`) -> guidance (`_Guidance`, then the logit rules) -> scheduler step
+    (`LLaDAUniBlockScheduler`) -> stopping, callbacks and streamer.
+    """
+
+    def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
+                 mask_token_id: int, image_token_offset: int, stop_token_ids: Sequence[int] = (),
+                 logit_rules: Sequence[Callable] = (), callback=None, streamer=None, generator=None):
+        self.layout = layout
+        self.guidance = guidance
+        self.config = config
+        self.mask = mask_token_id
+        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=layout.x.device)
+        self.logit_rules = list(logit_rules)
+        self.callback = callback
+        self.streamer = streamer
+        self.generator = generator
+        self.use_sprint = bool(config.use_sprint)
+        if self.use_sprint and guidance.kind == "edit":
+            logger.warning_once("SPRINT is not used with three-branch editing guidance; decoding without it.")
+            self.use_sprint = False
+        self.scheduler = LLaDAUniBlockScheduler.from_generation_config(config, layout.gen_length,
+                                                                       adaptive=self.use_sprint)
+        self.forwarder = _BlockForwarder(model, layout, config, self.use_sprint, image_token_offset,
+                                         guidance.branch_names)
+
+    @property
+    def nfe(self) -> int:
+        return self.forwarder.nfe
+
     def run(self, progress_bar=None):
         layout, config = self.layout, self.config
-        x, bl, G = layout.x, layout.block_length, layout.num_branches
+        x, bl, G, S = layout.x, layout.block_length, layout.num_branches, layout.num_samples
         device = x.device
-        S = layout.num_samples
         branch0 = torch.arange(S, device=device) * G
-        total_blocks = x.shape[1] // bl
         first_block = layout.gen_start // bl
         gen_end = layout.gen_start + layout.gen_length
         finished = torch.zeros(S, dtype=torch.bool, device=device)
         self.cut = torch.full((S,), -1, dtype=torch.long, device=device)
-        exact_cache = DynamicCache(config=self.model.config) if config.use_cache else None
-        warm_step = config.cache_warmup_steps - 1
         streamed = layout.gen_start.clone()
         stream_done = False
         if self.streamer is not None:
             self.streamer.put(x[0, layout.row_start[0] : layout.gen_start[0]].cpu())
 
         start_block = int(first_block.min())
-        for block in range(start_block, total_blocks):
+        for block in range(start_block, x.shape[1] // bl):
             block_start, block_end = block * bl, (block + 1) * bl
+            cols = torch.arange(block_start, block_end, device=device)
             active = (first_block <= block) & ~finished
             if not active.any():
                 if finished.all():
                     break
                 continue
-            sprint_cache = None
-            step = 0
-            while True:
+            self.forwarder.start_block(block_start, block_end)
+            for step in itertools.count():
+                # Positions to fill: masked columns of the generated region (prompt columns are never rewritten; the
+                # block tail past `gen_length` is denoised like the rest, as in the original, and cut off at the end).
                 block_ids = x[branch0, block_start:block_end]
-                masked = (block_ids == self.mask) & active[:, None]
-                # Prompt columns are never rewritten. The block tail past `gen_length` is denoised like the rest
-                # (as in the original: it takes part in the commit schedule) and cut off at the end.
-                cols = torch.arange(block_start, block_end, device=device)
-                masked &= cols[None, :] >= layout.gen_start[:, None]
-                if not masked.any():
+                to_fill = (block_ids == self.mask) & active[:, None] & (cols[None, :] >= layout.gen_start[:, None])
+                if not to_fill.any():
                     break
-                if self.use_sprint and step > warm_step and sprint_cache is not None:
-                    logits = self._sprint_forward(sprint_cache, block_start, block_end, active)
-                else:
-                    building = self.use_sprint and step == warm_step
-                    cache = exact_cache
-                    if building and cache is None:
-                        cache = DynamicCache(config=self.model.config)
-                    logits = self._exact_forward(cache, block_start, block_end)
-                    if building:
-                        sprint_cache = self._build_sprint_cache(cache, block_start, active)
+                # 1. forward: the block's logits for every branch of every sample
+                logits = self.forwarder(step, active)
+                # 2. guidance: each sample's branches combined, then the logit rules (allowed ids, ...)
                 logits = self.guidance(logits.view(S, G, bl, -1))
-                tokens, probs, score = _sample(
-                    logits, config.temperature, config.top_k, config.top_p, config.remasking_strategy, self.generator
+                for rule in self.logit_rules:
+                    logits = rule(logits, block_start, block_end)
+                # 3. scheduler step: candidates sampled, some positions committed (in every branch of the sample)
+                out = self.scheduler.step(logits, step, block_ids, to_fill, generator=self.generator)
+                transfer = out.transfer_index.repeat_interleave(G, dim=0)
+                x[:, block_start:block_end] = torch.where(
+                    transfer, out.sampled_tokens.repeat_interleave(G, dim=0), x[:, block_start:block_end]
                 )
-                for s in torch.nonzero(masked.any(dim=1)).flatten().tolist():
-                    transfer = self._select(step, masked[s], probs[s], score[s])
-                    if not transfer.any():
-                        continue
-                    rows = slice(s * G, (s + 1) * G)
-                    x[rows, block_start:block_end] = torch.where(
-                        transfer, tokens[s], x[rows, block_start:block_end]
-                    )
-                    if config.eos_early_stop and self.stop_ids.numel() and torch.isin(tokens[s][transfer],
-                                                                                    self.stop_ids).any():
-                        self._check_stop(s, block_end)
-                        if self.cut[s] >= 0:
-                            finished[s] = True
+                # 4. stopping and the callback
+                if config.eos_early_stop and self.stop_ids.numel():
+                    for s in torch.nonzero(out.transfer_index.any(dim=1)).flatten().tolist():
+                        if torch.isin(out.sampled_tokens[s][out.transfer_index[s]], self.stop_ids).any():
+                            self._check_stop(s, block_end)
+                            if self.cut[s] >= 0:
+                                finished[s] = True
                 if self.callback is not None:
                     self.callback(step, block - start_block, self.generated_ids())
-                step += 1
                 active &= ~finished
+            # A block whose committed part holds a stop token ends the sample's generation.
             if config.eos_early_stop and self.stop_ids.numel():
                 for s in torch.nonzero(active).flatten().tolist():
                     region = x[s * G, layout.gen_start[s] : min(block_end, int(gen_end[s]))]
                     if torch.isin(region, self.stop_ids).any():
                         finished[s] = True
+            # 5. the streamer gets the finished block
             if self.streamer is not None and not stream_done:
                 upto = min(block_end, int(gen_end[0]))
                 if self.cut[0] >= 0:
@@ -822,8 +946,8 @@ class _BlockDiffusionDecoder:
         """SPRINT's record of one sample (empty without SPRINT), as output fields."""
         if not self.use_sprint:
             return {}
-        return {"sprint_prunes": self.sprint_prunes[sample],
-                "sprint_cached_forwards": self.sprint_cached_forwards[sample]}
+        return {"sprint_prunes": self.forwarder.sprint_prunes[sample],
+                "sprint_cached_forwards": self.forwarder.sprint_cached_forwards[sample]}
 
     def generated_ids(self) -> torch.LongTensor:
         """`(samples, gen_length)`: the current generated region of every sample (masked positions hold the mask)."""
@@ -998,12 +1122,13 @@ class LLaDAUniGenerationMixin:
         return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
 
     def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, image_token_offset, stop_ids=(),
-                callback=None, streamer=None, generator=None):
+                logit_rules=(), callback=None, streamer=None, generator=None):
         """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats)."""
         device = self.device
         layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device)
         decoder = _BlockDiffusionDecoder(
             self, layout, guidance, config, mask_id, image_token_offset, stop_token_ids=stop_ids,
+            logit_rules=logit_rules,
             callback=callback, streamer=streamer, generator=generator,
         )
         num_blocks = layout.x.shape[1] // config.block_length - int((layout.gen_start // config.block_length).min())
@@ -1077,8 +1202,8 @@ class LLaDAUniGenerationMixin:
         sequences = self._pack([p[0] for p in prompts], generated, config, eos_ids)
         if return_dict_in_generate:
             return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe,
-                                          sprint_prunes=decoder.sprint_prunes,
-                                          sprint_cached_forwards=decoder.sprint_cached_forwards)
+                                          sprint_prunes=decoder.forwarder.sprint_prunes,
+                                          sprint_cached_forwards=decoder.forwarder.sprint_cached_forwards)
         return sequences
 
     def _pack(self, prompts, generated, config, eos_ids):
@@ -1260,14 +1385,15 @@ class LLaDAUniGenerationMixin:
             conditional = [build_thinking_image_prompt(tokenizer, p, t, h, w) for p, t in zip(prompts, thinking_ids)]
         else:
             conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
-        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale, image_range)
+        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale)
         if guidance.guided:
             unconditional = build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=mode == "thinking")
             branches = [[c, unconditional] for c in conditional]
         else:
             branches = [[c] for c in conditional]
         decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id,
-                               special.image_token_offset, callback=callback, generator=generator)
+                               special.image_token_offset, logit_rules=[_AllowedIds(*image_range)],
+                               callback=callback, generator=generator)
         results = []
         for s, generated in enumerate(decoder.outputs(cut_at_stop=False)):
             sequence = torch.cat([torch.tensor(conditional[s], dtype=torch.long, device=generated.device), generated])
@@ -1338,15 +1464,15 @@ class LLaDAUniGenerationMixin:
             cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, **kwargs,
         )
         special, image_range = self._image_guidance_setup(tokenizer, config)
-        guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale,
-                                     image_range)
+        guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale)
         samples = []
         for ids, side_h, side_w, text in requests:
             ids = validate_image_token_ids(ids, side_h, side_w, special.image_token_offset,
                                            special.image_codebook_size)
             samples.append(list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches])
         decoder = self._decode(samples, gen_length, config, guidance, special.mask_token_id,
-                               special.image_token_offset, callback=callback, generator=generator)
+                               special.image_token_offset, logit_rules=[_AllowedIds(*image_range)],
+                               callback=callback, generator=generator)
         results = []
         for s, (branches, generated) in enumerate(zip(samples, decoder.outputs(cut_at_stop=False))):
             sequence = torch.cat([torch.tensor(branches[0], dtype=torch.long, device=generated.device), generated])
@@ -1357,6 +1483,8 @@ class LLaDAUniGenerationMixin:
         return results if batched else results[0]
 
 __all__ = [
+    "LLaDAUniBlockScheduler",
+    "LLaDAUniBlockSchedulerOutput",
     "LLaDAUniGenerationConfig",
     "LLaDAUniGenerationMixin",
     "LLaDAUniGenerateOutput",
