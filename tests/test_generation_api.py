@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 from transformers.generation.streamers import BaseStreamer
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging as hf_logging
@@ -14,7 +13,8 @@ from transformers_llada_uni import generation_llada_uni
 from transformers_llada_uni.generation_llada_uni import _split_thinking
 from transformers_llada_uni.prompting_llada_uni import get_special_token_ids, image_header_ids
 
-from conftest import EXPECTED, TINY_RELEASED
+from conftest import EXPECTED
+from generation_testing import model, progress_bars_off, tokenizer  # noqa: F401  (fixtures)
 
 
 SMALL_IMAGE = dict(image_h=256, image_w=256, steps=4, block_length=8)  # an 8 x 8 grid
@@ -25,19 +25,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture
 def no_progress():
-    hf_logging.disable_progress_bar()
-    yield
-    hf_logging.enable_progress_bar()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return AutoModelForCausalLM.from_pretrained(TINY_RELEASED).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
+    with progress_bars_off():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +88,7 @@ def test_missing_tokenizer(model, edit_case):
 def test_released_config_needs_a_mask_id_source(model, tokenizer):
     # The released config has no mask id: without a tokenizer the error says where to get it.
     assert model.config.mask_token_id is None
-    with pytest.raises(ValueError, match="mask token id is unknown"):
+    with pytest.raises(ValueError, match=r"Cannot resolve `mask_token_id`.*no tokenizer was given"):
         model.generate(torch.tensor([[991, 39]]), gen_length=8, block_length=8, steps=2)
     case = json.loads((EXPECTED / "generate_text.json").read_text())
     output = model.generate(torch.tensor([case["prompt_ids"]]), mask_token_id=tokenizer.mask_token_id, **case["kwargs"])
@@ -315,15 +304,17 @@ def test_edit_batch_equals_single_calls(model, tokenizer, edit_case, no_progress
         assert result.token_ids.tolist() == single.token_ids.tolist()
         assert result.sequences.tolist() == single.sequences.tolist()
 
-    small = {"image_tokens": edit_case["image_token_ids"][:80], "h": 8, "w": 10}
+    small = {"image_tokens": (edit_case["image_token_ids"] * 2)[:80], "h": 8, "w": 10}
     with pytest.raises(ValueError, match=r"shares one grid size; got \[\(8, 8\), \(8, 10\)\]"):
         model.edit_image([source, small], instruction=instructions, tokenizer=tokenizer, **edit_case["kwargs"])
     with pytest.raises(ValueError, match="2 instructions and 1 image entries"):
         model.edit_image([source], instruction=instructions, tokenizer=tokenizer)
     with pytest.raises(TypeError, match="list of `encode_images` entries, one per instruction"):
         model.edit_image(source, instruction=instructions, tokenizer=tokenizer)
-    with pytest.raises(TypeError, match="one dict per edit"):
+    with pytest.raises(TypeError, match="Without `h` and `w`, `image_tokens` must be what `processor.encode_images`"):
         model.edit_image(edit_case["image_token_ids"], instruction="Make it red.", tokenizer=tokenizer)
+    with pytest.raises(TypeError, match="Editing takes one source image per instruction, got 2"):
+        model.edit_image([source, source], instruction="Make it red.", tokenizer=tokenizer)
 
 
 def test_understanding_with_the_chat_template(model, tokenizer, edit_case, no_progress):

@@ -5,33 +5,21 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM, GenerationConfig
 
 import transformers_llada_uni  # noqa: F401  (registers the Auto classes)
 from transformers_llada_uni import LLaDAUniGenerationConfig
 
-from conftest import EXPECTED, TINY_RELEASED
+from conftest import TINY_RELEASED
+from generation_testing import expected, quiet, tokenizer  # noqa: F401  (fixtures)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet():
-    hf_logging.disable_progress_bar()
-    yield
-    hf_logging.enable_progress_bar()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
+pytestmark = pytest.mark.usefixtures("single_thread", "quiet")
 
 
 @pytest.fixture(scope="module")
 def image():
-    return json.loads((EXPECTED / "edit.json").read_text())["image_token_ids"]  # 8 x 8 image ids
+    return expected("edit")["image_token_ids"]  # 8 x 8 image ids
 
 
 class _Stop(Exception):

@@ -1,14 +1,13 @@
 """SPRINT's pruned prefix cache against the original, its pinning switches, rows that see nothing, and the original's
 signature defaults."""
 
-import json
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging as hf_logging
 
@@ -17,31 +16,11 @@ from transformers_llada_uni import generation_llada_uni
 from transformers_llada_uni.generation_llada_uni import LLaDAUniGenerationConfig, sprint_importance
 from transformers_llada_uni.prompting_llada_uni import build_text_to_image_unconditional_prompt
 
-from conftest import EXPECTED, TINY_RELEASED
+from conftest import TINY_RELEASED
+from generation_testing import expected, model, quiet, tokenizer  # noqa: F401  (fixtures)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet():
-    hf_logging.disable_progress_bar()
-    yield
-    hf_logging.enable_progress_bar()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return AutoModelForCausalLM.from_pretrained(TINY_RELEASED).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
-
-
-def expected(name):
-    return json.loads((EXPECTED / f"{name}.json").read_text())
+pytestmark = pytest.mark.usefixtures("single_thread", "quiet")
 
 
 # ------------------------------------------------------------------------------------------------ parity

@@ -35,6 +35,8 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from .prompting_llada_uni import (
+    ALL_SPECIAL_TOKENS,
+    LLaDAUniSpecialTokenIds,
     build_editing_prompts,
     build_text_to_image_prompt,
     build_text_to_image_unconditional_prompt,
@@ -45,9 +47,9 @@ from .prompting_llada_uni import (
     get_special_token_ids,
     image_grid_size,
     image_header_ids,
+    pad_sequences,
     parse_image_header,
-    understanding_images,
-    unpack_encoded_images,
+    parse_image_inputs,
     validate_image_token_ids,
 )
 
@@ -777,7 +779,8 @@ class _BlockForwarder:
         if not self.prunes or block_start == 0:
             return exact_cache, visible
         ids = layout.x[:, :block_start]
-        is_text = ids < self.image_token_offset
+        offset = self.image_token_offset
+        is_text = ids < offset if offset is not None else torch.ones_like(visible)
         pinned = torch.zeros_like(visible)
         if config.text_keep_ratio is None or config.text_keep_ratio >= 1:
             pinned |= is_text
@@ -1090,28 +1093,15 @@ class LLaDAUniGenerationMixin:
             )
         return tokenizer
 
-    def _special_ids(self, tokenizer, config: LLaDAUniGenerationConfig):
+    def _special_ids(self, tokenizer, config: LLaDAUniGenerationConfig,
+                     required: Sequence[str] = ALL_SPECIAL_TOKENS) -> LLaDAUniSpecialTokenIds:
+        """The one resolver (`get_special_token_ids`) on the model config with the call's generation config on top."""
         merged = copy.copy(self.config)
-        for name in ("mask_token_id", "eos_token_id"):
+        for name in ("mask_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(config, name, None)
             if value is not None:
                 setattr(merged, name, value)
-        return get_special_token_ids(tokenizer, merged)
-
-    def _mask_and_eos(self, tokenizer, config):
-        mask = config.mask_token_id if config.mask_token_id is not None else self.config.mask_token_id
-        if mask is None and tokenizer is not None:
-            mask = getattr(tokenizer, "mask_token_id", None)
-        if mask is None:
-            raise ValueError(
-                "The mask token id is unknown (this config does not store it): pass `tokenizer=` (its `<|mask|>`), "
-                "set `model.set_tokenizer(...)`, or give `mask_token_id=`."
-            )
-        eos = config.eos_token_id if config.eos_token_id is not None else self.config.eos_token_id
-        if eos is None and tokenizer is not None:
-            eos = tokenizer.eos_token_id
-        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-        return int(mask), eos
+        return get_special_token_ids(tokenizer, merged, required=required)
 
     def _progress_bar(self, config, total):
         disabled = (
@@ -1188,7 +1178,7 @@ class LLaDAUniGenerationMixin:
             )
         if streamer is not None and input_ids.shape[0] != 1:
             raise ValueError("`streamer` supports a batch of one prompt only.")
-        mask_id, eos_ids = self._mask_and_eos(tokenizer, config)
+        special = self._special_ids(tokenizer, config, required=("mask_token_id",))
         prompts = []
         for row in range(input_ids.shape[0]):
             ids = input_ids[row] if attention_mask is None else input_ids[row][attention_mask[row].bool()]
@@ -1196,27 +1186,27 @@ class LLaDAUniGenerationMixin:
                 raise ValueError(f"Prompt {row} is empty: give at least one token.")
             prompts.append([[int(t) for t in ids.tolist()]])
         gen_length = config.gen_length if config.gen_length is not None else 2048
-        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), mask_id, self.config.image_token_offset,
-                               stop_ids=eos_ids, callback=callback, streamer=streamer, generator=generator)
+        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), special.mask_token_id,
+                               special.image_token_offset, stop_ids=special.eos_token_ids, callback=callback,
+                               streamer=streamer, generator=generator)
         generated = decoder.outputs(cut_at_stop=True)
-        sequences = self._pack([p[0] for p in prompts], generated, config, eos_ids)
+        sequences = self._pack([p[0] for p in prompts], generated, special.pad_token_id)
         if return_dict_in_generate:
             return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe,
                                           sprint_prunes=decoder.forwarder.sprint_prunes,
                                           sprint_cached_forwards=decoder.forwarder.sprint_cached_forwards)
         return sequences
 
-    def _pack(self, prompts, generated, config, eos_ids):
-        pad = config.pad_token_id if config.pad_token_id is not None else self.config.pad_token_id
-        if pad is None:
-            pad = eos_ids[0] if eos_ids else 0
-        prompt_len = max(len(p) for p in prompts)
-        gen_len = max(len(g) for g in generated)
-        out = torch.full((len(prompts), prompt_len + gen_len), pad, dtype=torch.long, device=self.device)
-        for i, (prompt, gen) in enumerate(zip(prompts, generated)):
-            out[i, prompt_len - len(prompt) : prompt_len] = torch.tensor(prompt, dtype=torch.long)
-            out[i, prompt_len : prompt_len + len(gen)] = gen
-        return out
+    def _pack(self, prompts, generated, pad_id):
+        """Rows of `prompt + generated`: prompts left-padded, generated ids right-padded with `pad_id`."""
+        generated = [g.tolist() for g in generated]
+        if pad_id is None and (len({len(p) for p in prompts}) > 1 or len({len(g) for g in generated}) > 1):
+            raise ValueError("Rows of different lengths need a pad id: set `pad_token_id` (or `eos_token_id`) in the "
+                             "generation config or pass the tokenizer.")
+        pad_id = 0 if pad_id is None else pad_id  # no row is padded then
+        left, _ = pad_sequences(prompts, pad_id, side="left")
+        right, _ = pad_sequences(generated, pad_id, side="right")
+        return torch.tensor([p + g for p, g in zip(left, right)], dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------------------------------- understanding
     def understand_image(self, image_tokens, h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
@@ -1247,21 +1237,16 @@ class LLaDAUniGenerationMixin:
         )
         special = self._special_ids(tokenizer, config)
         batched = isinstance(question, (list, tuple))
-        if not batched:
-            requests = [(image_tokens, h, w, question)]
-        else:
-            entries = self._batch_entries(image_tokens, h, w, question, "question")
-            if streamer is not None and len(question) > 1:
-                raise ValueError("A streamer follows one answer: give one question, not a batch.")
-            requests = [(entry, None, None, q) for entry, q in zip(entries, question)]
+        requests = parse_image_inputs(image_tokens, h, w, texts=question, what="question")
+        if batched and streamer is not None and len(question) > 1:
+            raise ValueError("A streamer follows one answer: give one question, not a batch.")
         prompts, question_starts = [], []
-        for entry, side_h, side_w, text in requests:
-            prompt, start = self._understanding_prompt(tokenizer, special, entry, side_h, side_w, text,
-                                                       use_chat_template)
+        for images, text in zip(requests, question if batched else [question]):
+            prompt, start = self._understanding_prompt(tokenizer, special, images, text, use_chat_template)
             prompts.append(prompt)
             question_starts.append(start)
         decoder = self._decode([[prompt] for prompt in prompts], config.gen_length, config, _Guidance("none"),
-                               special.mask_token_id, special.image_token_offset, stop_ids=[special.eos_token_id],
+                               special.mask_token_id, special.image_token_offset, stop_ids=special.eos_token_ids,
                                callback=callback, streamer=streamer, generator=generator)
         results = []
         for s, (prompt, start, generated) in enumerate(zip(prompts, question_starts, decoder.outputs(cut_at_stop=True))):
@@ -1274,34 +1259,17 @@ class LLaDAUniGenerationMixin:
             )
         return results if batched else results[0]
 
-    @staticmethod
-    def _batch_entries(image_tokens, h, w, texts, what: str) -> list:
-        """The image entries of a batch call (`texts` a list): one `encode_images` entry per text, no `h` / `w`."""
-        if h is not None or w is not None:
-            raise ValueError(
-                f"With a list of {what}s, give `image_tokens` as one `encode_images` entry per {what}; `h` and `w` "
-                "come from them."
-            )
-        if not isinstance(image_tokens, (list, tuple)):
-            raise TypeError(
-                f"With a list of {what}s, `image_tokens` must be a list of `encode_images` entries, one per {what}; "
-                f"got {type(image_tokens).__name__}."
-            )
-        if len(image_tokens) != len(texts) or not texts:
-            raise ValueError(
-                f"Got {len(texts)} {what}s and {len(image_tokens)} image entries: give one entry per {what}."
-            )
-        return list(image_tokens)
-
-    def _understanding_prompt(self, tokenizer, special, image_tokens, h, w, question, use_chat_template):
-        """The prompt ids of one understanding request, and where its question starts."""
-        images = [
-            (validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
-                                      name=name), side_h, side_w)
-            for name, ids, side_h, side_w in understanding_images(image_tokens, h, w)
+    def _understanding_prompt(self, tokenizer, special, images, question, use_chat_template):
+        """The prompt ids of one understanding request (`images` as `parse_image_inputs` gives them), and where its
+        question starts."""
+        # The public boundary: every image's ids fill its grid with image ids (checked once, here).
+        image_tokens = [
+            validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
+                                     name=name)
+            for name, ids, side_h, side_w in images
         ]
         # One image given as one-element lists builds the same prompt as the plain form.
-        image_tokens, h, w = ([image[i] for image in images] for i in range(3))
+        h, w = [image[2] for image in images], [image[3] for image in images]
         prompt = build_understanding_prompt(tokenizer, image_tokens, h, w, question,
                                             use_chat_template=use_chat_template)
         question_ids = encode_text(tokenizer, question)
@@ -1317,10 +1285,9 @@ class LLaDAUniGenerationMixin:
         return 0
 
     # ------------------------------------------------------------------------------------------- images
-    def _image_guidance_setup(self, tokenizer, config):
-        special = self._special_ids(tokenizer, config)
-        image_range = (special.image_token_offset, special.image_token_offset + special.image_codebook_size)
-        return special, image_range
+    @staticmethod
+    def _image_ids_only(special: LLaDAUniSpecialTokenIds) -> _AllowedIds:
+        return _AllowedIds(special.image_token_offset, special.image_token_offset + special.image_codebook_size)
 
     @staticmethod
     def _image_gen_length(gen_length, h, w):
@@ -1377,7 +1344,7 @@ class LLaDAUniGenerationMixin:
         h, w = image_grid_size(config.image_h, config.image_w)
         image_header_ids(tokenizer, h, w)  # validates the grid before any work
         gen_length = self._image_gen_length(gen_length, h, w)
-        special, image_range = self._image_guidance_setup(tokenizer, config)
+        special = self._special_ids(tokenizer, config)
         thinking_texts = [None] * len(prompts)
         nfe = 0
         if mode == "thinking":
@@ -1392,7 +1359,7 @@ class LLaDAUniGenerationMixin:
         else:
             branches = [[c] for c in conditional]
         decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id,
-                               special.image_token_offset, logit_rules=[_AllowedIds(*image_range)],
+                               special.image_token_offset, logit_rules=[self._image_ids_only(special)],
                                callback=callback, generator=generator)
         results = []
         for s, generated in enumerate(decoder.outputs(cut_at_stop=False)):
@@ -1442,36 +1409,33 @@ class LLaDAUniGenerationMixin:
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
         batched = isinstance(instruction, (list, tuple))
-        entries = self._batch_entries(image_tokens, h, w, instruction, "instruction") if batched else [image_tokens]
-        if (batched or (h is None and w is None)) and not all(isinstance(entry, dict) for entry in entries):
-            raise TypeError(
-                "Without `h` and `w`, `image_tokens` must be what `processor.encode_images(..., mode='edit')` returns: "
-                "one dict per edit (editing takes one source image)."
-            )
-        if not batched:
-            if h is None and w is None:
-                image_tokens, h, w = unpack_encoded_images(image_tokens)
-            requests = [(image_tokens, h, w, instruction)]
-        else:
-            requests = [(*unpack_encoded_images(entry), text) for entry, text in zip(entries, instruction)]
-            grids = sorted({(int(r[1]), int(r[2])) for r in requests})
-            if len(grids) > 1:
-                raise ValueError(f"A batch of edits shares one grid size; got {grids}: edit each size on its own.")
-            h, w = grids[0]
-        gen_length = self._image_gen_length(gen_length, h, w)
+        requests = parse_image_inputs(image_tokens, h, w, texts=instruction, what="instruction")
+        for images in requests:
+            if len(images) != 1:
+                raise TypeError(f"Editing takes one source image per instruction, got {len(images)}: give one "
+                                "`encode_images(..., mode='edit')` dict (or ids with `h` and `w`) per instruction.")
         config = self._generation_settings(
             generation_config, mode="editing", steps=steps, block_length=block_length, temperature=temperature,
             cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, **kwargs,
         )
-        special, image_range = self._image_guidance_setup(tokenizer, config)
+        special = self._special_ids(tokenizer, config)
+        # The public boundary: the ids fill their grid with image ids (checked once, here).
+        sources = [
+            (validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
+                                      name=name), side_h, side_w)
+            for ((name, ids, side_h, side_w),) in requests
+        ]
+        grids = sorted({(side_h, side_w) for _, side_h, side_w in sources})
+        if len(grids) > 1:
+            raise ValueError(f"A batch of edits shares one grid size; got {grids}: edit each size on its own.")
+        h, w = grids[0]
+        gen_length = self._image_gen_length(gen_length, h, w)
         guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale)
-        samples = []
-        for ids, side_h, side_w, text in requests:
-            ids = validate_image_token_ids(ids, side_h, side_w, special.image_token_offset,
-                                           special.image_codebook_size)
-            samples.append(list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches])
+        texts = instruction if batched else [instruction]
+        samples = [list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches]
+                   for (ids, side_h, side_w), text in zip(sources, texts)]
         decoder = self._decode(samples, gen_length, config, guidance, special.mask_token_id,
-                               special.image_token_offset, logit_rules=[_AllowedIds(*image_range)],
+                               special.image_token_offset, logit_rules=[self._image_ids_only(special)],
                                callback=callback, generator=generator)
         results = []
         for s, (branches, generated) in enumerate(zip(samples, decoder.outputs(cut_at_stop=False))):
