@@ -66,6 +66,35 @@ _MODE_FIELDS = {
     "editing": {"steps": "edit_steps"},
 }
 
+# transformers' generation options that have no meaning in block diffusion, with their neutral value and why; a
+# call or a generation config that sets one to anything else is refused rather than silently ignored.
+_BEAMS = "beam search (block diffusion commits positions by confidence; there are no beams)"
+_LEFT_TO_RIGHT = "a logits processor that assumes left-to-right decoding of one token per step"
+_SAMPLER = "another sampler (block diffusion supports temperature, top_k and top_p)"
+_UNSUPPORTED_OPTIONS = {
+    "num_beams": (1, _BEAMS), "num_beam_groups": (1, _BEAMS), "diversity_penalty": (0.0, _BEAMS),
+    "length_penalty": (1.0, _BEAMS), "early_stopping": (False, _BEAMS), "constraints": (None, _BEAMS),
+    "force_words_ids": (None, _BEAMS),
+    "repetition_penalty": (1.0, _LEFT_TO_RIGHT), "encoder_repetition_penalty": (1.0, _LEFT_TO_RIGHT),
+    "no_repeat_ngram_size": (0, _LEFT_TO_RIGHT), "encoder_no_repeat_ngram_size": (0, _LEFT_TO_RIGHT),
+    "bad_words_ids": (None, _LEFT_TO_RIGHT), "sequence_bias": (None, _LEFT_TO_RIGHT),
+    "suppress_tokens": (None, _LEFT_TO_RIGHT), "begin_suppress_tokens": (None, _LEFT_TO_RIGHT),
+    "forced_bos_token_id": (None, _LEFT_TO_RIGHT), "forced_eos_token_id": (None, _LEFT_TO_RIGHT),
+    "exponential_decay_length_penalty": (None, _LEFT_TO_RIGHT), "renormalize_logits": (False, _LEFT_TO_RIGHT),
+    "remove_invalid_values": (False, _LEFT_TO_RIGHT), "token_healing": (False, _LEFT_TO_RIGHT),
+    "typical_p": (1.0, _SAMPLER), "epsilon_cutoff": (0.0, _SAMPLER), "eta_cutoff": (0.0, _SAMPLER),
+    "min_p": (None, _SAMPLER), "top_h": (None, _SAMPLER), "penalty_alpha": (None, _SAMPLER),
+    "dola_layers": (None, _SAMPLER), "watermarking_config": (None, _SAMPLER),
+    "guidance_scale": (1.0, "text guidance (image modes have `cfg_scale`)"),
+    "prompt_lookup_num_tokens": (None, "assisted decoding"),
+    "output_attentions": (False, "per-step attentions (not kept)"),
+    "output_hidden_states": (False, "per-step hidden states (not kept)"),
+    "output_logits": (False, "per-step full-vocabulary logits (not kept; `output_scores` gives each position's "
+                              "probability when committed)"),
+    "cache_implementation": (None, "another cache (the engine keeps the exact cache of finished blocks)"),
+    "max_time": (None, "a time limit"), "low_memory": (False, "beam search"),
+}
+
 # Earlier names of the SPRINT pinning switches (booleans) and the original's ratios that replace them.
 _DEPRECATED_SWITCHES = {"sprint_keep_text": "text_keep_ratio", "sprint_keep_image": "image_keep_ratio"}
 
@@ -238,6 +267,17 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         for name in ("block_length", "steps", "gen_length", "image_steps", "image_h", "image_w", "edit_steps",
                      "thinking_steps", "thinking_gen_length", "minimal_topk", "cache_warmup_steps"):
             positive_int(name)
+        for name in ("max_new_tokens", "max_length", "num_return_sequences"):
+            if getattr(self, name, None) is not None:
+                positive_int(name)
+        for name in ("min_new_tokens", "min_length"):
+            value = getattr(self, name, None)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+        stops = getattr(self, "stop_strings", None)
+        if stops is not None and not (isinstance(stops, str) or (
+                isinstance(stops, (list, tuple)) and stops and all(isinstance(t, str) and t for t in stops))):
+            raise ValueError(f"`stop_strings` must be a string or a list of non-empty strings, got {stops!r}.")
         if self.remasking_strategy not in REMASKING_STRATEGIES:
             raise ValueError(
                 f"`remasking_strategy` must be one of {REMASKING_STRATEGIES}, got {self.remasking_strategy!r}."
@@ -266,6 +306,11 @@ class LLaDAUniGenerateOutput(ModelOutput):
         sequences (`torch.LongTensor` of shape `(batch, length)`): prompt (left-padded with `pad_token_id`) followed
             by the generated tokens, cut after the first EOS and right-padded with `pad_token_id`.
         num_forward_passes (`int`): model forwards (NFE); guidance branches share one forward.
+        scores (`torch.FloatTensor` of shape `(batch, new_tokens)`, *optional*): with `output_scores=True`, the
+            probability each generated token had when it was committed (the per-step confidence; the full
+            vocabulary of every step is not kept). Aligned with `sequences[:, prompt_length:]`.
+        commit_steps (`torch.LongTensor` of shape `(batch, new_tokens)`, *optional*): with `output_scores=True`, the
+            forward (0-based) whose step committed each token; -1 on padding.
         sprint_prunes (`list[list[dict]]`, *optional*): per row, SPRINT's prefix-cache prunings (see
             [`LLaDAUniImageGenerationOutput`]).
         sprint_cached_forwards (`list[int]`, *optional*): per row, forwards against SPRINT's cache.
@@ -273,6 +318,8 @@ class LLaDAUniGenerateOutput(ModelOutput):
 
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    scores: torch.FloatTensor | None = None
+    commit_steps: torch.LongTensor | None = None
     sprint_prunes: list | None = None
     sprint_cached_forwards: list | None = None
 
@@ -287,6 +334,10 @@ class LLaDAUniImageGenerationOutput(ModelOutput):
         thinking (`str`, *optional*): the reasoning text written in thinking mode.
         sequences (`torch.LongTensor`): the conditional branch's prompt followed by the generated ids.
         num_forward_passes (`int`): model forwards (NFE) of this call.
+        scores (`torch.FloatTensor` of shape `(1, generated)`, *optional*): with `output_scores=True`, the
+            probability each generated token had when it was committed.
+        commit_steps (`torch.LongTensor` of shape `(1, generated)`, *optional*): with `output_scores=True`, the
+            forward (0-based, counted over the decode) whose step committed each token.
         sprint_prunes (`list[dict]`, *optional*): with SPRINT, every pruning of the prefix cache, in order, one dict
             per guidance branch: `branch`, `prefix_len` (canvas columns before the block), `kept`, and how many prefix
             ids are `text_tokens` / `image_tokens`.
@@ -300,6 +351,8 @@ class LLaDAUniImageGenerationOutput(ModelOutput):
     thinking: str | None = None
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    scores: torch.FloatTensor | None = None
+    commit_steps: torch.LongTensor | None = None
     sprint_prunes: list | None = None
     sprint_cached_forwards: int | None = None
 
@@ -312,12 +365,14 @@ class LLaDAUniUnderstandingOutput(ModelOutput):
         text (`str`): decoded from the question onwards, special tokens skipped (the original's return value).
         sequences (`torch.LongTensor` of shape `(1, length)`): prompt + generated ids, cut after the first EOS.
         num_forward_passes (`int`): model forwards (NFE).
-        sprint_prunes, sprint_cached_forwards: as in [`LLaDAUniImageGenerationOutput`].
+        scores, commit_steps, sprint_prunes, sprint_cached_forwards: as in [`LLaDAUniImageGenerationOutput`].
     """
 
     text: str | None = None
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    scores: torch.FloatTensor | None = None
+    commit_steps: torch.LongTensor | None = None
     sprint_prunes: list | None = None
     sprint_cached_forwards: int | None = None
 
@@ -392,18 +447,62 @@ class _Guidance:
 class _AllowedIds:
     """A logit rule: every id outside `[low, high)` gets -inf (images: text ids excluded), at every position.
 
-    Logit rules run after guidance, on `(samples, positions, vocab)` logits of the block `[block_start, block_end)`;
-    a rule that depends on the canvas column (a span switching from text to image ids) reads those columns.
+    Logit rules run after guidance, on the block's `(samples, block_length, vocab)` logits, with `positions`
+    (`(samples, block_length)`): each column's index in its sample's generated region (negative on prompt columns).
+    A rule that varies along the output (a span switching from text to image ids) reads them.
     """
 
     def __init__(self, low: int, high: int):
         self.low, self.high = low, high
 
-    def __call__(self, logits: torch.Tensor, block_start: int, block_end: int) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, positions: torch.LongTensor) -> torch.Tensor:
         logits = logits.clone()
         logits[..., : self.low] = float("-inf")
         logits[..., self.high :] = float("-inf")
         return logits
+
+
+class _NoStopBefore:
+    """A logit rule: the stop ids get -inf at the first `count` generated positions (`min_new_tokens`)."""
+
+    def __init__(self, stop_ids: Sequence[int], count: int):
+        self.stop_ids, self.count = list(stop_ids), count
+
+    def __call__(self, logits: torch.Tensor, positions: torch.LongTensor) -> torch.Tensor:
+        early = (positions < self.count)[..., None]
+        blocked = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        blocked[self.stop_ids] = True
+        return logits.masked_fill(early & blocked, float("-inf"))
+
+
+class _StopStrings:
+    """transformers' `stop_strings` for block diffusion: a sample stops once the text of its filled prefix (the
+    generated ids before the first mask) holds one of `strings`; its output ends with the token that completes it."""
+
+    def __init__(self, tokenizer, strings: Sequence[str], num_samples: int):
+        self.tokenizer = tokenizer
+        self.strings = [strings] if isinstance(strings, str) else list(strings)
+        self.checked = [0] * num_samples  # per sample: a prefix length known to hold no stop string
+
+    def _holds(self, ids: list[int]) -> bool:
+        text = self.tokenizer.decode(ids)
+        return any(string in text for string in self.strings)
+
+    def find(self, sample: int, prefix: list[int]) -> int | None:
+        """The number of tokens up to the end of the first stop string in `prefix`, or None."""
+        if len(prefix) <= self.checked[sample]:
+            return None
+        if not self._holds(prefix):
+            self.checked[sample] = len(prefix)
+            return None
+        low, high = self.checked[sample] + 1, len(prefix)  # the shortest prefix that holds one
+        while low < high:
+            middle = (low + high) // 2
+            if self._holds(prefix[:middle]):
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
 
 @dataclass
@@ -830,8 +929,10 @@ class _BlockDiffusionDecoder:
 
     def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
                  mask_token_id: int, image_token_offset: int, stop_token_ids: Sequence[int] = (),
-                 logit_rules: Sequence[Callable] = (), callback=None, streamer=None, generator=None):
+                 logit_rules: Sequence[Callable] = (), stop_strings: _StopStrings | None = None, callback=None,
+                 streamer=None, generator=None):
         self.layout = layout
+        self.stop_strings = stop_strings
         self.guidance = guidance
         self.config = config
         self.mask = mask_token_id
@@ -862,6 +963,10 @@ class _BlockDiffusionDecoder:
         gen_end = layout.gen_start + layout.gen_length
         finished = torch.zeros(S, dtype=torch.bool, device=device)
         self.cut = torch.full((S,), -1, dtype=torch.long, device=device)
+        self.string_cut = torch.full((S,), -1, dtype=torch.long, device=device)
+        # Per canvas column: the probability of the committed token when it was committed, and at which forward.
+        self.commit_probs = torch.zeros(S, x.shape[1], device=device)
+        self.commit_steps = torch.full((S, x.shape[1]), -1, dtype=torch.long, device=device)
         streamed = layout.gen_start.clone()
         stream_done = False
         if self.streamer is not None:
@@ -871,6 +976,7 @@ class _BlockDiffusionDecoder:
         for block in range(start_block, x.shape[1] // bl):
             block_start, block_end = block * bl, (block + 1) * bl
             cols = torch.arange(block_start, block_end, device=device)
+            positions = cols[None, :] - layout.gen_start[:, None]
             active = (first_block <= block) & ~finished
             if not active.any():
                 if finished.all():
@@ -889,13 +995,17 @@ class _BlockDiffusionDecoder:
                 # 2. guidance: each sample's branches combined, then the logit rules (allowed ids, ...)
                 logits = self.guidance(logits.view(S, G, bl, -1))
                 for rule in self.logit_rules:
-                    logits = rule(logits, block_start, block_end)
+                    logits = rule(logits, positions)
                 # 3. scheduler step: candidates sampled, some positions committed (in every branch of the sample)
                 out = self.scheduler.step(logits, step, block_ids, to_fill, generator=self.generator)
                 transfer = out.transfer_index.repeat_interleave(G, dim=0)
                 x[:, block_start:block_end] = torch.where(
                     transfer, out.sampled_tokens.repeat_interleave(G, dim=0), x[:, block_start:block_end]
                 )
+                self.commit_probs[:, block_start:block_end] = torch.where(
+                    out.transfer_index, out.sampled_probs, self.commit_probs[:, block_start:block_end]
+                )
+                self.commit_steps[:, block_start:block_end].masked_fill_(out.transfer_index, self.nfe - 1)
                 # 4. stopping and the callback
                 if config.eos_early_stop and self.stop_ids.numel():
                     for s in torch.nonzero(out.transfer_index.any(dim=1)).flatten().tolist():
@@ -903,6 +1013,15 @@ class _BlockDiffusionDecoder:
                             self._check_stop(s, block_end)
                             if self.cut[s] >= 0:
                                 finished[s] = True
+                if self.stop_strings is not None:
+                    for s in torch.nonzero(out.transfer_index.any(dim=1) & ~finished).flatten().tolist():
+                        region = x[s * G, layout.gen_start[s] : gen_end[s]]
+                        masked = (region == self.mask).nonzero()
+                        prefix = region[: int(masked[0]) if len(masked) else len(region)].tolist()
+                        found = self.stop_strings.find(s, prefix)
+                        if found is not None:
+                            self.string_cut[s] = layout.gen_start[s] + found
+                            finished[s] = True
                 if self.callback is not None:
                     self.callback(step, block - start_block, self.generated_ids())
                 active &= ~finished
@@ -917,6 +1036,9 @@ class _BlockDiffusionDecoder:
                 upto = min(block_end, int(gen_end[0]))
                 if self.cut[0] >= 0:
                     upto = min(upto, int(self.cut[0]))
+                if self.string_cut[0] >= 0:
+                    upto = min(upto, int(self.string_cut[0]))
+                    stream_done = True
                 elif self.stop_ids.numel():
                     stops = torch.isin(x[0, streamed[0] : upto], self.stop_ids).nonzero()
                     if len(stops):
@@ -960,8 +1082,14 @@ class _BlockDiffusionDecoder:
         index = index.clamp(max=layout.x.shape[1] - 1)
         return layout.x[rows[:, None], index].clone()
 
+    def _generated(self, canvas: torch.Tensor) -> torch.Tensor:
+        """`(samples, gen_length)`: the generated region of a `(samples, columns)` canvas-wide tensor."""
+        layout = self.layout
+        index = layout.gen_start[:, None] + torch.arange(layout.gen_length, device=layout.x.device)[None, :]
+        return canvas.gather(1, index.clamp(max=layout.x.shape[1] - 1))
+
     def outputs(self, cut_at_stop: bool) -> list[torch.LongTensor]:
-        """Per sample: the generated ids, cut after the first stop token when `cut_at_stop`."""
+        """Per sample: the generated ids, cut after the first stop token when `cut_at_stop` and after a stop string."""
         generated = self.generated_ids()
         result = []
         for s in range(generated.shape[0]):
@@ -970,8 +1098,17 @@ class _BlockDiffusionDecoder:
                 stops = torch.isin(ids, self.stop_ids).nonzero()
                 if len(stops):
                     ids = ids[: int(stops[0]) + 1]
+            if self.string_cut[s] >= 0:
+                ids = ids[: int(self.string_cut[s] - self.layout.gen_start[s])]
             result.append(ids)
         return result
+
+    def scores(self, sample: int, length: int) -> dict:
+        """`output_scores` fields of one sample's first `length` generated positions: the probability of each token
+        when it was committed, and the forward (0-based, counted over the call) that committed it."""
+        probs = self._generated(self.commit_probs)[sample, :length]
+        steps = self._generated(self.commit_steps)[sample, :length]
+        return {"scores": probs[None], "commit_steps": steps[None]}
 
 
 def _split_thinking(tokenizer, ids, special, h, w):
@@ -1039,7 +1176,7 @@ class LLaDAUniGenerationMixin:
             self.generation_config = self.generation_config_class.from_model_config(self.config)
 
     def _generation_settings(self, generation_config: GenerationConfig | None = None, mode: str = "text",
-                             **kwargs) -> LLaDAUniGenerationConfig:
+                             generate_call: bool = False, **kwargs) -> LLaDAUniGenerationConfig:
         """The settings of one call, as transformers resolves them: keyword arguments over the set (non-None) values
         of `generation_config` over `model.generation_config` over the defaults. `mode` picks the per-mode fields
         (e.g. `image_steps`) that the shared keyword names (`steps`) stand for."""
@@ -1062,13 +1199,16 @@ class LLaDAUniGenerationMixin:
                     continue
                 setattr(config, key, value)
         kwargs = {key: value for key, value in kwargs.items() if value is not None}
-        if "max_new_tokens" in kwargs and "gen_length" not in kwargs:
-            kwargs["gen_length"] = kwargs["max_new_tokens"]
+        if mode == "text" and "gen_length" in kwargs:
+            # The original's name of a call's length: transformers' `max_new_tokens`, which a call's `max_length`
+            # or a config's `max_new_tokens` must not override.
+            length = kwargs.pop("gen_length")
+            if kwargs.setdefault("max_new_tokens", length) != length:
+                raise ValueError(f"`gen_length` ({length}) and `max_new_tokens` ({kwargs['max_new_tokens']}) are the "
+                                 "same setting: give one.")
         for old, new in _DEPRECATED_SWITCHES.items():
             if old in kwargs:
                 kwargs[new] = _deprecated_switch(old, kwargs.pop(old))
-        if kwargs.get("do_sample") and kwargs.get("temperature") is None and not config.temperature:
-            kwargs["temperature"] = 1.0
         fields = _MODE_FIELDS[mode]
         for shared, field in fields.items():
             if shared in kwargs:
@@ -1080,6 +1220,22 @@ class LLaDAUniGenerationMixin:
             setattr(config, key, value)
         for shared, field in fields.items():
             setattr(config, shared, getattr(config, field))
+        # transformers' switch: `do_sample=False` is greedy whatever the temperature; `do_sample=True` samples.
+        if config.do_sample is False:
+            config.temperature = 0.0
+        elif config.do_sample and not config.temperature:
+            config.temperature = 1.0
+        unsupported = [
+            f"`{name}={getattr(config, name)!r}` ({why})" for name, (neutral, why) in _UNSUPPORTED_OPTIONS.items()
+            if getattr(config, name, None) is not None and getattr(config, name) != neutral
+        ]
+        if unsupported:
+            raise ValueError("Block-diffusion generation does not support " + "; ".join(unsupported)
+                             + ". Remove it from the call or the generation config.")
+        if mode != "text" or not generate_call:
+            if (config.num_return_sequences or 1) > 1:
+                raise ValueError(f"`num_return_sequences={config.num_return_sequences}` applies to `generate`; here "
+                                 "give the prompt several times in a list (and sample, e.g. `temperature=1.0`).")
         # After the copy, so an invalid `steps=` names the keyword the caller used.
         config.validate_diffusion()
         return config
@@ -1112,14 +1268,15 @@ class LLaDAUniGenerationMixin:
         return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
 
     def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, image_token_offset, stop_ids=(),
-                logit_rules=(), callback=None, streamer=None, generator=None):
+                logit_rules=(), stop_strings=None, callback=None, streamer=None, generator=None):
         """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats)."""
         device = self.device
         layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device)
+        self._check_positions(branch_prompts, layout)
         decoder = _BlockDiffusionDecoder(
             self, layout, guidance, config, mask_id, image_token_offset, stop_token_ids=stop_ids,
-            logit_rules=logit_rules,
-            callback=callback, streamer=streamer, generator=generator,
+            logit_rules=logit_rules, stop_strings=stop_strings, callback=callback, streamer=streamer,
+            generator=generator,
         )
         num_blocks = layout.x.shape[1] // config.block_length - int((layout.gen_start // config.block_length).min())
         bar = self._progress_bar(config, num_blocks)
@@ -1130,7 +1287,58 @@ class LLaDAUniGenerationMixin:
             bar.close()
         return decoder
 
+    def _check_positions(self, branch_prompts, layout):
+        """Warn when positions run past the range the model was trained with (`max_position_embeddings`)."""
+        limit = getattr(self.config, "max_position_embeddings", None)
+        if not limit:
+            return
+        prompt = max(len(p) for branches in branch_prompts for p in branches)
+        # Canvas positions start at 0 on a row's first token and run to the end of the last block.
+        reach = int((layout.gen_start + layout.gen_length - layout.row_start.view(-1, layout.num_branches)
+                     .amin(dim=1)).max())
+        if prompt > limit:
+            logger.warning(f"The prompt ({prompt} tokens) is longer than `max_position_embeddings` ({limit}), the "
+                           "positions the model was trained with: expect degraded output; shorten the prompt.")
+        elif reach > limit:
+            logger.warning(f"The prompt ({prompt} tokens) and the {layout.gen_length} generated tokens reach "
+                           f"position {reach - 1}, past `max_position_embeddings` ({limit}), the positions the "
+                           "model was trained with: expect degraded output at the end; generate fewer tokens.")
+
     # ------------------------------------------------------------------------------------------- text
+    @staticmethod
+    def _text_gen_length(config: LLaDAUniGenerationConfig, prompt_length: int) -> int:
+        """New tokens of a text mode, as transformers decides them: `max_new_tokens`, else `max_length` minus the
+        (padded) prompt, else the mode's `gen_length`."""
+        if config.max_new_tokens is not None:
+            if config.max_length is not None:
+                logger.warning_once(
+                    f"Both `max_new_tokens` (={config.max_new_tokens}) and `max_length` (={config.max_length}) are "
+                    "set; `max_new_tokens` takes precedence, as in transformers."
+                )
+            return config.max_new_tokens
+        if config.max_length is not None:
+            if config.max_length <= prompt_length:
+                raise ValueError(f"`max_length` ({config.max_length}) counts the prompt ({prompt_length} tokens) too: "
+                                 "leave room for new tokens, or give `max_new_tokens`.")
+            return config.max_length - prompt_length
+        return config.gen_length
+
+    def _text_rules(self, config, special, prompt_length, tokenizer, num_samples, what):
+        """The logit rules and stop strings of a text mode: `min_new_tokens` / `min_length` and `stop_strings`."""
+        rules = []
+        min_new = config.min_new_tokens
+        if min_new is None and config.min_length:
+            min_new = config.min_length - prompt_length
+        if min_new and min_new > 0 and special.eos_token_ids:
+            rules.append(_NoStopBefore(special.eos_token_ids, min_new))
+        stop_strings = None
+        if config.stop_strings:
+            if tokenizer is None:
+                raise ValueError(f"`stop_strings` need the tokenizer to read the text: pass `tokenizer=` to `{what}` "
+                                 "or call `model.set_tokenizer(tokenizer)`.")
+            stop_strings = _StopStrings(tokenizer, config.stop_strings, num_samples)
+        return rules, stop_strings
+
     def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                  generation_config: GenerationConfig | None = None, *, tokenizer=None, streamer=None,
                  callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
@@ -1158,7 +1366,7 @@ class LLaDAUniGenerationMixin:
             unpadded prompt this is the original's `prompt + generated`. With `return_dict_in_generate=True`, a
             [`LLaDAUniGenerateOutput`] that also holds the number of forward passes.
         """
-        config = self._generation_settings(generation_config, **kwargs)
+        config = self._generation_settings(generation_config, generate_call=True, **kwargs)
         if return_dict_in_generate is None:
             return_dict_in_generate = bool(config.return_dict_in_generate)
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
@@ -1171,12 +1379,18 @@ class LLaDAUniGenerationMixin:
             attention_mask = attention_mask[None] if attention_mask is not None and attention_mask.ndim == 1 else attention_mask
         if input_ids.ndim != 2:
             raise ValueError(f"`input_ids` must be 1-D or 2-D, got shape {tuple(input_ids.shape)}.")
+        if input_ids.shape[0] == 0:
+            raise ValueError(f"`input_ids` holds no prompt (shape {tuple(input_ids.shape)}): give at least one.")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"`attention_mask` shape {tuple(attention_mask.shape)} does not match `input_ids` "
                 f"{tuple(input_ids.shape)}."
             )
-        if streamer is not None and input_ids.shape[0] != 1:
+        copies = config.num_return_sequences or 1
+        if copies > 1 and not config.temperature:
+            raise ValueError(f"`num_return_sequences={copies}` needs sampling (greedy decoding returns the same "
+                             "sequence every time): pass `do_sample=True` or a `temperature` above 0.")
+        if streamer is not None and input_ids.shape[0] * copies != 1:
             raise ValueError("`streamer` supports a batch of one prompt only.")
         special = self._special_ids(tokenizer, config, required=("mask_token_id",))
         prompts = []
@@ -1184,18 +1398,32 @@ class LLaDAUniGenerationMixin:
             ids = input_ids[row] if attention_mask is None else input_ids[row][attention_mask[row].bool()]
             if ids.numel() == 0:
                 raise ValueError(f"Prompt {row} is empty: give at least one token.")
-            prompts.append([[int(t) for t in ids.tolist()]])
-        gen_length = config.gen_length if config.gen_length is not None else 2048
+            # `num_return_sequences` copies of each prompt, next to each other (transformers' order).
+            prompts.extend([[[int(t) for t in ids.tolist()]]] * copies)
+        prompt_length = input_ids.shape[1]
+        gen_length = self._text_gen_length(config, prompt_length)
+        rules, stop_strings = self._text_rules(config, special, prompt_length, tokenizer, len(prompts), "generate")
         decoder = self._decode(prompts, gen_length, config, _Guidance("none"), special.mask_token_id,
-                               special.image_token_offset, stop_ids=special.eos_token_ids, callback=callback,
-                               streamer=streamer, generator=generator)
+                               special.image_token_offset, stop_ids=special.eos_token_ids, logit_rules=rules,
+                               stop_strings=stop_strings, callback=callback, streamer=streamer, generator=generator)
         generated = decoder.outputs(cut_at_stop=True)
         sequences = self._pack([p[0] for p in prompts], generated, special.pad_token_id)
-        if return_dict_in_generate:
-            return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe,
-                                          sprint_prunes=decoder.forwarder.sprint_prunes,
-                                          sprint_cached_forwards=decoder.forwarder.sprint_cached_forwards)
-        return sequences
+        if not return_dict_in_generate:
+            return sequences
+        output = LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe,
+                                        sprint_prunes=decoder.forwarder.sprint_prunes if decoder.use_sprint else None,
+                                        sprint_cached_forwards=(decoder.forwarder.sprint_cached_forwards
+                                                                if decoder.use_sprint else None))
+        if config.output_scores:
+            # Aligned with `sequences[:, prompt_length:]`; padding after a row's end scores 0 at step -1.
+            new = sequences.shape[1] - prompt_length
+            rows = [decoder.scores(s, new) for s in range(len(prompts))]
+            output.scores = torch.cat([row["scores"] for row in rows])
+            output.commit_steps = torch.cat([row["commit_steps"] for row in rows])
+            for s, ids in enumerate(generated):
+                output.scores[s, len(ids) :] = 0.0
+                output.commit_steps[s, len(ids) :] = -1
+        return output
 
     def _pack(self, prompts, generated, pad_id):
         """Rows of `prompt + generated`: prompts left-padded, generated ids right-padded with `pad_id`."""
@@ -1245,16 +1473,21 @@ class LLaDAUniGenerationMixin:
             prompt, start = self._understanding_prompt(tokenizer, special, images, text, use_chat_template)
             prompts.append(prompt)
             question_starts.append(start)
-        decoder = self._decode([[prompt] for prompt in prompts], config.gen_length, config, _Guidance("none"),
+        longest = max(len(prompt) for prompt in prompts)
+        gen_length = self._text_gen_length(config, longest)
+        rules, stop_strings = self._text_rules(config, special, longest, tokenizer, len(prompts), "understand_image")
+        decoder = self._decode([[prompt] for prompt in prompts], gen_length, config, _Guidance("none"),
                                special.mask_token_id, special.image_token_offset, stop_ids=special.eos_token_ids,
-                               callback=callback, streamer=streamer, generator=generator)
+                               logit_rules=rules, stop_strings=stop_strings, callback=callback, streamer=streamer,
+                               generator=generator)
         results = []
         for s, (prompt, start, generated) in enumerate(zip(prompts, question_starts, decoder.outputs(cut_at_stop=True))):
             sequence = torch.cat([torch.tensor(prompt, dtype=torch.long, device=generated.device), generated])
             text = tokenizer.decode(sequence[start:].tolist(), skip_special_tokens=True)
             results.append(
                 LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe,
-                                            **decoder.sprint_stats(s))
+                                            **decoder.sprint_stats(s),
+                                            **(decoder.scores(s, len(generated)) if config.output_scores else {}))
                 if return_dict else text
             )
         return results if batched else results[0]
@@ -1367,6 +1600,7 @@ class LLaDAUniGenerationMixin:
             results.append(LLaDAUniImageGenerationOutput(
                 token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, thinking=thinking_texts[s],
                 sequences=sequence[None], num_forward_passes=decoder.nfe + nfe, **decoder.sprint_stats(s),
+                **(decoder.scores(s, h * w) if config.output_scores else {}),
             ))
         return results if batched else results[0]
 
@@ -1443,6 +1677,7 @@ class LLaDAUniGenerationMixin:
             results.append(LLaDAUniImageGenerationOutput(
                 token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
                 num_forward_passes=decoder.nfe, **decoder.sprint_stats(s),
+                **(decoder.scores(s, h * w) if config.output_scores else {}),
             ))
         return results if batched else results[0]
 

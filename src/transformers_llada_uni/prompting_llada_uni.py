@@ -268,6 +268,12 @@ def image_grid_size(image_h: int, image_w: int) -> tuple[int, int]:
     for name, value in (("image_h", image_h), ("image_w", image_w)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"`{name}` must be a positive number of pixels, got {value!r}.")
+        side = (value // 2) // 16
+        if side * 32 != value:
+            logger.warning(
+                f"`{name}={value}` is not a multiple of 32 px (each code is rendered as 2 x 16 px): the picture will be "
+                f"{side * 32} px ({side} codes)."
+            )
     return (image_h // 2) // 16, (image_w // 2) // 16
 
 
