@@ -361,3 +361,45 @@ def test_scheduler_step_plain_and_adaptive_rules():
     # ceil(3 / 2) = 2: the two best of the three left
     assert out.transfer_index[0].tolist() == [False, True, True, False, False, False]
     assert out.prev_sample[0, 5] == 9
+
+
+# ------------------------------------------------------------------------------------------------ bad input named
+@pytest.mark.parametrize("h, w, name", [(0, 8, "h"), (8, 0, "w"), (8.0, 8, "h"), (8, 2.5, "w"), (True, 8, "h")])
+def test_edit_grid_sides_are_named(model, tokenizer, edit_case, h, w, name):
+    with pytest.raises(ValueError, match=rf"`{name}` must be a positive int .*got {w if name == 'w' else h!r}"):
+        model.edit_image(edit_case["image_token_ids"], h, w, "Make it red.", tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=rf"`{name}` must be a positive int"):
+        model.edit_image({"image_tokens": edit_case["image_token_ids"], "h": h, "w": w}, instruction="Make it red.",
+                         tokenizer=tokenizer)
+
+
+def test_empty_ids_and_empty_batches_are_named(model, tokenizer):
+    with pytest.raises(ValueError, match=r"`input_ids` is empty \(shape \(1, 0\)\)"):
+        model(torch.zeros((1, 0), dtype=torch.long))
+    with pytest.raises(ValueError, match=r"`input_ids` is empty \(shape \(0, 4\)\)"):
+        model(torch.zeros((0, 4), dtype=torch.long))
+    with pytest.raises(ValueError, match=r"`inputs_embeds` is empty"):
+        model(inputs_embeds=torch.zeros((1, 0, model.config.hidden_size)))
+    with pytest.raises(ValueError, match=r"`input_ids` holds no prompt \(shape \(0, 4\)\)"):
+        model.generate(torch.zeros((0, 4), dtype=torch.long), tokenizer=tokenizer, max_new_tokens=8)
+
+
+def test_positions_past_the_trained_range_warn(model, tokenizer, no_progress):
+    logger = hf_logging.get_logger(generation_llada_uni.__name__)
+    prompt = torch.tensor([[991, 39, 378, 992, 542] * 4])  # 20 tokens
+    limit = model.config.max_position_embeddings
+    try:
+        model.config.max_position_embeddings = 24
+        with CaptureLogger(logger) as captured:
+            model.generate(prompt, tokenizer=tokenizer, max_new_tokens=16, block_length=8, steps=2)
+        assert "reach position" in captured.out and "past `max_position_embeddings` (24)" in captured.out
+        model.config.max_position_embeddings = 16
+        with CaptureLogger(logger) as captured:
+            model.generate(prompt, tokenizer=tokenizer, max_new_tokens=8, block_length=8, steps=2)
+        assert "The prompt (20 tokens) is longer than `max_position_embeddings` (16)" in captured.out
+        model.config.max_position_embeddings = 64
+        with CaptureLogger(logger) as captured:
+            model.generate(prompt, tokenizer=tokenizer, max_new_tokens=8, block_length=8, steps=2)
+        assert "max_position_embeddings" not in captured.out
+    finally:
+        model.config.max_position_embeddings = limit

@@ -558,6 +558,8 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         if input_ids is not None:
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be 2-D (batch, seq), got shape {tuple(input_ids.shape)}.")
+            if input_ids.numel() == 0:
+                raise ValueError(f"`input_ids` is empty (shape {tuple(input_ids.shape)}): give at least one token.")
             # One host sync per eager forward; a compiled forward skips the check rather than break its graph.
             out_of_range = None if torch.compiler.is_compiling() else (input_ids < 0) | (input_ids >= self.config.vocab_size)
             if out_of_range is not None and out_of_range.any():
@@ -571,6 +573,8 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             inputs_embeds = self.word_embeddings(input_ids)
 
         batch_size, seq_len = inputs_embeds.shape[:2]
+        if batch_size == 0 or seq_len == 0:
+            raise ValueError(f"`inputs_embeds` is empty (shape {tuple(inputs_embeds.shape)}): give at least one token.")
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
         if attention_mask is not None:
             if attention_mask.ndim == 2:
