@@ -122,8 +122,9 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         block_length (`int`, defaults to 32): tokens per block; blocks are aligned to position 0 of the sequence.
         steps (`int`, defaults to 32): denoising iterations per block of text generation and understanding (at most;
             capped by `gen_length // minimal_topk`).
-        gen_length (`int`, defaults to 2048): tokens that text generation and understanding generate (the original's
-            name; `max_new_tokens` is accepted as an alias). Image modes generate the grid's `h * w` codes.
+        gen_length (`int`, defaults to 2048): tokens that text generation and understanding generate when neither
+            `max_new_tokens` nor `max_length` (transformers' settings, which take precedence) is set; a call's
+            `gen_length=` keyword (the original's name) is `max_new_tokens`. Image modes generate `h * w` codes.
         image_steps (`int`, defaults to 16): `steps` of text-to-image (`generate_image`, also after thinking).
         image_h, image_w (`int`, defaults to 1024): requested picture size of `generate_image` in pixels.
         edit_steps (`int`, defaults to 8): `steps` of `edit_image`.
@@ -1077,10 +1078,7 @@ class _BlockDiffusionDecoder:
     def generated_ids(self) -> torch.LongTensor:
         """`(samples, gen_length)`: the current generated region of every sample (masked positions hold the mask)."""
         layout = self.layout
-        rows = torch.arange(layout.num_samples, device=layout.x.device) * layout.num_branches
-        index = layout.gen_start[:, None] + torch.arange(layout.gen_length, device=layout.x.device)[None, :]
-        index = index.clamp(max=layout.x.shape[1] - 1)
-        return layout.x[rows[:, None], index].clone()
+        return self._generated(layout.x[:: layout.num_branches])
 
     def _generated(self, canvas: torch.Tensor) -> torch.Tensor:
         """`(samples, gen_length)`: the generated region of a `(samples, columns)` canvas-wide tensor."""
@@ -1349,10 +1347,14 @@ class LLaDAUniGenerationMixin:
         Args:
             input_ids (`torch.LongTensor` of shape `(batch, length)` or `(length,)`): prompts. Rows of different
                 lengths may be padded on either side; `attention_mask` (1 = real token) tells which ids are real.
-            generation_config ([`LLaDAUniGenerationConfig`], *optional*): defaults to `model.generation_config`;
-                `kwargs` (`gen_length`/`max_new_tokens`, `steps`, `block_length`, `threshold`, `temperature`, ...)
-                override it.
-            tokenizer (*optional*): only needed when the config has no mask token id (the released layout).
+            generation_config (`GenerationConfig`, *optional*): its set values override `model.generation_config`;
+                `kwargs` override both: the diffusion settings of [`LLaDAUniGenerationConfig`] (`steps`,
+                `block_length`, `threshold`, `use_sprint`, ...) and transformers' `max_new_tokens` (the original's
+                `gen_length`) / `max_length`, `do_sample` / `temperature` / `top_k` / `top_p`, `num_return_sequences`
+                (sampling only), `stop_strings`, `min_new_tokens` / `min_length`, `output_scores`. Options without a
+                meaning in block diffusion (beam search, repetition penalties, ...) raise a ValueError.
+            tokenizer (*optional*): needed when the config has no mask token id (the released layout) and for
+                `stop_strings`.
             streamer (`BaseStreamer`, *optional*): e.g. `transformers.TextStreamer`; receives the prompt, then each
                 finished block in order (batch size 1 only).
             callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step with
@@ -1364,7 +1366,8 @@ class LLaDAUniGenerationMixin:
             `torch.LongTensor` of shape `(batch, length)`: each row is the prompt (left-padded with `pad_token_id`)
             followed by its generated tokens, cut after the first EOS and right-padded with `pad_token_id`. For one
             unpadded prompt this is the original's `prompt + generated`. With `return_dict_in_generate=True`, a
-            [`LLaDAUniGenerateOutput`] that also holds the number of forward passes.
+            [`LLaDAUniGenerateOutput`] that also holds the number of forward passes (and, with `output_scores=True`,
+            each token's probability when committed). `num_return_sequences` copies of a prompt are adjacent rows.
         """
         config = self._generation_settings(generation_config, generate_call=True, **kwargs)
         if return_dict_in_generate is None:
@@ -1457,6 +1460,9 @@ class LLaDAUniGenerationMixin:
 
         A batch: `question` a list, and `image_tokens` one `encode_images` entry (a dict, or a list of dicts) per
         question, without `h` and `w`. All prompts are decoded together, one forward per step; the result is a list.
+
+        Settings not given as keywords come from `generation_config=`, then `model.generation_config` (`steps`,
+        `gen_length`; transformers' `max_new_tokens` / `max_length`, `stop_strings`, `min_new_tokens` apply too).
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
         config = self._generation_settings(
@@ -1552,6 +1558,10 @@ class LLaDAUniGenerationMixin:
 
         Returns a [`LLaDAUniImageGenerationOutput`] (`.token_ids` codes without offset, `.h`, `.w`, `.thinking`), or a
         list of them for a list of prompts.
+
+        Settings not given as keywords come from `generation_config=`, then `model.generation_config`: `steps` is its
+        `image_steps`, and `image_h`, `image_w`, `cfg_scale`, `thinking_steps`, `thinking_gen_length` and the SPRINT
+        settings its fields of those names.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "generate_image")
         batched = not isinstance(prompt, str)
@@ -1640,6 +1650,9 @@ class LLaDAUniGenerationMixin:
 
         A batch: `instruction` a list and `image_tokens` one `encode_images` dict per instruction, all of one grid
         size (the canvas is shared); they are decoded together and a list comes back.
+
+        Settings not given as keywords come from `generation_config=`, then `model.generation_config`: `steps` is its
+        `edit_steps`, and `cfg_text_scale`, `cfg_image_scale` its fields of those names.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
         batched = isinstance(instruction, (list, tuple))
