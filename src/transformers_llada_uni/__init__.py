@@ -2,6 +2,14 @@
 """LLaDA2.0-Uni for transformers. Importing this package registers every class with the Auto classes."""
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+from .generation_llada_uni import (
+    LLaDAUniBlockScheduler,
+    LLaDAUniBlockSchedulerOutput,
+    LLaDAUniGenerateOutput,
+    LLaDAUniGenerationConfig,
+    LLaDAUniImageGenerationOutput,
+    LLaDAUniUnderstandingOutput,
+)
 from .modeling_llada_uni import (
     LLaDA2MoeForConditionalGeneration,
     LLaDA2MoeModel,
@@ -59,6 +67,12 @@ __all__ = [
     "LLaDAUniPreTrainedModel",
     "LLaDAUniModel",
     "LLaDAUniForConditionalGeneration",
+    "LLaDAUniGenerationConfig",
+    "LLaDAUniBlockScheduler",
+    "LLaDAUniBlockSchedulerOutput",
+    "LLaDAUniGenerateOutput",
+    "LLaDAUniImageGenerationOutput",
+    "LLaDAUniUnderstandingOutput",
     "LLaDA2MoeModel",
     "LLaDA2MoeForConditionalGeneration",
     "LLaDAUniImageVQConfig",

@@ -213,6 +213,8 @@ class LLaDAUniAttention(nn.Module):
 
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        # `(batch, 1, queries)`: False where a query row sees no key (see `_prepare_4d_mask`)
+        query_has_keys = kwargs.pop("query_has_keys", None)
 
         if cache is not None:
             key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
@@ -231,6 +233,9 @@ class LLaDAUniAttention(nn.Module):
             is_causal=False,
             **kwargs,
         )
+        if query_has_keys is not None:
+            # A row that sees nothing attends to nothing: zero output, as the original's sdpa computes it.
+            attn_output = attn_output * query_has_keys[:, 0, :, None, None].to(attn_output.dtype)
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         return self.dense(attn_output), attn_weights
 
@@ -433,17 +438,22 @@ class LLaDAUniPreTrainedModel(PreTrainedModel):
         # The rotary embedding's buffers are set by the parent for the configured `rope_type` (linear, yarn, ...).
 
 
-def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation: str) -> torch.Tensor:
-    """A user-given 4-D mask (boolean, True = attend, or additive float) in the form the attention backend takes.
+def _prepare_4d_mask(
+    mask: torch.Tensor, dtype: torch.dtype, attn_implementation: str
+) -> tuple[torch.Tensor, torch.BoolTensor]:
+    """A user-given 4-D mask (boolean, True = attend, or additive float) in the form the attention backend takes, and
+    which query rows see at least one key (`(batch, 1, queries)`).
 
-    Query rows that see nothing (left padding) are opened up to every key: their outputs are ignored anyway, and a
-    softmax over nothing would put NaN into the padded positions' hidden states.
+    Query rows that see nothing (whole blocks of left padding) get a zero attention output, as torch's sdpa gives
+    the original: the backend sees such rows opened up to every key (a softmax over nothing is NaN on some backends
+    and kernels) and the attention output of those rows is then multiplied by zero (see `LLaDAUniAttention`).
     """
     if mask.dtype == torch.bool:
         # Unconditionally: a test of `empty_rows.any()` would cost a host sync and a graph break under torch.compile.
-        mask = mask | ~mask.any(dim=-1, keepdim=True)
+        has_keys = mask.any(dim=-1)
+        mask = mask | ~has_keys[..., None]
         if attn_implementation == "sdpa":
-            return mask
+            return mask, has_keys
         if attn_implementation == "flex_attention":
             # A tensor mask would become a compiled score_mod indexing it (which crashes on CPU); a BlockMask
             # built from it computes the same attention and lets flex skip fully masked tiles.
@@ -454,12 +464,26 @@ def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation
             def mask_mod(batch_idx, head_idx, q_idx, kv_idx):
                 return dense[batch_idx, 0, q_idx, kv_idx]
 
-            return create_block_mask(
+            block_mask = create_block_mask(
                 mask_mod, dense.shape[0], None, dense.shape[2], dense.shape[3], device=mask.device
             )
+            return block_mask, has_keys
         # eager and flex add a given tensor mask to the scores
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    return mask.to(dtype)
+        additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+        return additive, has_keys
+    mask = mask.to(dtype)
+    has_keys = (mask > torch.finfo(dtype).min).any(dim=-1)
+    return mask.masked_fill(~has_keys[..., None], 0.0), has_keys
+
+
+def _rows_with_keys(padding_mask: torch.Tensor, query_length: int, block_length: int) -> torch.BoolTensor:
+    """`(batch, 1, queries)`: which of the last `query_length` positions see a real key under the block-causal
+    pattern of a 2-D padding mask (a query sees its own and earlier blocks, so only the first real key matters)."""
+    valid = padding_mask.bool()
+    total = valid.shape[-1]
+    first_real = torch.where(valid.any(dim=-1), valid.int().argmax(dim=-1), total)
+    query_blocks = torch.arange(total - query_length, total, device=valid.device) // block_length
+    return ((first_real // block_length)[:, None] <= query_blocks[None, :])[:, None]
 
 
 class LLaDAUniModel(LLaDAUniPreTrainedModel):
@@ -483,11 +507,12 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         self.word_embeddings = value
 
     def _build_attention_mask(self, attention_mask, inputs_embeds, cache, block_length):
+        """The mask for the attention backend and which query rows see a key (None: all of them)."""
         if attention_mask is not None and attention_mask.ndim == 4:
             return _prepare_4d_mask(attention_mask, inputs_embeds.dtype, self.config._attn_implementation)
         if attention_mask is None:
             # No mask at all: every token sees every token (the original's `attention_mask=None`).
-            return None
+            return None, None
         block_length = block_length or self.config.block_length
         mask = create_bidirectional_mask(
             config=self.config,
@@ -496,13 +521,13 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             cache=cache,
             and_mask_function=block_causal_mask_function(block_length),
         )
+        has_keys = _rows_with_keys(attention_mask, inputs_embeds.shape[1], block_length)
         if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
-            mask = _prepare_4d_mask(mask, inputs_embeds.dtype, self.config._attn_implementation)
+            mask = mask | ~has_keys[..., None]
         elif isinstance(mask, torch.Tensor):
-            # eager masks are additive; rows with every key at the dtype minimum are fully masked queries
-            min_value = torch.finfo(mask.dtype).min
-            mask = mask.masked_fill((mask == min_value).all(dim=-1, keepdim=True), 0.0)  # no sync, no graph break
-        return mask
+            # eager masks are additive: open the fully masked rows (their output is zeroed after attention)
+            mask = mask.masked_fill(~has_keys[..., None], 0.0)  # no sync, no graph break
+        return mask, has_keys
 
     @capture_outputs
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
@@ -552,6 +577,8 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             inputs_embeds = self.word_embeddings(input_ids)
 
         batch_size, seq_len = inputs_embeds.shape[:2]
+        if batch_size == 0 or seq_len == 0:
+            raise ValueError(f"`inputs_embeds` is empty (shape {tuple(inputs_embeds.shape)}): give at least one token.")
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
         if attention_mask is not None:
             if attention_mask.ndim == 2:
@@ -577,7 +604,9 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             position_ids = torch.arange(seq_len, device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        mask = self._build_attention_mask(attention_mask, inputs_embeds, cache, block_length)
+        mask, query_has_keys = self._build_attention_mask(attention_mask, inputs_embeds, cache, block_length)
+        if query_has_keys is not None:
+            kwargs["query_has_keys"] = query_has_keys
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         for decoder_layer in self.layers[: self.config.num_hidden_layers]:

@@ -62,6 +62,7 @@ from .prompting_llada_uni import (
     get_special_token_ids,
     image_block_ids,
     image_grid_size,
+    pad_sequences,
     parse_image_header,
     understanding_images,
     unpack_encoded_images,
@@ -462,18 +463,10 @@ class LLaDAUniProcessor(ProcessorMixin):
     def _batch(self, sequences: list[list[int]], name: str, return_tensors) -> dict:
         if return_tensors is None:
             return {name: sequences}
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.special_token_ids.eos_token_id
-        length = max(len(s) for s in sequences)
-        ids = np.full((len(sequences), length), pad, dtype=np.int64)
-        mask = np.zeros((len(sequences), length), dtype=np.int64)
-        for row, sequence in enumerate(sequences):
-            if sequence:
-                ids[row, length - len(sequence) :] = sequence
-                mask[row, length - len(sequence) :] = 1
+        # The tokenizer's pad id, else EOS (the one resolver's order when the config sets none).
+        ids, mask = pad_sequences(sequences, self.special_token_ids.pad_token_id, side="left")
         prefix = name[: -len("input_ids")]
-        return {name: ids, f"{prefix}attention_mask": mask}
+        return {name: np.asarray(ids, dtype=np.int64), f"{prefix}attention_mask": np.asarray(mask, dtype=np.int64)}
 
     @staticmethod
     def _as_list(value, name):
