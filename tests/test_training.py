@@ -381,10 +381,10 @@ def test_editing_record_from_codes_uses_the_guidance_branches(tiny):
 
 
 def test_picture_records_go_through_the_image_tokenizer(tiny, tiny_released_dir, images_dir, tmp_path):
-    from transformers_llada_uni import LLaDAUniImageTokenizerModel, LLaDAUniProcessor
+    from transformers_llada_uni import LLaDAUniImageVQModel, LLaDAUniProcessor
 
     model, tokenizer = tiny
-    image_tokenizer = LLaDAUniImageTokenizerModel.from_pretrained(tiny_released_dir / "image_tokenizer").eval()
+    image_tokenizer = LLaDAUniImageVQModel.from_pretrained(tiny_released_dir / "image_tokenizer").eval()
     processor = LLaDAUniProcessor.from_pretrained(tiny_released_dir)
     encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer, processor=processor)
     picture = sorted(images_dir.glob("*.png"))[0]

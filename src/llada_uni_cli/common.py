@@ -134,10 +134,16 @@ def add_common_options(parser, model_required=True, model_default=None, model_he
     add_progress_option(parser)
 
 
-def add_generation_options(parser, steps_default=8):
-    parser.add_argument("--steps", type=positive_int, default=steps_default,
-                        help=f"denoising steps per block (default: {steps_default})")
-    parser.add_argument("--block-length", type=positive_int, default=32, help="tokens per block (default: 32)")
+# Sampling options left unset take the model folder's generation config (`generation_config.json`), as the library
+# calls do: the command line adds no defaults of its own.
+FROM_CONFIG = "default: the model's generation config"
+
+
+def add_generation_options(parser, steps_field: str = "steps"):
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help=f"denoising steps per block ({FROM_CONFIG}, `{steps_field}`)")
+    parser.add_argument("--block-length", type=positive_int, default=None,
+                        help=f"tokens per block ({FROM_CONFIG})")
 
 
 def add_decoder_options(parser):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (
+    FROM_CONFIG,
     add_common_options,
     add_decoder_options,
     add_generation_options,
@@ -33,11 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--instruction", required=True, help="what to change")
     parser.add_argument("--output", default="llada-uni-edit.png",
                         help="image file to write; its extension picks the format (default: llada-uni-edit.png)")
-    add_generation_options(parser)
-    parser.add_argument("--cfg-text-scale", type=non_negative_float, default=4.0,
-                        help="guidance towards the instruction (default: 4.0)")
-    parser.add_argument("--cfg-image-scale", type=non_negative_float, default=0.0,
-                        help="guidance towards the source image (default: 0.0)")
+    add_generation_options(parser, steps_field="edit_steps")
+    parser.add_argument("--cfg-text-scale", type=non_negative_float, default=None,
+                        help=f"guidance towards the instruction ({FROM_CONFIG})")
+    parser.add_argument("--cfg-image-scale", type=non_negative_float, default=None,
+                        help=f"guidance towards the source image ({FROM_CONFIG})")
     add_decoder_options(parser)
     parser.add_argument("--save-codes", metavar="JSON", default=None, help="also write the edited image's codes")
     return parser

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (
+    FROM_CONFIG,
     add_common_options,
     add_decoder_options,
     add_generation_options,
@@ -30,13 +31,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--prompt", required=True, help="what to draw")
     parser.add_argument("--output", default="llada-uni-t2i.png",
                         help="image file to write; its extension picks the format (default: llada-uni-t2i.png)")
-    parser.add_argument("--height", type=positive_int, default=1024, help="image height in pixels (default: 1024)")
-    parser.add_argument("--width", type=positive_int, default=1024, help="image width in pixels (default: 1024)")
-    add_generation_options(parser)
-    parser.add_argument("--cfg-scale", type=non_negative_float, default=4.0,
-                        help="classifier-free guidance scale; 1 turns guidance off (default: 4.0)")
+    parser.add_argument("--height", type=positive_int, default=None,
+                        help=f"image height in pixels ({FROM_CONFIG}, `image_h`)")
+    parser.add_argument("--width", type=positive_int, default=None,
+                        help=f"image width in pixels ({FROM_CONFIG}, `image_w`)")
+    add_generation_options(parser, steps_field="image_steps")
+    parser.add_argument("--cfg-scale", type=non_negative_float, default=None,
+                        help=f"classifier-free guidance scale; 1 turns guidance off ({FROM_CONFIG})")
     parser.add_argument("--thinking", action="store_true", help="let the model reason in text before drawing")
-    parser.add_argument("--sprint", action="store_true", help="SPRINT acceleration (prefix cache, adaptive commits)")
+    parser.add_argument("--sprint", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"SPRINT acceleration (prefix cache, adaptive commits) on or off ({FROM_CONFIG})")
     add_decoder_options(parser)
     parser.add_argument("--save-codes", metavar="JSON", default=None,
                         help="also write the image codes to this JSON file (input of `llada-uni decode`)")

@@ -208,7 +208,7 @@ class _EpochSampler(torch.utils.data.Sampler):
 
 def _load_image_tokenizer(model_dir: Path, image_tokenizer_dir):
     """The SigLIP-VQ image tokenizer and the processor that prepares pictures for it (records that give pictures)."""
-    from transformers_llada_uni import LLaDAUniImageTokenizerModel, LLaDAUniProcessor
+    from transformers_llada_uni import LLaDAUniImageVQModel, LLaDAUniProcessor
 
     path = Path(image_tokenizer_dir) if image_tokenizer_dir else model_dir / "image_tokenizer"
     if not path.is_dir():
@@ -216,7 +216,7 @@ def _load_image_tokenizer(model_dir: Path, image_tokenizer_dir):
             f"The data gives pictures but there is no image tokenizer at {str(path)!r}; pass --image-tokenizer or give "
             "precomputed codes."
         )
-    return LLaDAUniImageTokenizerModel.from_pretrained(path).eval(), LLaDAUniProcessor.from_pretrained(model_dir)
+    return LLaDAUniImageVQModel.from_pretrained(path).eval(), LLaDAUniProcessor.from_pretrained(model_dir)
 
 
 def _needs_images(records) -> bool:

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_common_options, existing_file, load_picture, load_pipeline, open_model, positive_int, seeded
+from .common import (
+    FROM_CONFIG,
+    add_common_options,
+    add_generation_options,
+    existing_file,
+    load_picture,
+    load_pipeline,
+    open_model,
+    positive_int,
+    seeded,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,9 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="picture to look at (PNG, JPEG, ...); several go into one prompt in the given order, each "
                              "resized for the several-images budget (448^2 px)")
     parser.add_argument("--question", default="Describe this image.", help="question (default: 'Describe this image.')")
-    parser.add_argument("--steps", type=positive_int, default=32, help="denoising steps per block (default: 32)")
-    parser.add_argument("--block-length", type=positive_int, default=32, help="tokens per block (default: 32)")
-    parser.add_argument("--gen-length", type=positive_int, default=512, help="most tokens to write (default: 512)")
+    add_generation_options(parser)
+    parser.add_argument("--gen-length", type=positive_int, default=None,
+                        help=f"most tokens to write ({FROM_CONFIG}, `max_new_tokens` or `gen_length`)")
     parser.add_argument("--chat-template", action="store_true",
                         help="wrap image and question in the tokenizer's chat template (default: the original's "
                              "plain prompt)")

@@ -172,7 +172,7 @@ class LLaDAUniTrainingDataEncoder:
         tokenizer: the model's tokenizer (its chat template renders the text SFT prompts).
         config: the model config (image offset and codebook size, mask and EOS ids).
         image_tokenizer (*optional*): needed only for records that give pictures instead of precomputed codes: a
-            [`LLaDAUniImageTokenizerModel`] (used through `processor.encode_images`), or any callable
+            [`LLaDAUniImageVQModel`] (used through `processor.encode_images`), or any callable
             `image_tokenizer(image, task) -> (codes, (h, w))` with `task` in `"text_to_image"`, `"image_editing"`.
         processor (*optional*): the [`LLaDAUniProcessor`] that prepares pictures for the image tokenizer model
             (default: one built around `tokenizer` with the default image processor).
@@ -271,7 +271,7 @@ class LLaDAUniTrainingDataEncoder:
             out_codes, out_grid = self.image_tokenizer(pil, task)
         else:
             raise TypeError(
-                "`image_tokenizer` must be a LLaDAUniImageTokenizerModel or a callable (image, task) -> (codes, (h, w)),"
+                "`image_tokenizer` must be a LLaDAUniImageVQModel or a callable (image, task) -> (codes, (h, w)),"
                 f" got {type(self.image_tokenizer).__name__}."
             )
         return _check_codes(out_codes, tuple(int(g) for g in out_grid), self.special, what)
