@@ -164,9 +164,9 @@ def test_unset_sampling_options_come_from_the_generation_config(tmp_path):
     saved = json.loads(codes.read_text())
     assert (saved["h"], saved["w"]) == (8, 10)
     assert Image.open(png).size == (320, 256)
-    assert main(["t2i", *common, "--height", "128", "--output", str(png), "--save-codes", str(codes)]) == 0
+    assert main(["t2i", *common, "--width", "384", "--output", str(png), "--save-codes", str(codes)]) == 0
     saved = json.loads(codes.read_text())
-    assert (saved["h"], saved["w"]) == (4, 10)
+    assert (saved["h"], saved["w"]) == (8, 12)
 
 
 def test_understand_several_pictures_in_one_prompt(capsys):
