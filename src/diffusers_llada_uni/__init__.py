@@ -1,6 +1,13 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
 """LLaDA2.0-Uni for diffusers: the image decoder and the end-to-end pipelines."""
 
+# Before diffusers' quantizers import bitsandbytes (when installed), which would print a notice about an optional
+# CPU kernel on every import.
+from transformers_llada_uni.training_peft_llada_uni import silence_bitsandbytes_kernel_notice
+
+
+silence_bitsandbytes_kernel_notice()
+
 from .modeling_sigvq import SigVQEmbedding
 from .pipeline_llada_uni import (
     LLaDAUniImageEditPipeline,

@@ -225,6 +225,15 @@ class LLaDAUniMaskedDiffusionTrainer(Trainer):
         info = read_json(os.path.join(checkpoint, CHECKPOINT_INFO_NAME), "checkpoint description")
         if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
             raise ValueError(f"resume: {checkpoint!r} has a checkpoint description of an unknown format.")
+        state_path = os.path.join(checkpoint, "trainer_state.json")
+        state = read_json(state_path, "trainer state")
+        if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+            raise ValueError(f"resume: {state_path} has no global_step: the trainer state is damaged.")
+        if state["global_step"] != info.get("global_step"):
+            raise ValueError(
+                f"resume: {state_path} is at step {state['global_step']} but the checkpoint was written at step "
+                f"{info.get('global_step')}: the trainer state is damaged."
+            )
         ours = base_model_identity(self._base_config())
         theirs = info.get("base_model") or {}
         if theirs.get("identity") != ours["identity"]:

@@ -30,6 +30,7 @@ Each stream is a prefix-stable sequence, so padding a row further only appends d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -211,6 +212,17 @@ def _load_picture(value, base_dir: str | None, column: str):
         raise TrainingRecordError(column, str(error)) from error
 
 
+@contextlib.contextmanager
+def _as_record_error(column: str):
+    # The prompt builders validate the grid (a side needs its `<|reserved_token_N|>`): their errors name the column.
+    try:
+        yield
+    except ValueError as error:
+        if isinstance(error, TrainingRecordError):
+            raise
+        raise TrainingRecordError(column, str(error)) from error
+
+
 class LLaDAUniTrainingDataEncoder:
     """Turns training records into [`MaskedDiffusionExample`]s, with the same prompts that inference uses.
 
@@ -357,12 +369,16 @@ class LLaDAUniTrainingDataEncoder:
         if not isinstance(prompt, str) or not prompt:
             raise TrainingRecordError("prompt", "must be a non-empty string.")
         codes, (h, w) = self._codes(image, image_codes, grid, TASK_TEXT_TO_IMAGE, ("image", "image_codes", "grid"))
+        column = "image_codes" if image_codes is not None else "image"
+        with _as_record_error(column):
+            prompt_ids = build_text_to_image_prompt(self.tokenizer, prompt, h, w)
+            unconditional = build_text_to_image_unconditional_prompt(self.tokenizer, h, w)
         example = MaskedDiffusionExample(
-            prompt_ids=build_text_to_image_prompt(self.tokenizer, prompt, h, w),
+            prompt_ids=prompt_ids,
             response_ids=[c + self.special.image_token_offset for c in codes],
             task=TASK_TEXT_TO_IMAGE,
             pad_with_eos=False,
-            dropout_prompts={"no_text": build_text_to_image_unconditional_prompt(self.tokenizer, h, w)},
+            dropout_prompts={"no_text": unconditional},
         )
         return self._check_length(example)
 
@@ -395,7 +411,8 @@ class LLaDAUniTrainingDataEncoder:
             column = "edited_codes" if edited_codes is not None else "edited_image"
             raise TrainingRecordError(column, f"the edited image grid {grid} differs from the source grid {(h, w)}.")
         offset = self.special.image_token_offset
-        full, no_text, no_image = build_editing_prompts(self.tokenizer, [c + offset for c in src], h, w, instruction)
+        with _as_record_error("source_codes" if source_codes is not None else "source_image"):
+            full, no_text, no_image = build_editing_prompts(self.tokenizer, [c + offset for c in src], h, w, instruction)
         example = MaskedDiffusionExample(
             prompt_ids=full,
             response_ids=[c + offset for c in tgt],
@@ -636,34 +653,82 @@ def load_training_dataset(path: str | os.PathLike, split: str = "train", streami
 
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
-    try:
-        if os.path.isfile(path):
-            builder = _FILE_BUILDERS.get(suffix)
-            if builder is None:
-                raise ValueError(
-                    f"{path}: unknown data file type {suffix or '(none)'!r}; use one of {sorted(_FILE_BUILDERS)}, a "
-                    "folder or a data set name."
-                )
-            if builder == "json":
-                _scan_json_lines(path)
+    if os.path.isfile(path):
+        builder = _FILE_BUILDERS.get(suffix)
+        if builder is None:
+            raise ValueError(
+                f"{path}: unknown data file type {suffix or '(none)'!r}; use one of {sorted(_FILE_BUILDERS)}, a folder "
+                "or a data set name."
+            )
+        if builder == "json":
+            _scan_json_lines(path)
+
+        def load():
             return datasets.load_dataset(builder, data_files=path, split=split, streaming=streaming)
-        if os.path.isdir(path):
-            if os.path.isfile(os.path.join(path, "state.json")) or os.path.isfile(os.path.join(path, "dataset_dict.json")):
-                loaded = datasets.load_from_disk(path)
-                if isinstance(loaded, datasets.DatasetDict):
-                    if split not in loaded:
-                        raise ValueError(f"{path} has no split {split!r}; it has {sorted(loaded)}.")
-                    loaded = loaded[split]
-                return loaded.to_iterable_dataset() if streaming else loaded
+
+    elif os.path.isdir(path) and any(
+        os.path.isfile(os.path.join(path, name)) for name in ("state.json", "dataset_dict.json")
+    ):
+
+        def load():
+            loaded = datasets.load_from_disk(path)
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise KeyError(f"no split {split!r}; it has {sorted(loaded)}")
+                loaded = loaded[split]
+            return loaded.to_iterable_dataset() if streaming else loaded
+
+    elif os.path.isdir(path) or not (path.startswith((".", "/", "~")) or suffix in _FILE_BUILDERS):
+
+        def load():
             return datasets.load_dataset(path, split=split, streaming=streaming)
-        if path.startswith((".", "/", "~")) or suffix in _FILE_BUILDERS:
-            raise ValueError(f"Training data {path!r} does not exist.")
-        return datasets.load_dataset(path, split=split, streaming=streaming)
-    except ValueError:
-        raise
+
+    else:
+        raise ValueError(f"Training data {path!r} does not exist.")
+    try:
+        return load()
     except Exception as error:  # noqa: BLE001 - datasets and pyarrow raise many types; the user needs one line
+        if os.path.isfile(path) and _FILE_BUILDERS.get(suffix) == "json":
+            conflict = _column_type_conflict(path)
+            if conflict:
+                raise ValueError(conflict) from error
         cause = error.__cause__ or error
         raise ValueError(f"Cannot read training data from {path!r}: {type(cause).__name__}: {cause}") from error
+
+
+def _value_kind(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        inner = next((_value_kind(v) for v in value if v is not None), None)
+        return f"list of {inner}" if inner else "list"
+    if isinstance(value, dict):
+        return "object"
+    return {bool: "boolean", int: "number", float: "number", str: "string"}.get(type(value), type(value).__name__)
+
+
+def _column_type_conflict(path: str) -> str | None:
+    """The first line whose value of a column has another kind than on an earlier line (datasets needs one type per
+    column: e.g. flat image codes on one line, 2-D ones on another)."""
+    first: dict[str, tuple[str, int]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                return None
+            for column, value in record.items():
+                kind = _value_kind(value)
+                if kind is None or kind == "list":
+                    continue
+                seen = first.setdefault(column, (kind, number))
+                if seen[0] != kind:
+                    return (
+                        f"{path}:{number}: column {column!r} is a {kind} here but a {seen[0]} on line {seen[1]}; a data "
+                        "set needs one type per column (write image codes either all flat with a grid, or all 2-D)."
+                    )
+    return None
 
 
 def MaskedDiffusionDataset(records, encoder: LLaDAUniTrainingDataEncoder, source: str | None = None):  # noqa: N802

@@ -9,12 +9,32 @@ no auxiliary loss, so nothing would keep the routing balanced). bitsandbytes is 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class _KernelsHubNotice(logging.Filter):
+    """Drops bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" notice: bitsandbytes prints it
+    on import when the optional `kernels` package is absent (it falls back to its own CPU kernel), and diffusers'
+    quantizers and transformers' Trainer import bitsandbytes whenever it is installed, 4-bit in use or not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "gemm_4bit_forward from kernels-community" not in str(record.msg)
+
+
+def silence_bitsandbytes_kernel_notice() -> None:
+    """Installs [`_KernelsHubNotice`] on bitsandbytes' CPU backend logger (once; before bitsandbytes is imported)."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _KernelsHubNotice) for f in logger.filters):
+        logger.addFilter(_KernelsHubNotice())
+
+
+silence_bitsandbytes_kernel_notice()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -402,4 +422,5 @@ __all__ = [
     "LLaDAUniExperts4bit",
     "quantize_routed_experts",
     "load_llada_uni_4bit",
+    "silence_bitsandbytes_kernel_notice",
 ]
