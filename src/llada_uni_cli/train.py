@@ -65,7 +65,7 @@ def _noise_range(value):
 def _training_arg(value):
     name, sep, setting = value.partition("=")
     if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"invalid --training-arg {value!r}; expected NAME=VALUE, e.g. warmup_ratio=0.1")
+        raise argparse.ArgumentTypeError(f"invalid --training-arg {value!r}; expected NAME=VALUE, e.g. optim=adamw_torch_fused")
     return name.strip(), setting
 
 
@@ -163,7 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     run.add_argument("--no-progress-bar", dest="progress", action="store_false", help=argparse.SUPPRESS)
     run.add_argument("--training-arg", dest="training_args", action="append", type=_training_arg, default=[],
                      metavar="NAME=VALUE",
-                     help="set any transformers TrainingArguments field, e.g. --training-arg warmup_ratio=0.05 "
+                     help="set any transformers TrainingArguments field, e.g. --training-arg optim=adafactor "
                           "--training-arg fsdp_config=fsdp.json (repeatable; overrides the options above)")
     return parser
 
@@ -189,17 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _argument_value(value) -> list[str]:
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
+def _convert_training_arg(name: str, text: str, action: argparse.Action):
+    """A `--training-arg` value converted as transformers' `HfArgumentParser` converts `--NAME text` (lists from
+    comma-separated values; "true" / "false" are booleans)."""
+    many = action.nargs in ("+", "*")
+    convert = action.type or str
+    try:
+        values = [convert(part) for part in (text.split(",") if many else [text])]
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+        raise ValueError(f"--training-arg {name}={text}: {error}") from None
+    if action.choices is not None:
+        bad = [v for v in values if v not in action.choices]
+        if bad:
+            choices = ", ".join(str(getattr(c, "value", c)) for c in action.choices)
+            raise ValueError(f"--training-arg {name}={text}: {bad[0]!r} is not one of {choices}.")
+    value = values if many else values[0]
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        # Fields such as `fsdp` take True although declared as strings (`fsdp=true` + `fsdp_config=FILE`).
+        value = value.lower() == "true"
+    return value
 
 
 def build_training_arguments(args):
-    """The `TrainingArguments` of a `train` command line: its options, then every `--training-arg` on top, parsed by
-    transformers' `HfArgumentParser` (so values take the field's own type)."""
+    """The `TrainingArguments` of a `train` command line: its options, then every `--training-arg` on top (each value
+    converted to its field's type as transformers' `HfArgumentParser` does)."""
     from transformers import HfArgumentParser, TrainingArguments
 
     if args.bf16 and args.fp16:
@@ -239,26 +252,14 @@ def build_training_arguments(args):
         settings["eval_strategy"] = "steps"
         settings["eval_steps"] = args.eval_steps or args.save_steps
     fields = {field.name for field in dataclasses.fields(TrainingArguments) if field.init}
-    for name, _ in args.training_args:
+    actions = {action.dest: action for action in HfArgumentParser(TrainingArguments)._actions}
+    for name, text in args.training_args:
         if name not in fields:
             close = difflib.get_close_matches(name, sorted(fields), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ValueError(f"--training-arg {name}: TrainingArguments has no field {name!r}{hint}.")
-
-    class Parser(HfArgumentParser):
-        def error(self, message):
-            raise ValueError(f"--training-arg: {message}")
-
-    parser = Parser(TrainingArguments)
-    nargs = {action.dest: action.nargs for action in parser._actions}
-    argv = []
-    for name, value in settings.items():
-        if value is not None:
-            argv += [f"--{name}", *_argument_value(value)]
-    for name, value in args.training_args:
-        values = value.split(",") if nargs.get(name) in ("+", "*") else [value]
-        argv += [f"--{name}", *values]
-    (training_args,) = parser.parse_args_into_dataclasses(args=argv)
+        settings[name] = _convert_training_arg(name, text, actions[name])
+    training_args = TrainingArguments(**settings)
     if args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming reads data of unknown length: give --max-steps.")
     return training_args
@@ -466,6 +467,8 @@ def train(args) -> dict:
     trainer.save_model(str(staging))  # every process: FSDP gathers the shards
     trainer.accelerator.wait_for_everyone()
     if is_main:
+        # The tokenizer and processor beside the weights: `from_pretrained(final)` finds everything it needs.
+        bundle.processor.save_pretrained(str(staging))
         replace_directory(staging, final)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
