@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib.util
 import json
 import os
 import shutil
@@ -412,6 +413,8 @@ def train(args) -> dict:
 
     from .runtime import ModelBundle
 
+    if importlib.util.find_spec("datasets") is None:
+        raise ValueError("llada-uni train reads its data with `datasets`: pip install 'llada-uni[train]'.")
     training_args = build_training_arguments(args)
     is_main = training_args.process_index == 0
     _prepare_output_dir(args, is_main)

@@ -200,16 +200,16 @@ class LLaDAUniMaskedDiffusionTrainer(Trainer):
 
     def _start_afresh(self, output_dir: str) -> None:
         old = [path for _, path in iter_checkpoints(output_dir)]
-        if not old:
-            return
-        if not self.overwrite_output_dir:
+        # Every process looks before the main one deletes anything, so all of them decide alike.
+        self.accelerator.wait_for_everyone()
+        if old and not self.overwrite_output_dir:
             names = ", ".join(os.path.basename(p) for p in old[-3:])
             raise ValueError(
                 f"{output_dir!r} already holds checkpoints of an earlier run ({names}); resume it "
                 "(resume_from_checkpoint=True, `--resume`), overwrite it (overwrite_output_dir=True, `--overwrite`) or "
                 "choose another output folder."
             )
-        if self.args.should_save:
+        if old and self.args.should_save:
             for path in old:
                 shutil.rmtree(path)
         self.accelerator.wait_for_everyone()
