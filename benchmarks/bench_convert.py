@@ -81,7 +81,7 @@ def make_synthetic_release(root: Path, hidden: int, num_shards: int, dtype=torch
     from transformers.models.glm_image.configuration_glm_image import GlmImageConfig
     from transformers.models.glm_image.modeling_glm_image import GlmImageVisionModel, GlmImageVQVAE
 
-    from llada_uni_cli.convert import expected_backbone_shapes
+    from llada_uni_conversion.backbone import expected_backbone_shapes
     from transformers_llada_uni import LLaDAUniConfig
 
     generator = torch.Generator().manual_seed(seed)
@@ -179,7 +179,7 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     import torch, transformers, diffusers, transformers_llada_uni, diffusers_llada_uni
-    from llada_uni_cli.convert import convert
+    from llada_uni_conversion import convert
 
     def status(field):
         with open("/proc/self/status") as f:

@@ -34,7 +34,8 @@ from diffusers import AutoencoderKL, ZImageTransformer2DModel
 from safetensors.torch import load_file, save_file
 
 from diffusers_llada_uni import LLaDAUniDecoderPipeline, SigVQEmbedding, make_released_scheduler
-from diffusers_llada_uni.pipeline_llada_uni_decoder import RELEASED_AXES_LENS, _find_decoder_weights
+from transformers_llada_uni.released_layout_llada_uni import RELEASED_AXES_LENS
+from transformers_llada_uni.released_layout_llada_uni import find_decoder_weights as _find_decoder_weights
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def load_like_original(released_dir: Path, turbo: bool, device: torch.device) ->
     decoder_dir = released_dir / ("decoder-turbo" if turbo else "decoder")
     with open(decoder_dir / "config.json", encoding="utf-8") as f:
         config = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
-    config.update(cap_feat_dim=width, axes_lens=RELEASED_AXES_LENS)
+    config.update(cap_feat_dim=width, axes_lens=list(RELEASED_AXES_LENS))
     dit = ZImageTransformer2DModel(**config)
     state = {}
     for path in _find_decoder_weights(decoder_dir):
@@ -84,7 +85,7 @@ def write_random_released(folder: Path, dim: int, layers: int, heads: int, width
         "n_layers": layers, "n_refiner_layers": 2, "norm_eps": 1e-5, "qk_norm": True, "rope_theta": 256.0,
         "siglip_feat_dim": None, "t_scale": 1000.0,
     }
-    dit = ZImageTransformer2DModel(**{**config, "cap_feat_dim": width, "axes_lens": RELEASED_AXES_LENS})
+    dit = ZImageTransformer2DModel(**{**config, "cap_feat_dim": width, "axes_lens": list(RELEASED_AXES_LENS)})
     state = {k.replace("cap_embedder.", "semantic_embedder."): v.contiguous() for k, v in dit.state_dict().items()}
     for name, weight_file in (("decoder", "decoder_model.safetensors"), ("decoder-turbo", "model.safetensors")):
         (folder / name).mkdir()

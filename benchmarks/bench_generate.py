@@ -3,13 +3,16 @@
 A random mid-size model (hidden 512, 8 layers, 64 experts, the real vocabulary of 173568 ids) generates
   - text: `--gen-length` tokens after a `--prompt-length`-token prompt (default 256 after 512);
   - text-to-image: a `--grid` x `--grid` code grid (default 32 x 32) with classifier-free guidance,
-each driven three ways, measured in the same run:
+each driven these ways, measured in the same run:
   (a) this engine: `model.generate` / `model.generate_image` (cache of finished blocks, LM head on the block only,
       both guidance branches in one forward);
   (b) the original way: every step recomputes the whole window `x[:, :block_end]` and the LM head runs on every
       window position (the original `generate_bd` / `generate_image` loop, re-implemented here on the same model);
   (c) diffusers' `LLaDA2Pipeline` + `BlockRefinementScheduler` on the same model (text only: the pipeline has no
-      image guidance).
+      image guidance);
+  (s) this engine with SPRINT at the original's defaults (`use_sprint=True`: prefix cache pruned to 70 %, 2 warm-up
+      forwards per block, importance 0.5 key norm + 0.5 confidence, text pinned): an approximation, so its ids may
+      differ from (a)'s; the report gives how many agree.
 It prints wall time, NFE (model forwards), tokens per forward, tokens per second and peak memory (CUDA: max
 allocated; CPU: peak resident-set growth during the call), and asserts that (a) and (b) produce the same ids.
 
@@ -178,6 +181,9 @@ def original_way(model, branches, gen_length, block_length, steps, threshold, ma
 
 
 # ------------------------------------------------------------------------------------------- reporting
+SPRINT_ROW = "(s) this engine + SPRINT, original defaults"
+
+
 def report(rows, generated_tokens):
     print(f"  {'way':<44} {'wall s':>8} {'NFE':>5} {'tok/fwd':>8} {'tok/s':>8} {'peak MiB':>9}")
     for name, seconds, nfe, peak in rows:
@@ -185,9 +191,18 @@ def report(rows, generated_tokens):
             f"  {name:<44} {seconds:8.2f} {nfe:5d} {generated_tokens / nfe:8.2f} {generated_tokens / seconds:8.2f} "
             f"{peak / 2**20:9.1f}"
         )
-    base = rows[0][1]
-    for name, seconds, _, _ in rows[1:]:
-        print(f"  (a) is {seconds / base:.2f}x faster than {name}")
+    base, base_nfe = rows[0][1], rows[0][2]
+    for name, seconds, nfe, _ in rows[1:]:
+        if name == SPRINT_ROW:
+            print(f"  (s) is {base / seconds:.2f}x the speed of (a), with {nfe} forwards against (a)'s {base_nfe} "
+                  "(its cached steps run the block alone against the pruned prefix)")
+        else:
+            print(f"  (a) is {seconds / base:.2f}x faster than {name}")
+
+
+def agreement(ids, reference):
+    same = sum(int(a == b) for a, b in zip(ids, reference))
+    return f"(s) ids equal to (a)'s: {same}/{len(reference)}"
 
 
 def bench_text(model, args, device):
@@ -201,6 +216,7 @@ def bench_text(model, args, device):
         lambda: model.generate(prompt, return_dict_in_generate=True, **settings),
         lambda: original_way(model, [prompt[0].tolist()], args.gen_length, args.block_length, args.steps,
                              args.threshold, mask_id),
+        lambda: model.generate(prompt, return_dict_in_generate=True, use_sprint=True, **settings),
     ]
     calls = []
     if not args.skip_diffusers:
@@ -225,13 +241,15 @@ def bench_text(model, args, device):
     out, (ids_b, nfe_b) = results[0], results[1]
     ids_a = out.sequences[0, args.prompt_length :]
     assert ids_a.tolist() == ids_b.tolist(), "this engine and the original way generated different text ids"
+    sprint = results[2]
     rows = [("(a) this engine", mems[0].seconds, out.num_forward_passes, mems[0].peak_bytes),
-            ("(b) original way (full window, full logits)", mems[1].seconds, nfe_b, mems[1].peak_bytes)]
-    note = ""
+            ("(b) original way (full window, full logits)", mems[1].seconds, nfe_b, mems[1].peak_bytes),
+            (SPRINT_ROW, mems[2].seconds, sprint.num_forward_passes, mems[2].peak_bytes)]
+    note = "  " + agreement(sprint.sequences[0, args.prompt_length :].tolist(), ids_a.tolist())
     if not args.skip_diffusers:
-        rows.append(("(c) diffusers LLaDA2Pipeline", mems[2].seconds, len(calls), mems[2].peak_bytes))
-        same = results[2].sequences[0, : args.gen_length].tolist() == ids_a.tolist()
-        note = f"  (c) ids {'equal' if same else 'differ from'} (a)'s"
+        rows.append(("(c) diffusers LLaDA2Pipeline", mems[3].seconds, len(calls), mems[3].peak_bytes))
+        same = results[3].sequences[0, : args.gen_length].tolist() == ids_a.tolist()
+        note += f"\n  (c) ids {'equal' if same else 'differ from'} (a)'s"
     print(f"text: {args.gen_length} tokens after a {args.prompt_length}-token prompt, block {args.block_length}, "
           f"{args.steps} steps/block; (a) == (b) ids: True")
     report(rows, args.gen_length)
@@ -252,16 +270,19 @@ def bench_image(model, args, device):
     high = low + model.config.image_codebook_size
     branches = [build_text_to_image_prompt(tokenizer, prompt, grid, grid),
                 build_text_to_image_unconditional_prompt(tokenizer, grid, grid)]
-    (result, (ids_b, nfe_b)), (mem_a, mem_b) = measure_interleaved(device, args.repeats, [
+    (result, (ids_b, nfe_b), sprint), (mem_a, mem_b, mem_s) = measure_interleaved(device, args.repeats, [
         lambda: model.generate_image(prompt, **settings),
         lambda: original_way(model, branches, grid * grid, args.block_length, args.steps, args.threshold,
                              model.config.mask_token_id, guidance=(4.0, 0.7, low, high)),
+        lambda: model.generate_image(prompt, use_sprint=True, **settings),
     ])
     assert result.token_ids.tolist() == (ids_b - low).tolist(), "this engine and the original way made other codes"
     print(f"text-to-image: {grid} x {grid} grid ({grid * grid} codes), cfg 4.0 (2 branches), block "
           f"{args.block_length}, {args.steps} steps/block; (a) == (b) ids: True")
     report([("(a) this engine", mem_a.seconds, result.num_forward_passes, mem_a.peak_bytes),
-            ("(b) original way (full window, full logits)", mem_b.seconds, nfe_b, mem_b.peak_bytes)], grid * grid)
+            ("(b) original way (full window, full logits)", mem_b.seconds, nfe_b, mem_b.peak_bytes),
+            (SPRINT_ROW, mem_s.seconds, sprint.num_forward_passes, mem_s.peak_bytes)], grid * grid)
+    print("  " + agreement(sprint.token_ids.tolist(), result.token_ids.tolist()))
 
 
 def main():

@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "fixtures" / "tiny-llada2-uni"
 EXPECTED = REPO / "tests" / "fixtures" / "expected"
-FLOAT32_BOUND = {"logits": 1e-5, "latent": 1e-5, "image": 1e-4}
+FLOAT32_BOUND = {"logits": 1e-5, "latent": 1e-5, "image": 1e-4, "ids": 0.0}
 
 
 def _rel_max(actual, expected):
@@ -70,16 +70,37 @@ def backbone_rows(device, dtype):
     return rows
 
 
+def _generation_cases(model, tokenizer):
+    """Every recorded generation case: (name, ids it produced, the recording's ids)."""
+    load = lambda name: json.loads((EXPECTED / f"{name}.json").read_text())  # noqa: E731
+    quiet = {"show_progress_bar": False}
+    case = load("generate_text")
+    prompt = torch.tensor([case["prompt_ids"]], device=model.device)
+    yield "generate_text", model.generate(prompt, tokenizer=tokenizer, **case["kwargs"], **quiet)[0].tolist(), \
+        case["output_ids"]
+    case = load("understand")
+    out = model.understand_image(case["image_token_ids"], case["h"], case["w"], case["question"], tokenizer=tokenizer,
+                                 return_dict=True, **case["kwargs"], **quiet)
+    yield "understand", out.sequences[0].tolist(), case["output_ids"]
+    for name in ("t2i", "t2i_sprint_exact", "t2i_sprint_pruned"):
+        case = load(name)
+        out = model.generate_image(case["prompt"], tokenizer=tokenizer, **case["kwargs"], **quiet)
+        yield name, out.token_ids.tolist(), case["result"]["token_ids"]
+    case = load("edit")
+    out = model.edit_image(case["image_token_ids"], case["h"], case["w"], case["instruction"], tokenizer=tokenizer,
+                           **case["kwargs"], **quiet)
+    yield "edit", out.token_ids.tolist(), case["result"]["token_ids"]
+
+
 def generation_rows(device, dtype):
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     model = AutoModelForCausalLM.from_pretrained(TINY, dtype=dtype).to(device).eval()
     rows = []
-    case = json.loads((EXPECTED / "t2i.json").read_text())
-    kwargs = dict(case["kwargs"], show_progress_bar=False)
-    out = model.generate_image(case["prompt"], tokenizer=tokenizer, **kwargs)
-    expected = case["result"]["token_ids"]
-    same = sum(int(a == b) for a, b in zip(out.token_ids.tolist(), expected))
-    rows.append((f"t2i token ids equal to the recording: {same}/{len(expected)}", None, "ids"))
+    for name, ids, expected in _generation_cases(model, tokenizer):
+        same = sum(int(a == b) for a, b in zip(ids, expected))
+        # Greedy decoding: in float32 every id must equal the recording (1 - same / len is the error).
+        rows.append((f"{name} token ids equal to the recording: {same}/{len(expected)}",
+                     1 - same / len(expected) if len(ids) == len(expected) else 1.0, "ids"))
     return rows
 
 

@@ -5,7 +5,7 @@
 It is the project's tiny test checkpoint (`tests/fixtures/tiny-llada2-uni`, the released layout with RANDOM
 weights: a 3-layer MoE backbone of width 64, a 2-block image tokenizer, width-32 decoders, a small VAE) converted
 with the converter, without the remote-code files (the demo always runs with the package installed), and labelled
-as random in its config (`llada_uni_random_weights: true`, which makes the CLI print a warning) and README.
+as random in its config (`llada_uni_random_weights: true`, which makes the CLI print a warning) and model card.
 
     python conversion/make_demo_model.py [--src tests/fixtures/tiny-llada2-uni] [--dst src/llada_uni_cli/demo_model]
 """
@@ -15,24 +15,20 @@ import json
 import sys
 from pathlib import Path
 
-from llada_uni_cli.convert import convert
+from diffusers_llada_uni.saving_llada_uni import write_model_card
+from llada_uni_conversion import convert
 
 
 REPO = Path(__file__).resolve().parents[1]
 
-README = """# llada-uni demo model: RANDOM WEIGHTS
+NOTICE = """**RANDOM WEIGHTS: the llada-uni demo model.** This folder is the tiny model that `llada-uni demo` runs
+without any download. Its weights are random (it is the project's tiny test checkpoint, converted), so its images are
+noise and its text is gibberish: it only shows that text-to-image, understanding, editing and decoding run end to end.
+For real results, convert the released LLaDA2.0-Uni checkpoint (`llada-uni convert SRC DST`) and pass `--model DST`.
 
-This folder is the tiny model that `llada-uni demo` runs without any download. Its weights are random (it is the
-project's tiny test checkpoint, converted), so its images are noise and its text is gibberish: it only shows that
-text-to-image, understanding, editing and decoding run end to end. For real results, convert the released
-LLaDA2.0-Uni checkpoint (`llada-uni convert SRC DST`) and pass `--model DST`.
-
-Sizes: backbone 3 layers, width 64, 16 experts (4 per token), vocabulary 1088 (1024 text + 64 image codes);
-image tokenizer 2 ViT blocks of width 32; decoders: Z-Image DiT width 32, 2 layers; VAE block widths as in the
-fixture. Layout: the converted layout (see `llada-uni convert --help`), without the trust_remote_code files.
-
-Regenerate with `python conversion/make_demo_model.py --overwrite`.
-"""
+Sizes: backbone 3 layers, width 64, 16 experts (4 per token), vocabulary 1088 (1024 text + 64 image codes); image
+tokenizer 2 ViT blocks of width 32; decoders: Z-Image DiT width 32, 2 layers; VAE block widths as in the fixture.
+Regenerate with `python conversion/make_demo_model.py --overwrite`."""
 
 
 def main(argv=None) -> int:
@@ -47,7 +43,7 @@ def main(argv=None) -> int:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["llada_uni_random_weights"] = True
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (dst / "README.md").write_text(README, encoding="utf-8")
+    write_model_card(dst, "end_to_end", remote_code=False, notice=NOTICE)
     size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
     print(f"Demo model written to {dst} ({size / 1e6:.1f} MB, random weights).")
     return 0

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +12,6 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.cache_utils import DynamicCache
 
-import transformers_llada_uni
 from transformers_llada_uni import (
     LLaDA2MoeConfig,
     LLaDAUniConfig,
@@ -115,9 +116,9 @@ def test_forward_compiles_to_one_graph():
             assert explained.graph_break_count == 0, (implementation, name, explained.break_reasons)
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(ids[:, :8], attention_mask=padded[:, :8], block_length=8, past_key_values=cache, use_cache=True)
+        model(ids[:, :8], attention_mask=padded[:, :8], block_length=8, cache=cache, use_cache=True)
     explained = torch._dynamo.explain(model)(ids[:, 8:], attention_mask=padded, block_length=8,
-                                             past_key_values=cache, use_cache=False)
+                                             cache=cache, use_cache=False)
     assert explained.graph_break_count == 0, explained.break_reasons
 
     model.set_attn_implementation("sdpa")
@@ -367,7 +368,121 @@ def test_checkpoint_without_weights_names_what_is_missing(tmp_path):
 
 
 def test_package_version_of_the_registration_is_importable_twice():
-    # importing the package again (e.g. a remote-code copy in the same process) must not raise
-    import importlib
+    # Importing the package again (e.g. a remote-code copy in the same process) must not raise. In a fresh
+    # interpreter: reloading rebinds the module's classes, which would break the class identity later tests rely on.
+    result = subprocess.run(
+        [sys.executable, "-c", "import importlib, transformers_llada_uni as package; "
+         "importlib.reload(package.modeling_llada_uni); print('RELOAD-OK')"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert "RELOAD-OK" in result.stdout, result.stderr
 
-    importlib.reload(transformers_llada_uni.modeling_llada_uni)
+
+def test_rope_scaling_is_honoured_after_init_and_from_pretrained(tmp_path):
+    # head_dim 16 with partial_rotary_factor 0.5: 8 rotary dims, 4 frequencies theta^(-2i/8)
+    default = 1.0 / 1e4 ** (torch.arange(0, 8, 2, dtype=torch.float) / 8)
+    linear = LLaDAUniForConditionalGeneration(tiny_uni_config(
+        rope_parameters={"rope_type": "linear", "factor": 10.0, "rope_theta": 1e4, "partial_rotary_factor": 0.5}
+    ))
+    torch.testing.assert_close(linear.model.rotary_emb.inv_freq, default / 10)
+
+    yarn_config = tiny_uni_config(rope_parameters={
+        "rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4, "partial_rotary_factor": 0.5,
+        "original_max_position_embeddings": 64,
+    })
+    LLaDAUniForConditionalGeneration(yarn_config).save_pretrained(tmp_path)
+    yarn = AutoModelForCausalLM.from_pretrained(tmp_path)
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    expected, scaling = ROPE_INIT_FUNCTIONS["yarn"](yarn_config)
+    assert not torch.allclose(expected, default)  # yarn really changes the low frequencies
+    torch.testing.assert_close(yarn.model.rotary_emb.inv_freq, expected)
+    torch.testing.assert_close(yarn.model.rotary_emb.original_inv_freq, expected)
+    assert yarn.model.rotary_emb.attention_scaling == scaling > 1.0
+
+    # the released RoPE (theta 600000 on half of each head) is untouched
+    released = AutoModelForCausalLM.from_pretrained(TINY_RELEASED)
+    torch.testing.assert_close(
+        released.model.rotary_emb.inv_freq, 1.0 / 600000.0 ** (torch.arange(0, 8, 2, dtype=torch.float) / 8)
+    )
+
+
+def test_labels_give_the_masked_lm_loss(tiny):
+    # Trainer-style batch: the noised ids go in, the clean tokens are the labels where the input was masked.
+    mask_id = 735
+    clean = torch.randint(0, 700, (2, 12), generator=torch.Generator().manual_seed(6))
+    noised = clean.clone()
+    noised[0, [3, 7]] = mask_id
+    noised[1, [0, 5, 11]] = mask_id
+    labels = torch.where(noised == mask_id, clean, -100)
+    with torch.no_grad():
+        out = tiny(noised, attention_mask=torch.ones_like(noised), block_length=8, labels=labels)
+    # by hand: position i predicts token i (no shift), mean over the 5 labelled positions
+    log_probs = out.logits.log_softmax(-1)
+    picked = [log_probs[b, i, clean[b, i]] for b, i in [(0, 3), (0, 7), (1, 0), (1, 5), (1, 11)]]
+    torch.testing.assert_close(out.loss, -torch.stack(picked).mean())
+    # Trainer passes the number of labelled tokens of the whole batch
+    with torch.no_grad():
+        summed = tiny(noised, attention_mask=torch.ones_like(noised), block_length=8, labels=labels,
+                      num_items_in_batch=torch.tensor(10)).loss
+    torch.testing.assert_close(summed, -torch.stack(picked).sum() / 10)
+    with pytest.raises(ValueError, match="labels"):
+        tiny(noised, labels=labels[:, :5])
+
+
+def test_trainer_trains_with_labels_from_a_plain_collator(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = AutoModelForCausalLM.from_pretrained(TINY_RELEASED)
+    rows = []
+    for seed in range(8):
+        clean = torch.randint(0, 700, (16,), generator=torch.Generator().manual_seed(seed))
+        noised = clean.clone()
+        noised[8:][torch.rand(8, generator=torch.Generator().manual_seed(100 + seed)) < 0.5] = 735
+        noised[15] = 735  # at least one masked position per row
+        rows.append({"input_ids": noised.tolist(), "labels": torch.where(noised == 735, clean, -100).tolist()})
+    trainer = Trainer(  # no data collator: transformers' default one stacks the rows
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=4,
+                               learning_rate=5e-3, report_to=[], logging_steps=1, save_strategy="no"),
+        train_dataset=rows,
+    )
+    history = trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0], losses
+    assert history.training_loss > 0
+
+
+def test_config_with_a_small_vocabulary_needs_no_special_ids():
+    config = LLaDAUniConfig(vocab_size=1088, image_token_offset=1024)
+    assert config.image_codebook_size == 64
+    assert config.pad_token_id is None and config.mask_token_id is None and config.eos_token_id is None
+    # the released vocabulary keeps the released ids; given ids are kept and checked
+    assert (LLaDAUniConfig().pad_token_id, LLaDAUniConfig().mask_token_id) == (156892, 156895)
+    assert LLaDAUniConfig(vocab_size=1088, image_token_offset=1024, pad_token_id=732).eos_token_id == 732
+    with pytest.raises(ValueError, match="pad_token_id"):
+        LLaDAUniConfig(vocab_size=1088, image_token_offset=1024, pad_token_id=156892)
+    with pytest.raises(ValueError, match="image_token_offset"):
+        LLaDAUniConfig(vocab_size=1088)
+
+
+def test_config_json_without_size_fields_fails_fast(tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(TINY_RELEASED, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("hidden_size", "num_hidden_layers", "num_experts"):
+        del config[key]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="hidden_size, num_hidden_layers, num_experts"):
+        AutoModelForCausalLM.from_pretrained(folder)
+    with pytest.raises(ValueError, match="hidden_size"):
+        LLaDA2MoeConfig.from_pretrained(folder)
+
+
+def test_empty_input_ids_raise_a_clear_error(tiny):
+    for shape in ((1, 0), (0, 4)):
+        with pytest.raises(ValueError, match="empty"):
+            tiny(torch.zeros(shape, dtype=torch.long))
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        tiny(inputs_embeds=torch.zeros(1, 0, tiny.config.hidden_size))

@@ -10,7 +10,8 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor, AutoTok
 
 import transformers_llada_uni  # noqa: F401  (Auto registration)
 from diffusers_llada_uni import LLaDAUniDecoderPipeline
-from llada_uni_cli.convert import convert, expected_backbone_shapes
+from llada_uni_conversion import convert
+from llada_uni_conversion.backbone import expected_backbone_shapes
 from transformers_llada_uni import LLaDAUniConfig, LLaDAUniForConditionalGeneration
 from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
@@ -131,11 +132,11 @@ def test_image_tokens_reproduce_reference(converted, name, mode):
     assert codes.tolist() == reference.tolist() == expected["token_ids"]
 
 
-@pytest.mark.parametrize("case", ["decode_normal", "decode_turbo"])
-def test_decoder_reproduces_reference(converted, case):
-    with open(EXPECTED / f"{case}.json") as f:
+def decode_case(name):
+    """The recorded decode `name`: the decoder call's arguments, the recorded image, and whether it is turbo."""
+    with open(EXPECTED / f"{name}.json") as f:
         meta = json.load(f)
-    tensors = load_file(EXPECTED / f"{case}.safetensors")
+    tensors = load_file(EXPECTED / f"{name}.safetensors")
     turbo = meta["mode"] == "turbo"
     steps = len(meta["model_evaluation_times_t"])
     kwargs = {
@@ -147,6 +148,12 @@ def test_decoder_reproduces_reference(converted, case):
     }
     if turbo:
         kwargs["step_noises"] = [tensors[f"step_noise_{i}"][:, :, 0] for i in range(steps)]
+    return kwargs, tensors["image"], turbo
+
+
+@pytest.mark.parametrize("case", ["decode_normal", "decode_turbo"])
+def test_decoder_reproduces_reference(converted, case):
+    kwargs, expected, turbo = decode_case(case)
     images = {}
     for name, pipe in (
         ("released", LLaDAUniDecoderPipeline.from_released(TINY_RELEASED, turbo=turbo)),
@@ -155,7 +162,7 @@ def test_decoder_reproduces_reference(converted, case):
         pipe.set_progress_bar_config(disable=True)
         images[name] = pipe(**kwargs).images
     for name, image in images.items():
-        assert (image[0] - tensors["image"]).abs().max().item() < 1e-4, name
+        assert (image[0] - expected).abs().max().item() < 1e-4, name
 
 
 def test_trust_remote_code_without_the_package(converted):

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from llada_uni_cli.convert import convert
-from llada_uni_cli.safetensors_stream import CheckpointError, read_header, write_streaming
+from llada_uni_conversion import CheckpointError, convert
+from llada_uni_conversion.safetensors_stream import read_header, write_streaming
 
 from conftest import TINY_RELEASED
 
@@ -243,8 +243,7 @@ def test_dtype_conversion_keeps_the_router_bias_in_float32(released, tmp_path):
 def test_verification_failure_names_the_difference_and_writes_nothing(released, monkeypatch):
     """A converted weight that does not match its source (here: the embedding rows permuted while writing) is caught by
     the built-in verification; DST is not created."""
-    from llada_uni_cli import safetensors_stream
-    from llada_uni_cli.convert import VerificationError
+    from llada_uni_conversion import VerificationError, safetensors_stream
 
     original_get = safetensors_stream.ShardReader.get
 
@@ -266,14 +265,15 @@ def test_verification_failure_names_the_difference_and_writes_nothing(released, 
 def test_verification_compares_every_weight_and_runs_truncated_models(released, tmp_path):
     """`verify_conversion` reads both sides tensor by tensor; the functional check can run at reduced depth (what a
     checkpoint larger than one shard gets) and still catches a damaged early layer."""
-    from llada_uni_cli.convert import inspect_released, verify_backbone, verify_conversion
+    from llada_uni_conversion import inspect_released, verify_conversion
+    from llada_uni_conversion.backbone import verify_backbone
 
     dst = tmp_path / "out"
     convert(released, dst, verify=False, **_quiet())
     ckpt = inspect_released(released)
     assert verify_conversion(ckpt, dst) == []
     generator = torch.Generator().manual_seed(0)
-    assert verify_backbone(released, dst, ckpt.llada_config, None, "cpu", generator, num_layers=2) == []
+    assert verify_backbone(released, dst, ckpt.backbone.config, None, "cpu", generator, num_layers=2) == []
 
     shard = dst / "model-00001-of-00002.safetensors"
     tensors = load_file(shard)
@@ -284,5 +284,5 @@ def test_verification_compares_every_weight_and_runs_truncated_models(released, 
     problems = verify_conversion(ckpt, dst)
     assert any(name in p and "differs" in p for p in problems), problems
     assert any("backbone logits" in p for p in problems), problems
-    truncated = verify_backbone(released, dst, ckpt.llada_config, None, "cpu", generator, num_layers=2)
+    truncated = verify_backbone(released, dst, ckpt.backbone.config, None, "cpu", generator, num_layers=2)
     assert truncated and "first 2 layers" in truncated[0]

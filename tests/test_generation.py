@@ -4,37 +4,16 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM
 
 import transformers_llada_uni  # noqa: F401  (registers the Auto classes)
 from transformers_llada_uni.generation_llada_uni import LLaDAUniGenerationConfig, LLaDAUniImageGenerationOutput
 
-from conftest import EXPECTED, TINY_RELEASED
+from conftest import TINY_RELEASED
+from generation_testing import expected, model, quiet, tokenizer  # noqa: F401  (fixtures)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet():
-    hf_logging.disable_progress_bar()
-    yield
-    hf_logging.enable_progress_bar()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return AutoModelForCausalLM.from_pretrained(TINY_RELEASED).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
-
-
-def expected(name):
-    return json.loads((EXPECTED / f"{name}.json").read_text())
+pytestmark = pytest.mark.usefixtures("single_thread", "quiet")
 
 
 def test_generation_config_is_the_diffusion_subclass(model, tmp_path):

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 from transformers.generation.streamers import BaseStreamer
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging as hf_logging
@@ -14,7 +13,8 @@ from transformers_llada_uni import generation_llada_uni
 from transformers_llada_uni.generation_llada_uni import _split_thinking
 from transformers_llada_uni.prompting_llada_uni import get_special_token_ids, image_header_ids
 
-from conftest import EXPECTED, TINY_RELEASED
+from conftest import EXPECTED
+from generation_testing import model, progress_bars_off, tokenizer  # noqa: F401  (fixtures)
 
 
 SMALL_IMAGE = dict(image_h=256, image_w=256, steps=4, block_length=8)  # an 8 x 8 grid
@@ -25,19 +25,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture
 def no_progress():
-    hf_logging.disable_progress_bar()
-    yield
-    hf_logging.enable_progress_bar()
-
-
-@pytest.fixture(scope="module")
-def model():
-    return AutoModelForCausalLM.from_pretrained(TINY_RELEASED).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
+    with progress_bars_off():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +88,7 @@ def test_missing_tokenizer(model, edit_case):
 def test_released_config_needs_a_mask_id_source(model, tokenizer):
     # The released config has no mask id: without a tokenizer the error says where to get it.
     assert model.config.mask_token_id is None
-    with pytest.raises(ValueError, match="mask token id is unknown"):
+    with pytest.raises(ValueError, match=r"Cannot resolve `mask_token_id`.*no tokenizer was given"):
         model.generate(torch.tensor([[991, 39]]), gen_length=8, block_length=8, steps=2)
     case = json.loads((EXPECTED / "generate_text.json").read_text())
     output = model.generate(torch.tensor([case["prompt_ids"]]), mask_token_id=tokenizer.mask_token_id, **case["kwargs"])
@@ -143,10 +132,16 @@ def test_lm_head_only_sees_the_active_block(model, tokenizer, no_progress):
         model.generate(torch.tensor([[991, 39, 378, 992, 542]]), tokenizer=tokenizer, gen_length=16, block_length=8,
                        steps=4)
         model.generate_image("A fox", tokenizer=tokenizer, **SMALL_IMAGE)
-        model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.5, **SMALL_IMAGE)
+        model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=1.0, **SMALL_IMAGE)
+        assert widths and set(widths) == {8}
+        # Pruning ranks prefix tokens by their own top probability: each column before the last block passes the LM
+        # head once more (in chunks), never a block twice.
+        widths.clear()
+        result = model.generate_image("A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.5, **SMALL_IMAGE)
     finally:
         handle.remove()
-    assert widths and set(widths) == {8}
+    last_block_start = max(prune["prefix_len"] for prune in result.sprint_prunes)
+    assert sum(widths) - 8 * result.num_forward_passes == last_block_start
 
 
 def test_cache_changes_work_not_results(model, tokenizer, no_progress):
@@ -168,7 +163,7 @@ def test_cache_changes_work_not_results(model, tokenizer, no_progress):
 def test_sprint_remasking_strategies_and_pruning(model, tokenizer, strategy, no_progress):
     result = model.generate_image(
         "A fox", tokenizer=tokenizer, use_sprint=True, keep_ratio=0.4, cache_warmup_steps=2, confidence_alpha=0.3,
-        sprint_keep_text=True, remasking_strategy=strategy, generator=torch.Generator().manual_seed(0),
+        image_keep_ratio=1.0, remasking_strategy=strategy, generator=torch.Generator().manual_seed(0),
         **SMALL_IMAGE,
     )
     assert result.token_ids.shape == (64,)
@@ -309,15 +304,17 @@ def test_edit_batch_equals_single_calls(model, tokenizer, edit_case, no_progress
         assert result.token_ids.tolist() == single.token_ids.tolist()
         assert result.sequences.tolist() == single.sequences.tolist()
 
-    small = {"image_tokens": edit_case["image_token_ids"][:80], "h": 8, "w": 10}
+    small = {"image_tokens": (edit_case["image_token_ids"] * 2)[:80], "h": 8, "w": 10}
     with pytest.raises(ValueError, match=r"shares one grid size; got \[\(8, 8\), \(8, 10\)\]"):
         model.edit_image([source, small], instruction=instructions, tokenizer=tokenizer, **edit_case["kwargs"])
     with pytest.raises(ValueError, match="2 instructions and 1 image entries"):
         model.edit_image([source], instruction=instructions, tokenizer=tokenizer)
     with pytest.raises(TypeError, match="list of `encode_images` entries, one per instruction"):
         model.edit_image(source, instruction=instructions, tokenizer=tokenizer)
-    with pytest.raises(TypeError, match="one dict per edit"):
+    with pytest.raises(TypeError, match="Without `h` and `w`, `image_tokens` must be what `processor.encode_images`"):
         model.edit_image(edit_case["image_token_ids"], instruction="Make it red.", tokenizer=tokenizer)
+    with pytest.raises(TypeError, match="Editing takes one source image per instruction, got 2"):
+        model.edit_image([source, source], instruction="Make it red.", tokenizer=tokenizer)
 
 
 def test_understanding_with_the_chat_template(model, tokenizer, edit_case, no_progress):
@@ -330,3 +327,79 @@ def test_understanding_with_the_chat_template(model, tokenizer, edit_case, no_pr
                                         use_chat_template=True)
     assert result.sequences[0, : len(prompt)].tolist() == prompt
     assert result.text.startswith("What is it?")
+
+
+# ------------------------------------------------------------------------------------------------ scheduler
+def test_scheduler_step_plain_and_adaptive_rules():
+    from transformers_llada_uni import LLaDAUniBlockScheduler
+
+    # one sample, a block of 6, vocab 4: position i prefers token i % 4 with probability p[i]
+    p = torch.tensor([0.97, 0.55, 0.6, 0.99, 0.52, 0.58])
+    logits = torch.full((1, 6, 4), -30.0)
+    for i, prob in enumerate(p.tolist()):
+        logits[0, i, i % 4] = 0.0
+        logits[0, i, (i + 1) % 4] = torch.log(torch.tensor((1 - prob) / prob)).item()
+    sample = torch.full((1, 6), 9)
+    to_fill = torch.tensor([[True, True, True, True, True, False]])  # position 5 is given: never changed
+
+    plain = LLaDAUniBlockScheduler(block_length=6, num_inference_steps=3, threshold=0.95)
+    assert plain.transfer_schedule == [2, 2, 2]
+    out = plain.step(logits, 0, sample, to_fill)
+    # two positions above the threshold: both committed, nothing else
+    assert out.transfer_index[0].tolist() == [True, False, False, True, False, False]
+    assert out.prev_sample[0].tolist() == [0, 9, 9, 3, 9, 9]
+    torch.testing.assert_close(out.sampled_probs[0], p, atol=1e-5, rtol=0)
+    # no confident position left: the schedule's count, best first: the schedule's count, best first
+    out = plain.step(logits, 1, sample, to_fill & ~out.transfer_index)
+    assert out.transfer_index[0].tolist() == [False, True, True, False, False, False]
+
+    adaptive = LLaDAUniBlockScheduler(block_length=6, num_inference_steps=4, threshold=0.95, adaptive=True)
+    out = adaptive.step(logits, 0, sample, to_fill)
+    # ceil(5 / 4) = 2 best (0.99, 0.97) plus every confident one: the same two
+    assert out.transfer_index[0].tolist() == [True, False, False, True, False, False]
+    out = adaptive.step(logits, 2, sample, torch.tensor([[False, True, True, False, True, False]]))
+    # ceil(3 / 2) = 2: the two best of the three left
+    assert out.transfer_index[0].tolist() == [False, True, True, False, False, False]
+    assert out.prev_sample[0, 5] == 9
+
+
+# ------------------------------------------------------------------------------------------------ bad input named
+@pytest.mark.parametrize("h, w, name", [(0, 8, "h"), (8, 0, "w"), (8.0, 8, "h"), (8, 2.5, "w"), (True, 8, "h")])
+def test_edit_grid_sides_are_named(model, tokenizer, edit_case, h, w, name):
+    with pytest.raises(ValueError, match=rf"`{name}` must be a positive int .*got {w if name == 'w' else h!r}"):
+        model.edit_image(edit_case["image_token_ids"], h, w, "Make it red.", tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=rf"`{name}` must be a positive int"):
+        model.edit_image({"image_tokens": edit_case["image_token_ids"], "h": h, "w": w}, instruction="Make it red.",
+                         tokenizer=tokenizer)
+
+
+def test_empty_ids_and_empty_batches_are_named(model, tokenizer):
+    with pytest.raises(ValueError, match=r"`input_ids` is empty \(shape \(1, 0\)\)"):
+        model(torch.zeros((1, 0), dtype=torch.long))
+    with pytest.raises(ValueError, match=r"`input_ids` is empty \(shape \(0, 4\)\)"):
+        model(torch.zeros((0, 4), dtype=torch.long))
+    with pytest.raises(ValueError, match=r"`inputs_embeds` is empty"):
+        model(inputs_embeds=torch.zeros((1, 0, model.config.hidden_size)))
+    with pytest.raises(ValueError, match=r"`input_ids` holds no prompt \(shape \(0, 4\)\)"):
+        model.generate(torch.zeros((0, 4), dtype=torch.long), tokenizer=tokenizer, max_new_tokens=8)
+
+
+def test_positions_past_the_trained_range_warn(model, tokenizer, no_progress):
+    logger = hf_logging.get_logger(generation_llada_uni.__name__)
+    prompt = torch.tensor([[991, 39, 378, 992, 542] * 4])  # 20 tokens
+    limit = model.config.max_position_embeddings
+    try:
+        model.config.max_position_embeddings = 24
+        with CaptureLogger(logger) as captured:
+            model.generate(prompt, tokenizer=tokenizer, max_new_tokens=16, block_length=8, steps=2)
+        assert "reach position" in captured.out and "past `max_position_embeddings` (24)" in captured.out
+        model.config.max_position_embeddings = 16
+        with CaptureLogger(logger) as captured:
+            model.generate(prompt, tokenizer=tokenizer, max_new_tokens=8, block_length=8, steps=2)
+        assert "The prompt (20 tokens) is longer than `max_position_embeddings` (16)" in captured.out
+        model.config.max_position_embeddings = 64
+        with CaptureLogger(logger) as captured:
+            model.generate(prompt, tokenizer=tokenizer, max_new_tokens=8, block_length=8, steps=2)
+        assert "max_position_embeddings" not in captured.out
+    finally:
+        model.config.max_position_embeddings = limit

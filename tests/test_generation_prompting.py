@@ -131,3 +131,47 @@ def test_image_token_validation():
         prompting.validate_image_token_ids([1024] * 3, 1, 2, 1024, 64)
     with pytest.raises(ValueError, match=r"outside the image range \[1024, 1088\) \(e.g. 1088\)"):
         prompting.validate_image_token_ids([1024, 1088], 1, 2, 1024, 64)
+
+
+def test_one_resolver_for_every_id_with_optional_fields(tokenizer):
+    config = LLaDAUniConfig(vocab_size=1088, image_token_offset=1024, image_codebook_size=64, mask_token_id=5,
+                            eos_token_id=[6, 7], pad_token_id=None)
+    special = prompting.get_special_token_ids(tokenizer, config)
+    assert (special.eos_token_id, special.eos_token_ids) == (6, (6, 7))
+    assert special.pad_token_id == (tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 6)
+    # text generation needs only the mask id: the image markers a config lacks stay None without a tokenizer
+    text_only = prompting.get_special_token_ids(None, config, required=("mask_token_id",))
+    assert (text_only.mask_token_id, text_only.image_token_id, text_only.boi_token_id) == (5, None, None)
+    assert text_only.pad_token_id == 6  # no pad anywhere: EOS
+    with pytest.raises(ValueError, match=r"Cannot resolve `image_token_id`.*no tokenizer was given"):
+        prompting.get_special_token_ids(None, config)
+    with pytest.raises(ValueError, match="unknown fields"):
+        prompting.get_special_token_ids(tokenizer, config, required=("mask_id",))
+
+
+def test_one_padding_helper():
+    ids, mask = prompting.pad_sequences([[1, 2, 3], [4], []], 0)
+    assert ids == [[1, 2, 3], [0, 0, 4], [0, 0, 0]] and mask == [[1, 1, 1], [0, 0, 1], [0, 0, 0]]
+    ids, mask = prompting.pad_sequences([[1, 2, 3], [4]], 9, side="right")
+    assert ids == [[1, 2, 3], [4, 9, 9]] and mask == [[1, 1, 1], [1, 0, 0]]
+    with pytest.raises(ValueError, match="`side` must be"):
+        prompting.pad_sequences([[1]], 0, side="middle")
+
+
+def test_one_parser_of_image_inputs():
+    a = {"image_tokens": [1030] * 4, "h": 2, "w": 2}
+    b = {"image_tokens": [1031] * 6, "h": 2, "w": 3}
+    assert prompting.parse_image_inputs(a) == [[("image_tokens", [1030] * 4, 2, 2)]]
+    assert prompting.parse_image_inputs([1030] * 4, 2, 2) == prompting.parse_image_inputs(a)
+    several = prompting.parse_image_inputs([a, b])
+    assert several == [[("image_tokens[0]", [1030] * 4, 2, 2), ("image_tokens[1]", [1031] * 6, 2, 3)]]
+    batch = prompting.parse_image_inputs([a, [a, b]], texts=["q1", "q2"])
+    assert batch == [[("image_tokens", [1030] * 4, 2, 2)], several[0]]
+    with pytest.raises(ValueError, match="With a list of instructions.*`h` and `w` come from them"):
+        prompting.parse_image_inputs([a], 2, 2, texts=["edit"], what="instruction")
+    with pytest.raises(ValueError, match="Got 2 questions and 1 image entries"):
+        prompting.parse_image_inputs([a], texts=["q1", "q2"])
+    with pytest.warns(FutureWarning, match="parse_image_inputs"):
+        assert prompting.unpack_encoded_images(a) == ([1030] * 4, 2, 2)
+    with pytest.warns(FutureWarning, match="parse_image_inputs"):
+        assert prompting.understanding_images(a) == [("image_tokens", [1030] * 4, 2, 2)]

@@ -35,6 +35,11 @@ def _unpatch(pixel_values, rows, cols, patch=16):
     return grid.reshape(3, rows * patch, cols * patch).transpose(1, 2, 0)
 
 
+def _sizes(out, patch=16):
+    """Processed `(height, width)` of each image, in pixels: its patch grid times the patch size."""
+    return [(rows * patch, cols * patch) for _, rows, cols in np.asarray(out["image_grid_thw"]).tolist()]
+
+
 def _to_uint8(pixel_values, rows, cols):
     return np.round((_unpatch(pixel_values, rows, cols) * 0.5 + 0.5) * 255).astype(np.uint8)
 
@@ -44,7 +49,7 @@ def _to_uint8(pixel_values, rows, cols):
 def test_recorded_geometry_and_pixels(processor, mode, name):
     case = _case(mode, name)
     out = processor(IMAGES / f"{name}.png", mode=mode)
-    height, width = out["image_sizes"][0].tolist()
+    height, width = _sizes(out)[0]
     assert [width, height] == case["processed_size"]
     assert out["image_grid_thw"].tolist() == [case["grid_thw"]]
     assert out["pixel_values"].dtype == np.float32
@@ -90,15 +95,15 @@ def test_smart_resize_budget_and_factor():
 def test_very_large_image_is_resized_to_the_budget(processor):
     big = PIL.Image.new("RGB", (6000, 4000), (10, 200, 30))
     out = processor(big)
-    height, width = out["image_sizes"][0].tolist()
+    height, width = _sizes(out)[0]
     assert height * width <= processor.understand_max_pixels
     assert out["pixel_values"].shape[0] == height * width // 256
     # several images in one prompt get the smaller per-image budget
     nested = processor([[big, big]])
-    for height, width in nested["image_sizes"].tolist():
+    for height, width in _sizes(nested):
         assert height * width <= processor.understand_max_pixels_multi
     edit = processor(big, mode="edit")
-    height, width = edit["image_sizes"][0].tolist()
+    height, width = _sizes(edit)[0]
     assert height * width <= processor.edit_image_size**2
 
 
@@ -123,7 +128,7 @@ def test_edit_crop_keeps_pixels_unscaled(processor):
     # larger than its crop: a centred window of the original pixels
     large = rng.integers(0, 256, (900, 1300, 3), dtype=np.uint8)
     out = processor(large, mode="edit")
-    height, width = out["image_sizes"][0].tolist()
+    height, width = _sizes(out)[0]
     top, left = (900 - height) // 2, (1300 - width) // 2
     np.testing.assert_array_equal(
         _to_uint8(out["pixel_values"], height // 16, width // 16), large[top : top + height, left : left + width]
@@ -131,7 +136,7 @@ def test_edit_crop_keeps_pixels_unscaled(processor):
     # smaller than its crop: the picture at the top-left corner, black elsewhere (the original's behaviour)
     small = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
     out = processor(small, mode="edit")
-    height, width = out["image_sizes"][0].tolist()
+    height, width = _sizes(out)[0]
     canvas = _to_uint8(out["pixel_values"], height // 16, width // 16)
     np.testing.assert_array_equal(canvas[:100, :150], small)
     assert canvas[100:].max() == 0 and canvas[:, 150:].max() == 0
@@ -142,14 +147,87 @@ def test_edit_resize_crop_alternative(processor):
     original = processor(small, mode="edit")
     resized = processor(small, mode="edit_resize_crop")
     assert resized["image_grid_thw"].tolist() == original["image_grid_thw"].tolist()
-    height, width = resized["image_sizes"][0].tolist()
+    height, width = _sizes(resized)[0]
     canvas = _to_uint8(resized["pixel_values"], height // 16, width // 16)
     # the whole canvas is picture: no black fill
     assert canvas[-16:, -16:].max() > 0
+    # the window the crop keeps of the whole picture resized to cover the crop (PIL's filter bounds round a little
+    # differently when only the window is resampled: one grey level at most)
     scale = max(width / 150, height / 100)
     expected = small.convert("RGB").resize((round(150 * scale), round(100 * scale)), PIL.Image.BICUBIC)
     top, left = (expected.height - height) // 2, (expected.width - width) // 2
-    np.testing.assert_array_equal(canvas, np.asarray(expected)[top : top + height, left : left + width])
+    window = np.asarray(expected)[top : top + height, left : left + width].astype(np.int16)
+    assert np.abs(canvas.astype(np.int16) - window).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def peak_memory_growth(tmp_path_factory):
+    """Each elongated picture through each mode, in a child of one fresh interpreter (one import for all): the growth
+    of the child's peak resident memory, and the error if it raised. The child's data segment is capped 1 GiB above
+    its size at start, so a regression fails with MemoryError instead of swamping the machine."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    # A 476-byte PNG of 100000 x 4 pixels once took 7 GB in `edit_resize_crop`: the whole picture was resized to
+    # cover the crop before cropping.
+    strip = tmp_path_factory.mktemp("elongated") / "strip.png"
+    PIL.Image.new("RGB", (100_000, 4), (200, 30, 30)).save(strip)
+    assert strip.stat().st_size < 2_000
+    script = textwrap.dedent(
+        """
+        import json, os, resource, sys
+        import numpy as np, PIL.Image
+        from transformers_llada_uni import LLaDAUniImageProcessor
+
+        processor = LLaDAUniImageProcessor()
+        pictures = {
+            "strip": lambda: PIL.Image.open(sys.argv[1]),
+            # 20000 x 100 px, aspect 200 (accepted): covering the 1024 x 256 crop takes a 51200 x 256 picture (39 MB)
+            "long": lambda: PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 20000, 3), np.uint8)),
+        }
+        for name, make in pictures.items():
+            for mode in ("understand", "edit", "edit_resize_crop"):
+                read, write = os.pipe()
+                if os.fork() == 0:
+                    picture = make()
+                    with open("/proc/self/status") as status:
+                        data_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+                    resource.setrlimit(resource.RLIMIT_DATA, ((data_kb + 1024 * 1024) * 1024, resource.RLIM_INFINITY))
+                    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                    result = {"error": None}
+                    try:
+                        result["grid"] = processor(picture, mode=mode)["image_grid_thw"].tolist()
+                    except (ValueError, MemoryError) as error:
+                        result["error"] = f"{type(error).__name__}: {error}"
+                    result["growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+                    os.write(write, json.dumps(result).encode())
+                    os._exit(0)
+                os.close(write)
+                with os.fdopen(read) as pipe:
+                    print(json.dumps({"picture": name, "mode": mode, **json.loads(pipe.read())}))
+                os.wait()
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(strip)], capture_output=True, text=True, check=True)
+    results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 6, run.stdout + run.stderr
+    return {(r["picture"], r["mode"]): r for r in results}
+
+
+@pytest.mark.parametrize("mode", ["understand", "edit", "edit_resize_crop"])
+def test_absurd_aspect_ratios_are_refused_in_every_mode_without_allocating(peak_memory_growth, mode):
+    result = peak_memory_growth["strip", mode]
+    assert result["error"].startswith("ValueError: A 100000 x 4 picture has aspect ratio 25000.0"), result
+    assert f"mode {mode!r}" in result["error"] and "max_aspect_ratio" in result["error"]
+    assert result["growth_mb"] < 50, result
+
+
+def test_edit_resize_crop_resamples_only_the_window(peak_memory_growth):
+    result = peak_memory_growth["long", "edit_resize_crop"]
+    assert result["error"] is None and result["grid"] == [[1, 16, 64]], result
+    assert result["growth_mb"] < 20, result
 
 
 def test_rgba_alpha_dropped_by_default_or_composited_on_white():

@@ -11,10 +11,10 @@ from transformers import AutoConfig, AutoModel
 import transformers_llada_uni  # noqa: F401  (registers the Auto classes)
 from transformers_llada_uni import (
     LLaDAUniImageProcessor,
-    LLaDAUniImageTokenizerConfig,
-    LLaDAUniImageTokenizerModel,
     LLaDAUniImageVQConfig,
     LLaDAUniImageVQModel,
+    LLaDAUniImageVQOutput,
+    LLaDAUniImageVQPreTrainedModel,
 )
 
 from conftest import EXPECTED, IMAGES, REAL_FILES, TINY_RELEASED
@@ -155,9 +155,26 @@ def test_device_map_with_disk_offload(tmp_path):
     assert codes.tolist() == case["token_ids"]
 
 
-def test_aliases_and_no_split_modules():
-    assert LLaDAUniImageTokenizerModel is LLaDAUniImageVQModel
-    assert LLaDAUniImageTokenizerConfig is LLaDAUniImageVQConfig
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("LLaDAUniImageTokenizerConfig", LLaDAUniImageVQConfig),
+        ("LLaDAUniImageTokenizerModel", LLaDAUniImageVQModel),
+        ("LLaDAUniImageTokenizerPreTrainedModel", LLaDAUniImageVQPreTrainedModel),
+        ("LLaDAUniImageTokenizerOutput", LLaDAUniImageVQOutput),
+    ],
+)
+def test_earlier_names_still_work_with_a_deprecation_warning(old, new):
+    # One name per class: the `LLaDAUniImageVQ*` names are the API, the earlier ones warn and give the same class.
+    with pytest.warns(FutureWarning, match=f"`{old}` is deprecated.*`{new.__name__}`"):
+        exec(f"from transformers_llada_uni import {old} as imported", namespace := {})
+    assert namespace["imported"] is new
+    assert old not in transformers_llada_uni.__all__
+    with pytest.raises(AttributeError):
+        transformers_llada_uni.LLaDAUniImageTokenizerProcessor
+
+
+def test_no_split_modules():
     assert set(LLaDAUniImageVQModel._no_split_modules) >= {"GlmImageVisionBlock"}
 
 

@@ -133,16 +133,17 @@ def test_one_image_as_lists_is_the_plain_form(tokenizer, image_a, understand_cas
         (lambda a, b: ([a, b], [8, 8], 12), TypeError, r"`h` \(\[8, 8\]\) and `w` \(12\) must both"),
         (lambda a, b: ([a, b[:-1]], [8, 8], [12, 8]), ValueError, r"`image_tokens\[1\]` holds 63 ids.*needs 64"),
         (lambda a, b: ([a, 5], [8, 8], [12, 8]), TypeError, r"`image_tokens\[1\]` must be a sequence of ids"),
-        (lambda a, b: ([a, b], [8, 0], [12, 8]), ValueError, r"h=0 must be a positive int"),
+        (lambda a, b: ([a, b], [8, 0], [12, 8]), ValueError, r"`h` of `image_tokens\[1\]` must be a positive int.*got 0"),
         (lambda a, b: (a, [8], [12]), ValueError, r"1 heights \(`h`\), 1 widths \(`w`\) and 96 id sequences"),
         (lambda a, b: ([a, b], 8, 12), TypeError, "flat sequence of ids for one image"),
         (lambda a, b: (a[:-1], 8, 12), ValueError, r"`image_tokens` holds 95 ids.*needs 96"),
     ],
 )
-def test_bad_several_images_input_is_named(tokenizer, image_a, image_b, make, error, message):
+def test_bad_several_images_input_is_named(model, tokenizer, image_a, image_b, make, error, message):
+    # Checked once, at generation's public boundary (the prompt builders trust their callers).
     image_tokens, h, w = make(image_a["image_tokens"], image_b["image_tokens"])
     with pytest.raises(error, match=message):
-        prompting.build_understanding_prompt(tokenizer, image_tokens, h, w, QUESTION)
+        model.understand_image(image_tokens, h, w, QUESTION, tokenizer=tokenizer)
 
 
 # ---------------------------------------------------------------------------------------------- understand_image
@@ -254,14 +255,14 @@ def test_processor_nested_form_is_the_prompting_function(processor, image_a, ima
 
 
 def test_processor_rejects_bad_image_sets(processor, image_a, image_b):
-    with pytest.raises(ValueError, match=r"`image\[0\]` is an empty list"):
+    with pytest.raises(ValueError, match="needs at least one image"):
         processor.build_understanding_prompt([[]], QUESTION)
     short = dict(image_b, image_tokens=image_b["image_tokens"][:-1])
     with pytest.raises(ValueError, match=r"image\[0\]\[1\].*holds 63 ids.*needs 64"):
         processor.build_understanding_prompt([[image_a, short]], QUESTION)
     with pytest.raises(ValueError, match="2 images but 3 questions"):
         processor.build_understanding_prompt([[image_a, image_b], image_a], ["a", "b", "c"])
-    with pytest.raises(TypeError, match="must be a dict"):
+    with pytest.raises(TypeError, match="what `processor.encode_images` returns"):
         processor.build_understanding_prompt([[image_a, [1, 2]]], QUESTION)
     # Editing takes one image per instruction.
     with pytest.raises(TypeError, match="must be a dict"):

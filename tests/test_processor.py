@@ -184,25 +184,172 @@ def test_decoding(processor, edit_case, understand_case):
         processor.image_ids_to_codes([0])
 
 
-def test_call_and_bad_inputs(processor):
-    out = processor(images=IMAGES / "square_64x64_rgba.png", text="Describe this image.", return_tensors="pt")
+def test_call_without_text_gives_the_image_processor_output(processor):
+    out = processor(images=IMAGES / "square_64x64_rgba.png", return_tensors="pt")
+    assert set(out) == {"pixel_values", "image_grid_thw"}
     assert out["pixel_values"].shape == (64, 768) and out["image_grid_thw"].tolist() == [[1, 8, 8]]
-    assert out["input_ids"][0].tolist() == prompting.encode_text(processor.tokenizer, "Describe this image.")
     edit = processor(images=IMAGES / "square_64x64_rgba.png", mode="edit")
     assert edit["image_grid_thw"].tolist() == [[1, 32, 32]]
+
+
+def test_prompt_builders_refuse_bad_images(processor):
     with pytest.raises(ValueError, match="Give `images`, `text` or both"):
         processor()
-    with pytest.raises(TypeError, match="`image_tokens`, `h` and `w`"):
+    with pytest.raises(TypeError, match="what `processor.encode_images` returns"):
         processor.build_understanding_prompt([1, 2, 3], "Question?")
     with pytest.raises(ValueError, match="needs 64"):
         processor.build_understanding_prompt({"image_tokens": [1024] * 10, "h": 8, "w": 8}, "Question?")
+    with pytest.raises(ValueError, match="outside the image range"):
+        processor.build_understanding_prompt({"image_tokens": [5] * 64, "h": 8, "w": 8}, "Question?")
+    with pytest.raises(ValueError, match=r"`image\[0\]\[1\]\['image_tokens'\]` holds ids outside the image range"):
+        good = {"image_tokens": [1024] * 64, "h": 8, "w": 8}
+        processor.build_understanding_prompt([[good, {"image_tokens": [5] * 64, "h": 8, "w": 8}]], "Question?")
     with pytest.raises(ValueError, match="empty"):
         processor.build_understanding_prompt({"image_tokens": [1024] * 64, "h": 8, "w": 8}, "  ")
     with pytest.raises(ValueError, match="2 images but 3 questions"):
         image = {"image_tokens": [1024] * 64, "h": 8, "w": 8}
         processor.build_understanding_prompt([image, image], ["a", "b", "c"])
+    with pytest.raises(TypeError, match="one source image"):
+        processor.build_editing_prompts([[image, image]], "Make it blue.")
     with pytest.raises(ValueError, match="tokenizer"):
         LLaDAUniProcessor(image_processor=LLaDAUniImageProcessor(), tokenizer=None)
+
+
+# ------------------------------------------------------------------------------------------- model inputs
+def test_keyword_arguments_reach_the_tokenizer_and_the_image_processor(processor):
+    # transformers' typed processor kwargs: tokenizer options go to the tokenizer, picture options to the image
+    # processor, flat or per modality.
+    truncated = processor(text=["hello there friend"], truncation=True, max_length=2)
+    assert [len(ids) for ids in truncated["input_ids"]] == [2]
+    padded = processor(text=["hello there friend"], padding="max_length", max_length=20, return_tensors="pt")
+    assert padded["input_ids"].shape == (1, 20) and padded["attention_mask"].sum() < 20
+    nested = processor(text=["hello there friend"], text_kwargs={"padding": "max_length", "max_length": 20})
+    assert nested["input_ids"] == padded["input_ids"].tolist()
+    picture = IMAGES / "landscape_150x100.png"
+    with_picture = processor(images=picture, text="Describe this image.", max_length=8, padding="max_length")
+    assert len(with_picture["input_ids"][0]) > 8  # a length limit without truncation pads, never cuts the image block
+    with_picture = processor(images=picture, text="Describe this image.", max_length=200, padding="max_length")
+    assert len(with_picture["input_ids"][0]) == 200
+    edit = processor(images=picture, text="Make it blue.", images_kwargs={"mode": "edit"})
+    assert edit["image_grid_thw"].tolist() == [[1, 26, 38]]
+    with pytest.raises(ValueError, match="passed two times"):
+        processor(text="hello", text_kwargs={"padding": "do_not_pad"}, padding="max_length")
+    with pytest.raises(ValueError, match="does not use \\['size'\\]"):
+        processor(images=picture, size={"height": 64, "width": 64})
+
+
+def test_model_input_names_are_what_the_processor_returns(processor):
+    out = processor(images=IMAGES / "landscape_150x100.png", text="Describe this image.", return_tensors="pt")
+    assert set(out) == set(processor.model_input_names)
+    assert "image_sizes" not in processor.model_input_names
+
+
+def test_call_puts_the_pictures_before_the_text_as_the_original(processor, image_tokenizer, understand_case):
+    # Text without the image placeholder: the pictures go first, as in the original's understanding prompt.
+    picture = IMAGES / "landscape_150x100.png"
+    out = processor(images=picture, text=understand_case["question"], return_tensors="pt")
+    image = processor.encode_images(picture, image_tokenizer)
+    expected = processor.build_understanding_prompt(image, understand_case["question"])["input_ids"][0]
+    ids = out["input_ids"][0]
+    placeholders = out["mm_token_type_ids"][0].bool()
+    assert (ids[placeholders] == processor.image_token_id).all()
+    filled = ids.clone()
+    filled[placeholders] = torch.tensor(image["image_tokens"])
+    assert filled.tolist() == expected
+    assert out["image_grid_thw"].tolist() == [[1, image["h"], image["w"]]]
+    # The placeholder can also be written where the picture goes.
+    placed = processor(images=picture, text=processor.image_token + understand_case["question"], return_tensors="pt")
+    assert placed["input_ids"].tolist() == out["input_ids"].tolist()
+    with pytest.raises(ValueError, match="should be the same as the number of images"):
+        processor(images=[picture, picture], text=processor.image_token + "Compare.")
+
+
+def test_batch_mixes_text_only_and_several_pictures(processor, image_tokenizer):
+    paths = [IMAGES / "landscape_150x100.png", IMAGES / "portrait_90x200.png"]
+    token = processor.image_token
+    out = processor(images=[[], paths], text=["No picture here.", f"{token}{token}Compare them."], padding=True)
+    assert sum(out["mm_token_type_ids"][0]) == 0
+    # two pictures in one prompt: each gets the several-images budget, as `encode_images([[a, b]])` gives them
+    pair = processor.encode_images([paths], image_tokenizer)[0]
+    assert sum(out["mm_token_type_ids"][1]) == sum(len(image["image_tokens"]) for image in pair)
+    assert out["image_grid_thw"].tolist() == [[1, image["h"], image["w"]] for image in pair]
+
+
+def test_chat_template_takes_content_parts_and_keeps_the_released_string_form(processor):
+    released = (TINY_RELEASED / "chat_template.jinja").read_text()
+    conversations = [
+        [{"role": "user", "content": "Hello"}],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is in the box?"},
+            {"role": "assistant", "content": "<think>\nLet me look.\n</think>\n\nA cat."},
+            {"role": "user", "content": "And now?"},
+        ],
+        [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+            {"role": "tool", "content": "sunny"},
+            {"role": "assistant", "content": "It is sunny."},
+        ],
+    ]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    for conversation in conversations:
+        for add_generation_prompt in (False, True):
+            kwargs = {"tokenize": False, "add_generation_prompt": add_generation_prompt, "tools": tools}
+            assert processor.apply_chat_template(conversation, **kwargs) == processor.tokenizer.apply_chat_template(
+                conversation, chat_template=released, **kwargs
+            )
+    as_parts = [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "text", "text": "What is in the box?"}]},
+    ]
+    as_strings = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is in the box?"}]
+    assert processor.apply_chat_template(as_parts, add_generation_prompt=True) == processor.apply_chat_template(
+        as_strings, add_generation_prompt=True
+    )
+    with pytest.raises(Exception, match="reads text and image parts, not 'video'"):
+        processor.apply_chat_template([{"role": "user", "content": [{"type": "video", "url": "v.mp4"}]}])
+
+
+@pytest.mark.parametrize("system_prompt", [None, "Answer in one word."])
+def test_chat_template_prompt_is_the_understanding_prompt(processor, image_tokenizer, understand_case, system_prompt):
+    picture = IMAGES / "landscape_150x100.png"
+    question = understand_case["question"]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+    inputs = processor.apply_chat_template(
+        messages, images=picture, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    image = processor.encode_images(picture, image_tokenizer)
+    expected = processor.build_understanding_prompt(
+        image, question, use_chat_template=True, system_prompt=system_prompt
+    )["input_ids"][0]
+    filled = inputs["input_ids"][0].clone()
+    filled[inputs["mm_token_type_ids"][0].bool()] = torch.tensor(image["image_tokens"])
+    assert filled.tolist() == expected
+    assert set(inputs) == set(processor.model_input_names)
+    # the picture inside the message is the same as the picture given apart
+    messages[-1]["content"][0] = {"type": "image", "path": str(picture)}
+    inline = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert inline["input_ids"].tolist() == inputs["input_ids"].tolist()
+    assert torch.equal(inline["pixel_values"], inputs["pixel_values"])
+
+
+def test_chat_template_assistant_tokens_mask(processor):
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A landscape."}]},
+    ]
+    out = processor.apply_chat_template(
+        messages, images=IMAGES / "landscape_150x100.png", tokenize=True, return_dict=True,
+        return_assistant_tokens_mask=True, return_tensors="pt",
+    )
+    answer = out["input_ids"][0][out["assistant_masks"][0].bool()]
+    assert processor.decode(answer) == "A landscape.<|role_end|>"
 
 
 def test_postprocess_delegates(processor):

@@ -31,7 +31,7 @@ def _using_it_blocks() -> list[str]:
 
 def test_using_it_examples_run(tmp_path, monkeypatch):
     blocks = _using_it_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     code = "\n".join(blocks)
     for old, new in SUBSTITUTIONS:
         assert old in code, f"README no longer contains {old!r}: update this test's substitutions"
@@ -46,3 +46,5 @@ def test_using_it_examples_run(tmp_path, monkeypatch):
     assert isinstance(namespace["answer"], list) and isinstance(namespace["both"], list) and len(namespace["both"]) == 1
     assert len(namespace["answers"]) == 2 and all(isinstance(text, str) for text in namespace["answers"])
     assert [edit.token_ids.shape for edit in namespace["both_edits"]] == [namespace["edited"].token_ids.shape] * 2
+    assert namespace["answer_ids"].shape[1] > namespace["inputs"]["input_ids"].shape[1]
+    assert namespace["raw"]["mm_token_type_ids"].sum() == namespace["raw"]["image_grid_thw"].prod(-1).sum()

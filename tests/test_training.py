@@ -192,6 +192,37 @@ def test_doubled_loss_equals_hand_computation(tiny, special):
     assert out.per_sequence_loss.tolist() == pytest.approx(per_sequence, rel=1e-5, abs=1e-5)
 
 
+def test_one_sequence_loss_equals_the_models_labels_loss(tiny, special):
+    """The model's `labels=` loss (masked-LM: token mean over labelled positions, no shift) and the objective agree
+    where their normalisations coincide, one sequence; with several sequences the objective averages per sequence
+    (DESIGN.md section 7), which a token mean cannot express, so it does not go through `labels=`."""
+    model, _ = tiny
+    config = MaskedDiffusionConfig(block_length=BLOCK)
+    examples = hand_examples(special)
+    batch = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(examples)
+    clean, noisy, masked = batch["input_ids"], batch["noisy_input_ids"], batch["masked"]
+    length = clean.shape[1]
+    per_token_means = []
+    for row in range(clean.shape[0]):
+        one = {key: value[row : row + 1] for key, value in batch.items()}
+        # The doubled sequence as a masked-LM batch: labels on the noisy half where it was masked, -100 elsewhere.
+        labels = torch.full((1, 2 * length), -100)
+        labels[0, :length] = torch.where(masked[row], clean[row], -100)
+        with torch.no_grad():
+            from_labels = model(
+                input_ids=torch.cat([noisy[row : row + 1], clean[row : row + 1]], dim=1),
+                attention_mask=block_diffusion_attention_mask(one["attention_mask"], BLOCK),
+                position_ids=torch.arange(length).repeat(2)[None],
+                labels=labels,
+            ).loss
+            objective = masked_diffusion_loss(model, one, config).loss
+        assert objective.item() == pytest.approx(from_labels.item(), rel=1e-5, abs=1e-6)
+        per_token_means.append(from_labels.item())
+    with torch.no_grad():
+        batch_loss = masked_diffusion_loss(model, batch, config).loss.item()
+    assert batch_loss == pytest.approx(sum(per_token_means) / len(per_token_means), rel=1e-5, abs=1e-6)
+
+
 def test_one_block_loss_equals_hand_computation_and_doubled_logits(tiny, special):
     model, _ = tiny
     examples = hand_examples(special)
@@ -505,10 +536,10 @@ def test_editing_record_from_codes_uses_the_guidance_branches(tiny):
 
 
 def test_picture_records_go_through_the_image_tokenizer(tiny, tiny_released_dir, images_dir):
-    from transformers_llada_uni import LLaDAUniImageTokenizerModel, LLaDAUniProcessor
+    from transformers_llada_uni import LLaDAUniImageVQModel, LLaDAUniProcessor
 
     model, tokenizer = tiny
-    image_tokenizer = LLaDAUniImageTokenizerModel.from_pretrained(tiny_released_dir / "image_tokenizer").eval()
+    image_tokenizer = LLaDAUniImageVQModel.from_pretrained(tiny_released_dir / "image_tokenizer").eval()
     processor = LLaDAUniProcessor.from_pretrained(tiny_released_dir)
     picture = sorted(images_dir.glob("*.png"))[0]
     encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer, processor=processor,

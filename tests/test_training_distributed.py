@@ -94,10 +94,24 @@ def one_process(tiny_released_dir, data, tmp_path_factory):
     return {name: root / name for name in runs}
 
 
-def test_data_parallel_matches_one_process_and_resumes_in_one(tiny_released_dir, data, one_process, tmp_path):
-    out = tmp_path / "ddp"
-    stdout = launch(command(tiny_released_dir, data, out, 1))
-    assert stdout.count("Trained 3 steps") == 1  # the main process reports, the other one does not
+@pytest.fixture(scope="module")
+def torch_runs(tiny_released_dir, data, tmp_path_factory):
+    """The data-parallel and FSDP2 runs, in one launch: starting the processes costs more than the runs themselves."""
+    root = tmp_path_factory.mktemp("two-processes")
+    runs = {
+        "ddp": [],
+        "fsdp-lora": ["--train-routed-experts", *FSDP],
+        "fsdp-full": ["--full-finetuning", *FSDP],
+    }
+    stdout = launch(*(command(tiny_released_dir, data, root / name, 1, *extra) for name, extra in runs.items()))
+    return stdout, {name: root / name for name in runs}
+
+
+def test_data_parallel_matches_one_process_and_resumes_in_one(tiny_released_dir, data, one_process, torch_runs, tmp_path):
+    stdout, outs = torch_runs
+    out = outs["ddp"]
+    # The main process reports each run, the other one does not.
+    assert stdout.count("Trained 3 steps") == len(outs)
     assert losses(out) == pytest.approx(losses(one_process["lora"]), **TOLERANCE)
     checkpoint = out / "checkpoint-2"
     assert info(checkpoint)["world_size"] == 2 and info(checkpoint)["engine"] == "ddp"
@@ -115,12 +129,10 @@ def test_data_parallel_matches_one_process_and_resumes_in_one(tiny_released_dir,
         train(build_parser().parse_args(command(tiny_released_dir, data, out, 1, "--resume", str(checkpoint))))
 
 
-def test_fsdp2_lora_and_full_finetuning_match_one_process_and_load_in_one(tiny_released_dir, data, one_process, tmp_path):
-    lora, full = tmp_path / "fsdp-lora", tmp_path / "fsdp-full"
-    launch(
-        command(tiny_released_dir, data, lora, 1, "--train-routed-experts", *FSDP),
-        command(tiny_released_dir, data, full, 1, "--full-finetuning", *FSDP),
-    )
+def test_fsdp2_lora_and_full_finetuning_match_one_process_and_load_in_one(
+    tiny_released_dir, data, one_process, torch_runs, tmp_path
+):
+    lora, full = torch_runs[1]["fsdp-lora"], torch_runs[1]["fsdp-full"]
     assert losses(lora) == pytest.approx(losses(one_process["experts"]), **TOLERANCE)
     assert losses(full) == pytest.approx(losses(one_process["full"]), **TOLERANCE)
     assert info(lora / "checkpoint-3")["engine"] == "fsdp"
@@ -152,16 +164,21 @@ def test_fsdp2_lora_and_full_finetuning_match_one_process_and_load_in_one(tiny_r
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
                     reason="DeepSpeed is the optional `deepspeed` extra (pip install -e .[deepspeed])")
-@pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_zero_matches_one_process(tiny_released_dir, data, one_process, tmp_path, stage):
-    out = tmp_path / f"zero{stage}"
-    config = CONFIGS / f"deepspeed_zero{stage}.json"
-    launch(command(tiny_released_dir, data, out, 1, "--training-arg", f"deepspeed={config}"))
-    assert losses(out) == pytest.approx(losses(one_process["lora"]), **TOLERANCE)
-    assert info(out / "checkpoint-2")["engine"] == "deepspeed"
-    final = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+def test_deepspeed_zero_2_and_3_match_one_process(tiny_released_dir, data, one_process, tmp_path):
+    stages = (2, 3)
+    outs = {stage: tmp_path / f"zero{stage}" for stage in stages}
+    # Both stages in one launch (one start of the processes), one after the other.
+    launch(*(
+        command(tiny_released_dir, data, outs[stage], 1, "--training-arg",
+                f"deepspeed={CONFIGS / f'deepspeed_zero{stage}.json'}")
+        for stage in stages
+    ))
     reference = load_file(str(one_process["lora"] / "adapter" / "adapter_model.safetensors"))
-    assert final.keys() == reference.keys()
-    assert all(torch.allclose(final[k], reference[k], **WEIGHT_TOLERANCE) for k in final)
-    with pytest.raises(ValueError, match=r"was written by deepspeed with 2 process\(es\); this run uses single with 1"):
-        train(build_parser().parse_args(command(tiny_released_dir, data, out, 2, "--resume")))
+    for stage, out in outs.items():
+        assert losses(out) == pytest.approx(losses(one_process["lora"]), **TOLERANCE), stage
+        assert info(out / "checkpoint-2")["engine"] == "deepspeed"
+        final = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+        assert final.keys() == reference.keys()
+        assert all(torch.allclose(final[k], reference[k], **WEIGHT_TOLERANCE) for k in final), stage
+        with pytest.raises(ValueError, match=r"was written by deepspeed with 2 process\(es\); this run uses single with 1"):
+            train(build_parser().parse_args(command(tiny_released_dir, data, out, 2, "--resume")))

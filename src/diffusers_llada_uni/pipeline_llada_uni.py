@@ -29,15 +29,15 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 
-from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
+from transformers_llada_uni.released_layout_llada_uni import DECODER_DIRS as DECODER_FOLDERS
+from transformers_llada_uni.released_layout_llada_uni import IMAGE_TOKENIZER_DIR as IMAGE_TOKENIZER_FOLDER
 
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, prepare_image_codes
+from .saving_llada_uni import save_folder, write_end_to_end_files
 
 
 logger = logging.get_logger(__name__)
 
-IMAGE_TOKENIZER_FOLDER = "image_tokenizer"
-DECODER_FOLDERS = {"normal": "decoder", "turbo": "decoder-turbo"}
 IMAGE_OUTPUT_TYPES = ("pil", "np", "pt", "latent", "codes")
 
 
@@ -213,16 +213,26 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             raise FileNotFoundError(f"{folder} holds no config.json: it is not a released LLaDA2.0-Uni folder.")
         return cls(**cls._load_parts(folder, released=True, torch_dtype=torch_dtype, load_decoders=load_decoders))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        push_to_hub: bool = False,
+        **kwargs,
+    ):
         r"""
         Writes the converted layout (model, tokenizer and processor at the top, `image_tokenizer/`, `decoder/`,
-        `decoder-turbo/`). The folder appears complete or not at all: it is written next to `save_directory` and
-        renamed; an existing folder is replaced.
+        `decoder-turbo/`), with a top-level `model_index.json` naming this pipeline and its parts, and a model card.
+        The folder appears complete or not at all: it is written next to `save_directory` and moved into place; an
+        existing folder is replaced.
+
+        Args:
+            save_directory: the folder to write.
+            safe_serialization: must be True: weights are written as safetensors only.
+            push_to_hub: upload the folder afterwards; `repo_id`, `token`, `private`, `commit_message` and
+                `create_pr` are passed on as in diffusers.
         """
-        if not safe_serialization:
-            raise ValueError("Only safetensors serialization is supported.")
-        if kwargs:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+
         def write(folder: Path):
             self.model.save_pretrained(folder)
             self.processor.save_pretrained(folder)
@@ -231,8 +241,13 @@ class _LLaDAUniPipelineBase(DiffusionPipeline):
             for kind, pipe in (("normal", self.decoder), ("turbo", self.turbo_decoder)):
                 if pipe is not None:
                     pipe.save_pretrained(folder / DECODER_FOLDERS[kind], safe_serialization=True)
+            components = {name: type(value) if value is not None else None for name, value in self.components.items()}
+            # The card carries the license and citation of the folder the language model came from.
+            source = getattr(self.model, "name_or_path", None)
+            source = source if source and os.path.isdir(source) else None
+            write_end_to_end_files(folder, type(self), components, source=source)
 
-        write_directory_atomically(save_directory, write)
+        save_folder(self, save_directory, write, safe_serialization, push_to_hub, **kwargs)
 
     def to(self, *args, **kwargs):
         super().to(*args, **kwargs)

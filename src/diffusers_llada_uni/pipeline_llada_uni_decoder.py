@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import json
+import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,21 +22,14 @@ from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors import safe_open
 
-from transformers_llada_uni.io_utils_llada_uni import write_directory_atomically
-
 from .modeling_sigvq import SigVQEmbedding
+from .saving_llada_uni import LLaDAUniPipelineFolderMixin, save_folder, write_pipeline_files
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
 
 
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-# The released decoder config files carry Z-Image's text-to-image values; the weights were trained with these.
-RELEASED_AXES_LENS = [32768, 1024, 1024]
-RELEASED_SIGVQ_FILE = os.path.join("image_tokenizer", "sigvq_embedding.pt")
-# Both names occur in released folders ("decoder" has the older one).
-RELEASED_DECODER_WEIGHT_NAMES = ("decoder_model.safetensors", "model.safetensors", "diffusion_pytorch_model.safetensors")
 
 # The original's defaults: 50 time points (49 model calls) with guidance 1.0 and the norm clamp for the
 # 50-step decoder; 8 model calls without guidance for the distilled one.
@@ -72,21 +65,10 @@ def make_released_scheduler(turbo: bool) -> LLaDAUniFlowMatchScheduler:
     return LLaDAUniFlowMatchScheduler(shift=6.0, stochastic_sampling=False, time_grid_dtype="float32")
 
 
-def _find_decoder_weights(folder: Path) -> list[Path]:
-    for index_name in sorted(folder.glob("*.safetensors.index.json")):
-        with open(index_name, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    for name in RELEASED_DECODER_WEIGHT_NAMES:
-        if (folder / name).is_file():
-            return [folder / name]
-    found = sorted(p.name for p in folder.glob("*.safetensors"))
-    if len(found) == 1:
-        return [folder / found[0]]
-    raise FileNotFoundError(
-        f"No decoder weights in {folder}: expected one of {list(RELEASED_DECODER_WEIGHT_NAMES)} or a "
-        f"`*.safetensors.index.json`, found {found or 'no .safetensors file'}."
-    )
+def _released_layout():
+    # Imported by name when used: this file also ships as remote code to machines without our packages, where only
+    # converted folders are loaded, and diffusers reports every package an import statement names as missing.
+    return importlib.import_module("transformers_llada_uni.released_layout_llada_uni")
 
 
 def _own_aligned(tensor: torch.Tensor) -> torch.Tensor:
@@ -103,34 +85,39 @@ def load_released_transformer(
 ) -> ZImageTransformer2DModel:
     r"""
     Loads a released Z-Image decoder folder (`decoder/` or `decoder-turbo/`) into diffusers'
-    `ZImageTransformer2DModel`, fixing the release's quirks: `cap_feat_dim` (the config file is wrong; it is the SigVQ
-    width), `axes_lens` (`[32768, 1024, 1024]`), the weight file name, and `semantic_embedder.*` -> `cap_embedder.*`.
+    `ZImageTransformer2DModel`, with the released layout's config fix (`cap_feat_dim` = the SigVQ width, `axes_lens`)
+    and key rename (`semantic_embedder.*` -> `cap_embedder.*`).
     """
+    layout = _released_layout()
     decoder_dir = Path(decoder_dir)
-    with open(decoder_dir / "config.json", encoding="utf-8") as f:
-        config = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
-    config["cap_feat_dim"] = int(cap_feat_dim)
-    config["axes_lens"] = list(RELEASED_AXES_LENS)
+    config_path = decoder_dir / "config.json"
+    if not config_path.is_file():
+        raise layout.MissingFileError(f"{config_path} is missing: the decoder's DiT config.")
+    config = layout.corrected_transformer_config(layout.read_json(config_path), cap_feat_dim)
 
     # One tensor at a time (and cast as it is read): peak memory stays at the model's size, not twice that.
     state_dict = {}
-    for path in _find_decoder_weights(decoder_dir):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                value = f.get_tensor(key)
-                if torch_dtype is not None:
-                    value = value.to(torch_dtype)
-                if key.startswith("semantic_embedder."):
-                    key = "cap_embedder." + key[len("semantic_embedder.") :]
-                state_dict[key] = _own_aligned(value)
+    for path in layout.find_decoder_weights(decoder_dir):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    value = f.get_tensor(key)
+                    if torch_dtype is not None:
+                        value = value.to(torch_dtype)
+                    state_dict[layout.rename_transformer_key(key)] = _own_aligned(value)
+        except Exception as err:  # safetensors raises its own error type, without the file name
+            raise layout.CheckpointError(f"{path}: cannot be read as safetensors ({err}); is it truncated?") from None
 
     # Built on the meta device: a random initialisation of the real 6 B-parameter DiT would only be overwritten.
-    with torch.device("meta"):
-        transformer = ZImageTransformer2DModel.from_config(config)
+    try:
+        with torch.device("meta"):
+            transformer = ZImageTransformer2DModel.from_config(config)
+    except (AssertionError, TypeError, ValueError) as err:
+        raise layout.CheckpointError(f"{config_path}: not a valid Z-Image DiT config ({err!r}).") from None
     expected = set(transformer.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
-        raise ValueError(
+        raise layout.CheckpointError(
             f"The decoder weights in {decoder_dir} do not fit ZImageTransformer2DModel: missing {missing[:10]}"
             f"{'...' if len(missing) > 10 else ''}, unexpected {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}."
         )
@@ -217,7 +204,7 @@ def prepare_image_codes(image_tokens, grid_size: tuple[int, int] | None, codeboo
     return codes.reshape(codes.shape[0], h, w)
 
 
-class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
+class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZImageLoraLoaderMixin):
     r"""
     Decodes LLaDA2.0-Uni image codes into images.
 
@@ -286,27 +273,67 @@ class LLaDAUniDecoderPipeline(DiffusionPipeline, ZImageLoraLoaderMixin):
             turbo: load the distilled 8-step decoder instead of the 50-step one.
             torch_dtype: cast every component to this dtype (default: keep the stored dtypes).
         """
+        layout = _released_layout()
         released_dir = Path(released_dir)
-        sigvq_path = released_dir / RELEASED_SIGVQ_FILE
-        decoder_dir = released_dir / ("decoder-turbo" if turbo else "decoder")
-        for path in (sigvq_path, decoder_dir / "config.json", released_dir / "vae" / "config.json"):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: {released_dir} is not a released LLaDA2.0-Uni folder.")
-        sigvq_state_dict = torch.load(sigvq_path, map_location="cpu", weights_only=True)
+        sigvq_state_dict = layout.read_sigvq_state_dict(released_dir)
         if torch_dtype is not None:
             sigvq_state_dict = {k: v.to(torch_dtype) for k, v in sigvq_state_dict.items()}
         vq_embedder = SigVQEmbedding.from_released_state_dict({k: _own_aligned(v) for k, v in sigvq_state_dict.items()})
         transformer = load_released_transformer(
-            decoder_dir, cap_feat_dim=vq_embedder.config.embedding_dim, torch_dtype=torch_dtype
+            layout.released_decoder_dir(released_dir, turbo), vq_embedder.config.embedding_dim, torch_dtype=torch_dtype
         )
-        vae = AutoencoderKL.from_pretrained(released_dir / "vae", torch_dtype=torch_dtype)
-        return cls(
+        vae_dir = released_dir / layout.VAE_DIR
+        for name, what in (("config.json", "the VAE config"), (layout.DIFFUSERS_WEIGHTS_NAME, "the VAE weights")):
+            if not (vae_dir / name).is_file():
+                raise layout.MissingFileError(f"{vae_dir / name} is missing: {what} (only safetensors are read).")
+        layout.read_json(vae_dir / "config.json")
+        try:
+            vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch_dtype, use_safetensors=True)
+        except Exception as err:  # a truncated file surfaces as safetensors' own error, without the file name
+            raise layout.CheckpointError(
+                f"{vae_dir / layout.DIFFUSERS_WEIGHTS_NAME}: cannot load the VAE ({err}); is the file truncated?"
+            ) from None
+        pipe = cls(
             vq_embedder=vq_embedder.eval(),
             transformer=transformer,
             vae=vae.eval(),
             scheduler=make_released_scheduler(turbo),
             turbo=turbo,
         )
+        # As `from_pretrained` does: where the pipeline came from (its model card tells a saved copy the license).
+        pipe.register_to_config(_name_or_path=str(released_dir))
+        return pipe
+
+    # ------------------------------------------------------------------ saving
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ):
+        r"""
+        As [`DiffusionPipeline.save_pretrained`], and the folder carries this pipeline's code (so
+        `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` loads it without our package) and a model
+        card. It appears complete or not at all: written next to `save_directory`, then moved into place (an existing
+        folder is replaced).
+
+        Args:
+            save_directory: the folder to write.
+            safe_serialization: must be True: weights are written as safetensors only.
+            variant, max_shard_size: as diffusers'.
+            push_to_hub: upload the folder afterwards; `repo_id`, `token`, `private`, `commit_message` and
+                `create_pr` are passed on as in diffusers.
+        """
+
+        def write(folder: Path):
+            DiffusionPipeline.save_pretrained(self, folder, variant=variant, max_shard_size=max_shard_size)
+            write_pipeline_files(self, folder, source=self.name_or_path)
+
+        save_folder(self, save_directory, write, safe_serialization, push_to_hub, **kwargs)
 
     # ------------------------------------------------------------------ LoRA: safetensors only
 
@@ -635,9 +662,8 @@ def convert_released_decoder(
 ) -> Path:
     r"""
     Writes the released decoder (`turbo=False`: `decoder/`, `True`: `decoder-turbo/`) as a diffusers pipeline folder
-    at `output_dir`. The folder appears complete or not at all: it is written next to `output_dir` and renamed.
+    at `output_dir` (see [`LLaDAUniDecoderPipeline.save_pretrained`]).
     """
-    if not safe_serialization:
-        raise ValueError("Only safetensors serialization is supported.")
     pipe = LLaDAUniDecoderPipeline.from_released(released_dir, turbo=turbo, torch_dtype=torch_dtype)
-    return write_directory_atomically(output_dir, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))
+    pipe.save_pretrained(output_dir, safe_serialization=safe_serialization)
+    return Path(output_dir)

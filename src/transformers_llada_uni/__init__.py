@@ -2,6 +2,14 @@
 """LLaDA2.0-Uni for transformers. Importing this package registers every class with the Auto classes."""
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+from .generation_llada_uni import (
+    LLaDAUniBlockScheduler,
+    LLaDAUniBlockSchedulerOutput,
+    LLaDAUniGenerateOutput,
+    LLaDAUniGenerationConfig,
+    LLaDAUniImageGenerationOutput,
+    LLaDAUniUnderstandingOutput,
+)
 from .modeling_llada_uni import (
     LLaDA2MoeForConditionalGeneration,
     LLaDA2MoeModel,
@@ -9,12 +17,9 @@ from .modeling_llada_uni import (
     LLaDAUniModel,
     LLaDAUniPreTrainedModel,
 )
-from .configuration_llada_uni_image_tokenizer import LLaDAUniImageTokenizerConfig, LLaDAUniImageVQConfig
+from .configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
 from .image_processing_llada_uni import LLaDAUniImageProcessor
 from .modeling_llada_uni_image_tokenizer import (
-    LLaDAUniImageTokenizerModel,
-    LLaDAUniImageTokenizerOutput,
-    LLaDAUniImageTokenizerPreTrainedModel,
     LLaDAUniImageVQModel,
     LLaDAUniImageVQOutput,
     LLaDAUniImageVQPreTrainedModel,
@@ -47,6 +52,16 @@ def __getattr__(name):
         from .trainer_llada_uni import LLaDAUniMaskedDiffusionTrainer
 
         return LLaDAUniMaskedDiffusionTrainer
+    # The image tokenizer's earlier names (`LLaDAUniImageTokenizer*`): the submodules warn and return the `...VQ...`
+    # class.
+    if name == "LLaDAUniImageTokenizerConfig":
+        from . import configuration_llada_uni_image_tokenizer
+
+        return getattr(configuration_llada_uni_image_tokenizer, name)
+    if name in ("LLaDAUniImageTokenizerModel", "LLaDAUniImageTokenizerPreTrainedModel", "LLaDAUniImageTokenizerOutput"):
+        from . import modeling_llada_uni_image_tokenizer
+
+        return getattr(modeling_llada_uni_image_tokenizer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -56,13 +71,15 @@ __all__ = [
     "LLaDAUniPreTrainedModel",
     "LLaDAUniModel",
     "LLaDAUniForConditionalGeneration",
+    "LLaDAUniGenerationConfig",
+    "LLaDAUniBlockScheduler",
+    "LLaDAUniBlockSchedulerOutput",
+    "LLaDAUniGenerateOutput",
+    "LLaDAUniImageGenerationOutput",
+    "LLaDAUniUnderstandingOutput",
     "LLaDA2MoeModel",
     "LLaDA2MoeForConditionalGeneration",
     "LLaDAUniImageVQConfig",
-    "LLaDAUniImageTokenizerConfig",
-    "LLaDAUniImageTokenizerModel",
-    "LLaDAUniImageTokenizerPreTrainedModel",
-    "LLaDAUniImageTokenizerOutput",
     "LLaDAUniImageVQPreTrainedModel",
     "LLaDAUniImageVQModel",
     "LLaDAUniImageVQOutput",

@@ -50,13 +50,42 @@ class LLaDAUniConfig(PreTrainedConfig):
         image_token_offset (`int`): id of image code 0; image codes occupy `[offset, offset + image_codebook_size)`.
         image_codebook_size (`int`, *optional*): number of image codes; derived as `vocab_size - image_token_offset`
             when not given.
-        mask_token_id (`int`): id of `<|mask|>`, the token that diffusion decoding fills in.
-        eos_token_id, pad_token_id (`int`): `<|endoftext|>`.
+        mask_token_id (`int`, *optional*): id of `<|mask|>`, the token that diffusion decoding fills in.
+        eos_token_id, pad_token_id (`int`, *optional*): `<|endoftext|>`; `eos_token_id` defaults to `pad_token_id`.
         block_length (`int`): default block length of block-causal attention and of block diffusion.
+
+    Special ids left unset take the released ids when those lie inside the text vocabulary
+    (`[0, image_token_offset)`); for a smaller vocabulary they stay `None` (generation then reads them from the
+    tokenizer).
     """
 
     model_type = "llada_uni"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache"]
+    # The released vocabulary's special ids: the defaults of unset ids that fall inside the text vocabulary.
+    default_special_token_ids = {"mask_token_id": 156895, "pad_token_id": 156892}
+    # Fields that fix the weight shapes: a config.json without them would silently build the full released size.
+    size_fields = (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "num_experts", "moe_intermediate_size",
+    )
+    # Tensor parallel (`from_pretrained(..., tp_plan="auto")` under torchrun). The fused `query_key_value` rows are
+    # `[q heads | k heads | v heads]` (GQA), which no row shard splits into whole heads: as phi3 does for its fused
+    # qkv, its rows are sharded and the output gathered, and `dense` takes the replicated input. The embedding is
+    # vocabulary-parallel, so a tied `lm_head` (sharded the same way) stays consistent with it.
+    base_model_tp_plan = {
+        "word_embeddings": "embedding_rowwise",
+        "layers.*.attention.query_key_value": "colwise_gather_output",
+        "layers.*.attention.dense": "rowwise_split_input",
+        "layers.*.mlp.gate_proj": "colwise",
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+        "layers.*.mlp.shared_experts.gate_proj": "colwise",
+        "layers.*.mlp.shared_experts.up_proj": "colwise",
+        "layers.*.mlp.shared_experts.down_proj": "rowwise",
+        "layers.*.mlp.experts.gate_up_proj": "packed_colwise",
+        "layers.*.mlp.experts.down_proj": "rowwise",
+        "layers.*.mlp.experts": "moe_tp_experts",
+    }
     base_model_pp_plan = {
         "word_embeddings": (["input_ids"], ["inputs_embeds"]),
         "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
@@ -92,10 +121,10 @@ class LLaDAUniConfig(PreTrainedConfig):
     first_k_dense_replace: int = 1
     output_router_logits: bool = False
     image_token_offset: int = 157184
-    image_codebook_size: int | None = 16384
-    mask_token_id: int | None = 156895
-    eos_token_id: int | list[int] | None = 156892
-    pad_token_id: int | None = 156892
+    image_codebook_size: int | None = None
+    mask_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
     bos_token_id: int | None = None
     block_length: int = 32
 
@@ -106,12 +135,33 @@ class LLaDAUniConfig(PreTrainedConfig):
         _drop_foreign_auto_map(kwargs)
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
+        if not isinstance(self.image_token_offset, int) or not 0 <= self.image_token_offset < self.vocab_size:
+            raise ValueError(
+                f"`image_token_offset` ({self.image_token_offset!r}) must lie in [0, vocab_size={self.vocab_size}): "
+                "image code 0 is a token of the vocabulary. Give `image_token_offset` with a smaller `vocab_size`."
+            )
         if self.image_codebook_size is None:
             self.image_codebook_size = self.vocab_size - self.image_token_offset
+        for name, released_id in self.default_special_token_ids.items():
+            if getattr(self, name) is None and released_id < self.image_token_offset:
+                setattr(self, name, released_id)
         if self.eos_token_id is None:
             self.eos_token_id = self.pad_token_id
         self._validate_llada_fields()
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As [`PreTrainedConfig.from_dict`], but a dict (a `config.json`) without the size fields is an error: it
+        would otherwise build the full released size (16 B parameters) before failing on the weights."""
+        missing = [name for name in cls.size_fields if name not in config_dict and name not in kwargs]
+        if missing:
+            raise ValueError(
+                f"This {config_dict.get('model_type', cls.model_type)!r} config lacks the size field(s) "
+                f"{', '.join(missing)}: a config.json must state the model's shape (the released values are "
+                f"{', '.join(f'{name}={cls.__dataclass_fields__[name].default}' for name in missing)})."
+            )
+        return super().from_dict(config_dict, **kwargs)
 
     def _validate_llada_fields(self):
         def positive(name):
@@ -183,9 +233,8 @@ class LLaDA2MoeConfig(LLaDAUniConfig):
 
     model_type = "llada2_moe"
 
-    mask_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    image_codebook_size: int | None = None
+    # The released config.json does not store the mask token.
+    default_special_token_ids = {"pad_token_id": 156892}
 
 
 __all__ = ["LLaDAUniConfig", "LLaDA2MoeConfig"]

@@ -2,6 +2,7 @@
 """Configuration of the LLaDA2.0-Uni SigLIP-VQ image tokenizer."""
 
 import os
+import warnings
 
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
@@ -89,7 +90,17 @@ class LLaDAUniImageVQConfig(PreTrainedConfig):
         return cls.from_dict(config_dict, **kwargs)
 
 
-# The "image tokenizer" name (see modeling_llada_uni_image_tokenizer.py for why the class is named otherwise).
-LLaDAUniImageTokenizerConfig = LLaDAUniImageVQConfig
+def __getattr__(name):
+    # The class's earlier "image tokenizer" name keeps working for now.
+    if name == "LLaDAUniImageTokenizerConfig":
+        warnings.warn(
+            "`LLaDAUniImageTokenizerConfig` is deprecated and will be removed: use `LLaDAUniImageVQConfig` (the same "
+            "class).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return LLaDAUniImageVQConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["LLaDAUniImageVQConfig", "LLaDAUniImageTokenizerConfig"]
+
+__all__ = ["LLaDAUniImageVQConfig"]

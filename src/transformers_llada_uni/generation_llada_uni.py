@@ -3,19 +3,27 @@
 
 One engine (`_BlockDiffusionDecoder`) fills `<|mask|>` positions block by block for every mode: text (`generate`),
 image understanding, text-to-image (normal and thinking) and editing. A mode only chooses the prompts of its guidance
-branches and a `_Guidance` (how the branch logits of a sample combine, with the optional rescale and image-only
-vocabulary); all branches of all samples run in one batched forward.
+branches, a `_Guidance` (how the branch logits of a sample combine, with the optional rescale) and its logit rules
+(e.g. image ids only); all branches of all samples run in one batched forward. Each step of a block reads:
+
+1. forward (`_BlockForwarder`): the block's logits for every branch, from the exact window or SPRINT's prefix cache;
+2. guidance: the branches of each sample combined, then the logit rules;
+3. scheduler step (`LLaDAUniBlockScheduler`): candidates sampled, some positions committed;
+4. stopping (EOS) and the callback; after the block, the streamer.
+
+Positions that hold no mask are never changed and a block with nothing to fill is skipped, so canvases with given
+positions (inpainting) and rules that vary along the canvas (a span of image ids) fit the same loop.
 
 Exactness: the loop reproduces the original implementation's token ids (DESIGN.md section 3). The keys/values of
 finished blocks are cached, which is exact because attention is block-causal; the LM head only runs on the active
-block (`logits_to_keep`).
+block.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +34,10 @@ from transformers.generation import GenerationConfig
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
+from .image_inputs_llada_uni import IMAGE_INPUT_NAMES
 from .prompting_llada_uni import (
+    ALL_SPECIAL_TOKENS,
+    LLaDAUniSpecialTokenIds,
     build_editing_prompts,
     build_text_to_image_prompt,
     build_text_to_image_unconditional_prompt,
@@ -37,9 +48,9 @@ from .prompting_llada_uni import (
     get_special_token_ids,
     image_grid_size,
     image_header_ids,
+    pad_sequences,
     parse_image_header,
-    understanding_images,
-    unpack_encoded_images,
+    parse_image_inputs,
     validate_image_token_ids,
 )
 
@@ -48,16 +59,78 @@ logger = hf_logging.get_logger(__name__)
 
 REMASKING_STRATEGIES = ("low_confidence", "top_k_margin", "neg_entropy", "random")
 
+# Per mode, the config field that holds its value of a shared setting; a call's keyword uses the shared name.
+_MODE_FIELDS = {
+    "text": {},
+    "text_to_image": {"steps": "image_steps"},
+    "thinking": {"steps": "thinking_steps", "gen_length": "thinking_gen_length"},
+    "editing": {"steps": "edit_steps"},
+}
+
+# transformers' generation options that have no meaning in block diffusion, with their neutral value and why; a
+# call or a generation config that sets one to anything else is refused rather than silently ignored.
+_BEAMS = "beam search (block diffusion commits positions by confidence; there are no beams)"
+_LEFT_TO_RIGHT = "a logits processor that assumes left-to-right decoding of one token per step"
+_SAMPLER = "another sampler (block diffusion supports temperature, top_k and top_p)"
+_UNSUPPORTED_OPTIONS = {
+    "num_beams": (1, _BEAMS), "num_beam_groups": (1, _BEAMS), "diversity_penalty": (0.0, _BEAMS),
+    "length_penalty": (1.0, _BEAMS), "early_stopping": (False, _BEAMS), "constraints": (None, _BEAMS),
+    "force_words_ids": (None, _BEAMS),
+    "repetition_penalty": (1.0, _LEFT_TO_RIGHT), "encoder_repetition_penalty": (1.0, _LEFT_TO_RIGHT),
+    "no_repeat_ngram_size": (0, _LEFT_TO_RIGHT), "encoder_no_repeat_ngram_size": (0, _LEFT_TO_RIGHT),
+    "bad_words_ids": (None, _LEFT_TO_RIGHT), "sequence_bias": (None, _LEFT_TO_RIGHT),
+    "suppress_tokens": (None, _LEFT_TO_RIGHT), "begin_suppress_tokens": (None, _LEFT_TO_RIGHT),
+    "forced_bos_token_id": (None, _LEFT_TO_RIGHT), "forced_eos_token_id": (None, _LEFT_TO_RIGHT),
+    "exponential_decay_length_penalty": (None, _LEFT_TO_RIGHT), "renormalize_logits": (False, _LEFT_TO_RIGHT),
+    "remove_invalid_values": (False, _LEFT_TO_RIGHT), "token_healing": (False, _LEFT_TO_RIGHT),
+    "typical_p": (1.0, _SAMPLER), "epsilon_cutoff": (0.0, _SAMPLER), "eta_cutoff": (0.0, _SAMPLER),
+    "min_p": (None, _SAMPLER), "top_h": (None, _SAMPLER), "penalty_alpha": (None, _SAMPLER),
+    "dola_layers": (None, _SAMPLER), "watermarking_config": (None, _SAMPLER),
+    "guidance_scale": (1.0, "text guidance (image modes have `cfg_scale`)"),
+    "prompt_lookup_num_tokens": (None, "assisted decoding"),
+    "output_attentions": (False, "per-step attentions (not kept)"),
+    "output_hidden_states": (False, "per-step hidden states (not kept)"),
+    "output_logits": (False, "per-step full-vocabulary logits (not kept; `output_scores` gives each position's "
+                              "probability when committed)"),
+    "cache_implementation": (None, "another cache (the engine keeps the exact cache of finished blocks)"),
+    "max_time": (None, "a time limit"), "low_memory": (False, "beam search"),
+}
+
+# Earlier names of the SPRINT pinning switches (booleans) and the original's ratios that replace them.
+_DEPRECATED_SWITCHES = {"sprint_keep_text": "text_keep_ratio", "sprint_keep_image": "image_keep_ratio"}
+
+
+def _deprecated_switch(name: str, keep: bool) -> float | None:
+    """The original's keep ratio meaning what the boolean `name` meant (True: never prune these tokens)."""
+    new = _DEPRECATED_SWITCHES[name]
+    logger.warning_once(f"`{name}` is deprecated; use the original's `{new}` (1.0 pins these tokens, < 1 lets them "
+                        "be pruned, None is the original's rule).")
+    if new == "text_keep_ratio":
+        return None if keep else 0.0
+    return 1.0 if keep else None
+
 
 class LLaDAUniGenerationConfig(GenerationConfig):
     r"""
     Generation settings of LLaDA2.0-Uni's block diffusion (saved as `generation_config.json`).
 
+    The defaults are the original implementation's signature defaults, per mode: a field named after a mode
+    (`image_steps`, `edit_steps`, `thinking_steps`, `thinking_gen_length`) is that mode's value of the shared setting,
+    and the mode methods' keyword of the same shared name (`steps=`, `gen_length=`) overrides it for one call.
+    Faster settings (e.g. text-to-image `image_steps=8`, `cfg_scale=2.0`) are recommendations in the README.
+
     Args:
         block_length (`int`, defaults to 32): tokens per block; blocks are aligned to position 0 of the sequence.
-        steps (`int`, defaults to 32): denoising iterations per block (at most; capped by `gen_length // minimal_topk`).
-        gen_length (`int`, *optional*): tokens to generate; `max_new_tokens` is accepted as an alias. Defaults to 2048
-            for text; image modes default to the grid size `h * w`.
+        steps (`int`, defaults to 32): denoising iterations per block of text generation and understanding (at most;
+            capped by `gen_length // minimal_topk`).
+        gen_length (`int`, defaults to 2048): tokens that text generation and understanding generate when neither
+            `max_new_tokens` nor `max_length` (transformers' settings, which take precedence) is set; a call's
+            `gen_length=` keyword (the original's name) is `max_new_tokens`. Image modes generate `h * w` codes.
+        image_steps (`int`, defaults to 16): `steps` of text-to-image (`generate_image`, also after thinking).
+        image_h, image_w (`int`, defaults to 1024): requested picture size of `generate_image` in pixels.
+        edit_steps (`int`, defaults to 8): `steps` of `edit_image`.
+        thinking_steps (`int`, defaults to 32), thinking_gen_length (`int`, defaults to 4096): `steps` and
+            `gen_length` of thinking mode's reasoning phase.
         threshold (`float`, defaults to 0.95): positions whose top probability exceeds it are committed together.
         minimal_topk (`int`, defaults to 1): fewest positions committed per step.
         eos_early_stop (`bool`, defaults to `True`): stop a sample once it committed EOS with nothing masked before it.
@@ -70,17 +143,26 @@ class LLaDAUniGenerationConfig(GenerationConfig):
             when both are 0.
         guidance_rescale (`float`, defaults to 0.7): weight of the std-rescaled guided logits (0 disables the rescale).
         use_cache (`bool`, defaults to `True`): reuse the keys/values of finished blocks (exact).
-        use_sprint (`bool`, defaults to `False`): SPRINT acceleration: after `cache_warmup_steps` full forwards per
-            block, later steps run the block against a prefix cache pruned to `keep_ratio` of the prefix (by key
-            norm blended with token confidence, weight `confidence_alpha` on the confidence), and commit with the
-            adaptive rule `k = clamp(ceil(masked / steps_left), minimal_topk, masked)` plus every position above
-            `threshold`. Not used with three-branch editing guidance.
-        keep_ratio (`float`, defaults to 0.5), cache_warmup_steps (`int`, defaults to 1), confidence_alpha (`float`,
-            defaults to 0.5): SPRINT options.
-        sprint_keep_text, sprint_keep_image (`bool`, defaults to `False`): never prune text (resp. image) tokens from
-            the SPRINT cache.
+        use_sprint (`bool`, defaults to `False`): SPRINT acceleration (the original's): after `cache_warmup_steps`
+            full forwards per block, later steps run the block alone against a cache of the prefix pruned to
+            `keep_ratio` of it, and commit with the adaptive rule `k = clamp(ceil(masked / steps_left), minimal_topk,
+            masked)` plus every position above `threshold`. Applies to every mode, thinking included, except
+            three-branch editing guidance.
+        keep_ratio (`float`, defaults to 0.7): the pruned cache keeps `max(1, int(prefix_len * keep_ratio))` prefix
+            tokens (`prefix_len` counts every canvas column before the block, left padding of shorter guidance
+            branches included), never fewer than the pinned ones; 1.0 keeps the exact prefix.
+        cache_warmup_steps (`int`, defaults to 2): full forwards per block before the cache is used; the last of them
+            builds it.
+        confidence_alpha (`float`, defaults to 0.5): importance of a prefix token is `alpha * key_norm + (1 - alpha) *
+            confidence`, the key norm (averaged over heads) divided by its mean over the prefix and the confidence
+            the top softmax probability of the branch's own unguided logits at that position. As in the original, a
+            pinned token scores +inf before that division, so once any token is pinned the others rank by
+            confidence alone.
+        text_keep_ratio, image_keep_ratio (`float`, *optional*): the original's switches for which tokens are pinned
+            (never pruned): text ids are pinned unless `text_keep_ratio` is given and below 1; image ids are pinned
+            only when `image_keep_ratio` is given and at least 1.
         sprint_attend_padding (`bool`, defaults to `True`): like the original, SPRINT's cached steps let the block see
-            the left padding of shorter guidance branches; `False` masks it as the other steps do.
+            the left padding of shorter guidance branches; `False` leaves it out of the pruned cache.
         mask_token_id (`int`, *optional*): `<|mask|>`; read from the model config or the tokenizer when unset.
         show_progress_bar (`bool`, defaults to `True`): tqdm bar over blocks (also silenced by
             `transformers.utils.logging.disable_progress_bar()` or a verbosity above WARNING).
@@ -90,7 +172,13 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         self,
         block_length: int = 32,
         steps: int = 32,
-        gen_length: int | None = None,
+        gen_length: int = 2048,
+        image_steps: int = 16,
+        image_h: int = 1024,
+        image_w: int = 1024,
+        edit_steps: int = 8,
+        thinking_steps: int = 32,
+        thinking_gen_length: int = 4096,
         threshold: float = 0.95,
         minimal_topk: int = 1,
         eos_early_stop: bool = True,
@@ -100,20 +188,32 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         cfg_image_scale: float = 0.0,
         guidance_rescale: float = 0.7,
         use_sprint: bool = False,
-        keep_ratio: float = 0.5,
-        cache_warmup_steps: int = 1,
+        keep_ratio: float = 0.7,
+        cache_warmup_steps: int = 2,
         confidence_alpha: float = 0.5,
-        sprint_keep_text: bool = False,
-        sprint_keep_image: bool = False,
+        text_keep_ratio: float | None = None,
+        image_keep_ratio: float | None = None,
         sprint_attend_padding: bool = True,
         mask_token_id: int | None = None,
         show_progress_bar: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("use_cache", True)
+        for old, new in _DEPRECATED_SWITCHES.items():
+            if old in kwargs:
+                value = _deprecated_switch(old, kwargs.pop(old))
+                text_keep_ratio, image_keep_ratio = (
+                    (value, image_keep_ratio) if new == "text_keep_ratio" else (text_keep_ratio, value)
+                )
         self.block_length = block_length
         self.steps = steps
         self.gen_length = gen_length
+        self.image_steps = image_steps
+        self.image_h = image_h
+        self.image_w = image_w
+        self.edit_steps = edit_steps
+        self.thinking_steps = thinking_steps
+        self.thinking_gen_length = thinking_gen_length
         self.threshold = threshold
         self.minimal_topk = minimal_topk
         self.eos_early_stop = eos_early_stop
@@ -126,8 +226,8 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         self.keep_ratio = keep_ratio
         self.cache_warmup_steps = cache_warmup_steps
         self.confidence_alpha = confidence_alpha
-        self.sprint_keep_text = sprint_keep_text
-        self.sprint_keep_image = sprint_keep_image
+        self.text_keep_ratio = text_keep_ratio
+        self.image_keep_ratio = image_keep_ratio
         self.sprint_attend_padding = sprint_attend_padding
         self.mask_token_id = mask_token_id
         self.show_progress_bar = show_progress_bar
@@ -166,10 +266,20 @@ class LLaDAUniGenerationConfig(GenerationConfig):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
-        for name in ("block_length", "steps", "minimal_topk", "cache_warmup_steps"):
+        for name in ("block_length", "steps", "gen_length", "image_steps", "image_h", "image_w", "edit_steps",
+                     "thinking_steps", "thinking_gen_length", "minimal_topk", "cache_warmup_steps"):
             positive_int(name)
-        if self.gen_length is not None:
-            positive_int("gen_length")
+        for name in ("max_new_tokens", "max_length", "num_return_sequences"):
+            if getattr(self, name, None) is not None:
+                positive_int(name)
+        for name in ("min_new_tokens", "min_length"):
+            value = getattr(self, name, None)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
+        stops = getattr(self, "stop_strings", None)
+        if stops is not None and not (isinstance(stops, str) or (
+                isinstance(stops, (list, tuple)) and stops and all(isinstance(t, str) and t for t in stops))):
+            raise ValueError(f"`stop_strings` must be a string or a list of non-empty strings, got {stops!r}.")
         if self.remasking_strategy not in REMASKING_STRATEGIES:
             raise ValueError(
                 f"`remasking_strategy` must be one of {REMASKING_STRATEGIES}, got {self.remasking_strategy!r}."
@@ -180,6 +290,10 @@ class LLaDAUniGenerationConfig(GenerationConfig):
             raise ValueError(f"`keep_ratio` must be in (0, 1], got {self.keep_ratio!r}.")
         if not isinstance(self.confidence_alpha, (int, float)) or not 0.0 <= self.confidence_alpha <= 1.0:
             raise ValueError(f"`confidence_alpha` must be in [0, 1], got {self.confidence_alpha!r}.")
+        for name in ("text_keep_ratio", "image_keep_ratio"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"`{name}` must be None or a number >= 0, got {value!r}.")
         if self.temperature is not None and self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature!r}.")
         if not isinstance(self.guidance_rescale, (int, float)) or not 0.0 <= self.guidance_rescale <= 1.0:
@@ -194,10 +308,22 @@ class LLaDAUniGenerateOutput(ModelOutput):
         sequences (`torch.LongTensor` of shape `(batch, length)`): prompt (left-padded with `pad_token_id`) followed
             by the generated tokens, cut after the first EOS and right-padded with `pad_token_id`.
         num_forward_passes (`int`): model forwards (NFE); guidance branches share one forward.
+        scores (`torch.FloatTensor` of shape `(batch, new_tokens)`, *optional*): with `output_scores=True`, the
+            probability each generated token had when it was committed (the per-step confidence; the full
+            vocabulary of every step is not kept). Aligned with `sequences[:, prompt_length:]`.
+        commit_steps (`torch.LongTensor` of shape `(batch, new_tokens)`, *optional*): with `output_scores=True`, the
+            forward (0-based) whose step committed each token; -1 on padding.
+        sprint_prunes (`list[list[dict]]`, *optional*): per row, SPRINT's prefix-cache prunings (see
+            [`LLaDAUniImageGenerationOutput`]).
+        sprint_cached_forwards (`list[int]`, *optional*): per row, forwards against SPRINT's cache.
     """
 
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    scores: torch.FloatTensor | None = None
+    commit_steps: torch.LongTensor | None = None
+    sprint_prunes: list | None = None
+    sprint_cached_forwards: list | None = None
 
 
 @dataclass
@@ -210,6 +336,15 @@ class LLaDAUniImageGenerationOutput(ModelOutput):
         thinking (`str`, *optional*): the reasoning text written in thinking mode.
         sequences (`torch.LongTensor`): the conditional branch's prompt followed by the generated ids.
         num_forward_passes (`int`): model forwards (NFE) of this call.
+        scores (`torch.FloatTensor` of shape `(1, generated)`, *optional*): with `output_scores=True`, the
+            probability each generated token had when it was committed.
+        commit_steps (`torch.LongTensor` of shape `(1, generated)`, *optional*): with `output_scores=True`, the
+            forward (0-based, counted over the decode) whose step committed each token.
+        sprint_prunes (`list[dict]`, *optional*): with SPRINT, every pruning of the prefix cache, in order, one dict
+            per guidance branch: `branch`, `prefix_len` (canvas columns before the block), `kept`, and how many prefix
+            ids are `text_tokens` / `image_tokens`.
+        sprint_cached_forwards (`int`, *optional*): with SPRINT, forwards that ran against its prefix cache, counted
+            per guidance branch (as the original counts them).
     """
 
     token_ids: torch.LongTensor | None = None
@@ -218,6 +353,10 @@ class LLaDAUniImageGenerationOutput(ModelOutput):
     thinking: str | None = None
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    scores: torch.FloatTensor | None = None
+    commit_steps: torch.LongTensor | None = None
+    sprint_prunes: list | None = None
+    sprint_cached_forwards: int | None = None
 
 
 @dataclass
@@ -228,11 +367,16 @@ class LLaDAUniUnderstandingOutput(ModelOutput):
         text (`str`): decoded from the question onwards, special tokens skipped (the original's return value).
         sequences (`torch.LongTensor` of shape `(1, length)`): prompt + generated ids, cut after the first EOS.
         num_forward_passes (`int`): model forwards (NFE).
+        scores, commit_steps, sprint_prunes, sprint_cached_forwards: as in [`LLaDAUniImageGenerationOutput`].
     """
 
     text: str | None = None
     sequences: torch.LongTensor | None = None
     num_forward_passes: int | None = None
+    scores: torch.FloatTensor | None = None
+    commit_steps: torch.LongTensor | None = None
+    sprint_prunes: list | None = None
+    sprint_cached_forwards: int | None = None
 
 
 class _Guidance:
@@ -241,16 +385,15 @@ class _Guidance:
     `kind` is `"none"` (one branch), `"cfg"` (conditional, unconditional: `Lu + s (Lc - Lu)`) or `"edit"` (full,
     no-text[, no-image]: `Lnt + st (Lf - Lnt) + si (Lnt - Lni)`). Guided logits are rescaled towards the std of the
     first branch (`rescale * r + (1 - rescale) * L` with `r = L * std(L0) / (std(L) + 1e-6)`, torch's unbiased std
-    over the vocabulary), then, with `allowed_range`, every id outside it (text ids, for images) is set to -inf.
+    over the vocabulary). Restricting the vocabulary (image codes only) is a separate rule applied afterwards.
     """
 
-    def __init__(self, kind="none", scale=1.0, text_scale=0.0, image_scale=0.0, rescale=0.0, allowed_range=None):
+    def __init__(self, kind="none", scale=1.0, text_scale=0.0, image_scale=0.0, rescale=0.0):
         self.kind = kind
         self.scale = scale
         self.text_scale = text_scale
         self.image_scale = image_scale
         self.rescale = rescale
-        self.allowed_range = allowed_range
         if kind == "none":
             self.num_branches = 1
         elif kind == "cfg":
@@ -262,28 +405,33 @@ class _Guidance:
             raise ValueError(f"Unknown guidance kind {kind!r}.")
 
     @classmethod
-    def text_to_image(cls, cfg_scale, rescale, allowed_range):
+    def text_to_image(cls, cfg_scale, rescale):
         # The original turns guidance off at exactly 1.0 (where it would be the identity anyway).
         if cfg_scale == 1.0:
-            return cls("none", allowed_range=allowed_range)
-        return cls("cfg", scale=cfg_scale, rescale=rescale, allowed_range=allowed_range)
+            return cls("none")
+        return cls("cfg", scale=cfg_scale, rescale=rescale)
 
     @classmethod
-    def editing(cls, text_scale, image_scale, rescale, allowed_range):
+    def editing(cls, text_scale, image_scale, rescale):
         if not (text_scale > 0 or image_scale > 0):
-            return cls("none", allowed_range=allowed_range)
-        return cls("edit", text_scale=text_scale, image_scale=image_scale, rescale=rescale,
-                   allowed_range=allowed_range)
+            return cls("none")
+        return cls("edit", text_scale=text_scale, image_scale=image_scale, rescale=rescale)
 
     @property
     def guided(self) -> bool:
         return self.kind != "none"
 
+    @property
+    def branch_names(self) -> tuple[str, ...]:
+        names = {"none": ("conditional",), "cfg": ("conditional", "unconditional"),
+                 "edit": ("full", "no_text", "no_image")}[self.kind]
+        return names[: self.num_branches]
+
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """`logits`: `(samples, branches, positions, vocab)` -> `(samples, positions, vocab)`."""
         if self.kind == "none":
-            guided = logits[:, 0]
-        elif self.kind == "cfg":
+            return logits[:, 0]
+        if self.kind == "cfg":
             cond, uncond = logits[:, 0], logits[:, 1]
             guided = uncond + self.scale * (cond - uncond)
         else:
@@ -291,17 +439,72 @@ class _Guidance:
             guided = no_text + self.text_scale * (full - no_text)
             if self.num_branches == 3:
                 guided = guided + self.image_scale * (no_text - logits[:, 2])
-        if self.guided and self.rescale:
+        if self.rescale:
             reference = logits[:, 0]
             rescaled = guided * (reference.std(dim=-1, keepdim=True) / (guided.std(dim=-1, keepdim=True) + 1e-6))
             guided = self.rescale * rescaled + (1 - self.rescale) * guided
-        if self.allowed_range is not None:
-            low, high = self.allowed_range
-            if self.kind == "none":
-                guided = guided.clone()
-            guided[..., :low] = float("-inf")
-            guided[..., high:] = float("-inf")
         return guided
+
+
+class _AllowedIds:
+    """A logit rule: every id outside `[low, high)` gets -inf (images: text ids excluded), at every position.
+
+    Logit rules run after guidance, on the block's `(samples, block_length, vocab)` logits, with `positions`
+    (`(samples, block_length)`): each column's index in its sample's generated region (negative on prompt columns).
+    A rule that varies along the output (a span switching from text to image ids) reads them.
+    """
+
+    def __init__(self, low: int, high: int):
+        self.low, self.high = low, high
+
+    def __call__(self, logits: torch.Tensor, positions: torch.LongTensor) -> torch.Tensor:
+        logits = logits.clone()
+        logits[..., : self.low] = float("-inf")
+        logits[..., self.high :] = float("-inf")
+        return logits
+
+
+class _NoStopBefore:
+    """A logit rule: the stop ids get -inf at the first `count` generated positions (`min_new_tokens`)."""
+
+    def __init__(self, stop_ids: Sequence[int], count: int):
+        self.stop_ids, self.count = list(stop_ids), count
+
+    def __call__(self, logits: torch.Tensor, positions: torch.LongTensor) -> torch.Tensor:
+        early = (positions < self.count)[..., None]
+        blocked = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        blocked[self.stop_ids] = True
+        return logits.masked_fill(early & blocked, float("-inf"))
+
+
+class _StopStrings:
+    """transformers' `stop_strings` for block diffusion: a sample stops once the text of its filled prefix (the
+    generated ids before the first mask) holds one of `strings`; its output ends with the token that completes it."""
+
+    def __init__(self, tokenizer, strings: Sequence[str], num_samples: int):
+        self.tokenizer = tokenizer
+        self.strings = [strings] if isinstance(strings, str) else list(strings)
+        self.checked = [0] * num_samples  # per sample: a prefix length known to hold no stop string
+
+    def _holds(self, ids: list[int]) -> bool:
+        text = self.tokenizer.decode(ids)
+        return any(string in text for string in self.strings)
+
+    def find(self, sample: int, prefix: list[int]) -> int | None:
+        """The number of tokens up to the end of the first stop string in `prefix`, or None."""
+        if len(prefix) <= self.checked[sample]:
+            return None
+        if not self._holds(prefix):
+            self.checked[sample] = len(prefix)
+            return None
+        low, high = self.checked[sample] + 1, len(prefix)  # the shortest prefix that holds one
+        while low < high:
+            middle = (low + high) // 2
+            if self._holds(prefix[:middle]):
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
 
 @dataclass
@@ -359,6 +562,7 @@ class _Layout:
 
 
 def _positions(layout: _Layout, start: int, end: int) -> torch.LongTensor:
+    # Left padding sits at position 0 (the original's positions start at 0 on a row's first real token).
     cols = torch.arange(start, end, device=layout.x.device)
     return (cols[None, :] - layout.row_start[:, None]).clamp(min=0)
 
@@ -366,22 +570,179 @@ def _positions(layout: _Layout, start: int, end: int) -> torch.LongTensor:
 def _block_causal_mask(key_cols: torch.LongTensor, visible_from: torch.LongTensor, query_start: int, query_end: int,
                        block_length: int) -> torch.BoolTensor:
     """`(rows, 1, queries, keys)` boolean mask: a query sees keys of its own and earlier blocks at columns
-    `>= visible_from[row]`; `key_cols` (`(rows, keys)`, -1 = empty slot) are the canvas columns of the keys.
-    A query that would see nothing (padding filling a whole block) sees itself, so no softmax runs over nothing."""
+    `>= visible_from[row]`; `key_cols` (`(rows, keys)`) are the canvas columns of the keys.
+    A query that sees nothing (padding filling whole blocks) gets a zero attention output from the model, as in the
+    original; SPRINT's cached steps read the keys such rows produce."""
     device = key_cols.device
     query_cols = torch.arange(query_start, query_end, device=device)
     allowed = (key_cols[:, None, :] // block_length) <= (query_cols[None, :, None] // block_length)
     allowed &= key_cols[:, None, :] >= visible_from[:, None, None]
-    allowed &= key_cols[:, None, :] >= 0
-    empty = ~allowed.any(dim=-1, keepdim=True)
-    if empty.any():
-        allowed |= empty & (key_cols[:, None, :] == query_cols[None, :, None])
     return allowed[:, None]
 
 
-def _num_transfer_schedule(block_length: int, steps: int) -> list[int]:
-    base, extra = divmod(block_length, steps)
-    return [base + 1 if i < extra else base for i in range(steps)]
+def sprint_importance(keys: torch.Tensor, pinned: torch.BoolTensor, visible: torch.BoolTensor,
+                      confidence: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """SPRINT's importance of every prefix token (the original's `_sprint_prune_cache`); `topk` of it is kept.
+
+    Args:
+        keys (`torch.Tensor` of shape `(rows, kv_heads, prefix, head_dim)`): one layer's cached keys.
+        pinned (`torch.BoolTensor` of shape `(rows, prefix)`): tokens that must be kept.
+        visible (`torch.BoolTensor` of shape `(rows, prefix)`): the row's prefix (False: not a candidate).
+        confidence (`torch.Tensor` of shape `(rows, prefix)`, *optional*): top softmax probability of the row's own
+            logits at each position (unused when `alpha` is 1).
+        alpha (`float`): weight of the key norm (the key norm averaged over heads, divided by its mean over the
+            prefix); `1 - alpha` weighs the confidence.
+
+    Returns:
+        `torch.Tensor` of shape `(rows, prefix)`: -inf outside `visible`. Pinned tokens are +inf before the
+        division by the mean, as in the original: once a row pins any token its mean is +inf, its unpinned norm terms
+        are 0 and its pinned ones NaN, which `torch.topk` ranks first; unpinned tokens then rank by confidence alone.
+    """
+    norm = keys.float().norm(dim=-1).mean(dim=1)
+    norm = norm.masked_fill(pinned, float("inf")).masked_fill(~visible, 0.0)
+    norm = norm / (norm.sum(dim=1, keepdim=True) / visible.sum(dim=1, keepdim=True))
+    score = alpha * norm
+    if confidence is not None and alpha < 1:
+        score = score + (1 - alpha) * confidence
+    return score.masked_fill(~visible, float("-inf"))
+
+
+# ----------------------------------------------------------------------------------------------------- scheduler
+@dataclass
+class LLaDAUniBlockSchedulerOutput(ModelOutput):
+    """One step of [`LLaDAUniBlockScheduler`] on a block (all tensors `(samples, block_length)`).
+
+    Args:
+        prev_sample (`torch.LongTensor`): the block after this step.
+        transfer_index (`torch.BoolTensor`): the positions committed at this step.
+        sampled_tokens (`torch.LongTensor`): the candidate token at every position.
+        sampled_probs (`torch.FloatTensor`): its probability (what `threshold` is compared with).
+        scores (`torch.FloatTensor`): the remasking score that ranks positions for commitment.
+    """
+
+    prev_sample: torch.LongTensor | None = None
+    transfer_index: torch.BoolTensor | None = None
+    sampled_tokens: torch.LongTensor | None = None
+    sampled_probs: torch.FloatTensor | None = None
+    scores: torch.FloatTensor | None = None
+
+
+class LLaDAUniBlockScheduler:
+    r"""
+    The commit policy of block diffusion, in the spirit of diffusers' `BlockRefinementScheduler`: at every step of a
+    block, [`~LLaDAUniBlockScheduler.step`] samples a candidate token for every position and commits some of the
+    positions still to fill.
+
+    - Candidates: the argmax at `temperature` 0 (its probability from the float32 softmax), else a sample after
+      `top_k` / `top_p` filtering. Positions are ranked by the `remasking_strategy` score: `low_confidence` (the
+      candidate's probability), `top_k_margin` (p1 - p2), `neg_entropy` (1 - H / log V) or `random`.
+    - Plain rule (the original's `generate_bd`): step `i` commits `transfer_schedule[i]` positions (`block_length`
+      spread over the steps, the first `block_length % steps` steps one more); if at least that many have a
+      probability above `threshold` all of those are committed instead.
+    - Adaptive rule (SPRINT, `adaptive=True`): `k = clamp(ceil(to_fill / steps_left), minimal_topk, to_fill)` best
+      ranked positions, and every position above `threshold`.
+
+    Args:
+        block_length (`int`): tokens per block.
+        num_inference_steps (`int`): steps per block (at most).
+        threshold (`float`), minimal_topk (`int`), remasking_strategy (`str`), temperature (`float`), top_k
+        (`int`, *optional*), top_p (`float`, *optional*): see [`LLaDAUniGenerationConfig`].
+        adaptive (`bool`): SPRINT's commit rule instead of the plain one.
+    """
+
+    def __init__(self, block_length: int = 32, num_inference_steps: int = 32, threshold: float = 0.95,
+                 minimal_topk: int = 1, remasking_strategy: str = "low_confidence", temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, adaptive: bool = False):
+        self.block_length = block_length
+        self.num_inference_steps = num_inference_steps
+        self.threshold = threshold
+        self.minimal_topk = minimal_topk
+        self.remasking_strategy = remasking_strategy
+        self.temperature = temperature or 0.0
+        self.top_k = top_k
+        self.top_p = top_p
+        self.adaptive = adaptive
+        base, extra = divmod(block_length, num_inference_steps)
+        self.transfer_schedule = [base + 1 if i < extra else base for i in range(num_inference_steps)]
+
+    @classmethod
+    def from_generation_config(cls, config: LLaDAUniGenerationConfig, gen_length: int,
+                               adaptive: bool = False) -> "LLaDAUniBlockScheduler":
+        """The scheduler of one decode; `steps` is capped at `gen_length // minimal_topk`, as in the original."""
+        steps = min(config.steps, gen_length // config.minimal_topk)
+        if steps <= 0:
+            raise ValueError(f"`gen_length` ({gen_length}) must be at least `minimal_topk` ({config.minimal_topk}).")
+        return cls(block_length=config.block_length, num_inference_steps=steps, threshold=config.threshold,
+                   minimal_topk=config.minimal_topk, remasking_strategy=config.remasking_strategy,
+                   temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, adaptive=adaptive)
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None):
+        """Candidate token, its probability and the remasking score per position (`logits`: `(..., vocab)`)."""
+        if self.temperature > 0:
+            logits = logits / self.temperature if self.temperature != 1.0 else logits
+            logits = _filter_top_p(_filter_top_k(logits, self.top_k), self.top_p)
+            probs = logits.float().softmax(dim=-1)
+            flat = probs.reshape(-1, probs.shape[-1])
+            tokens = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+        else:
+            probs = logits.float().softmax(dim=-1)
+            tokens = logits.argmax(dim=-1)
+        token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        strategy = self.remasking_strategy
+        if strategy == "low_confidence":
+            score = token_probs
+        elif strategy == "top_k_margin":
+            top2 = probs.topk(2, dim=-1).values
+            score = top2[..., 0] - top2[..., 1]
+        elif strategy == "neg_entropy":
+            entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
+            support = torch.isfinite(logits).sum(dim=-1).clamp(min=2).float()
+            score = 1.0 - entropy / support.log()
+        else:
+            score = torch.rand(token_probs.shape, generator=generator, device=token_probs.device)
+        return tokens, token_probs, score
+
+    def _select(self, step_index: int, to_fill: torch.BoolTensor, probs: torch.Tensor,
+                score: torch.Tensor) -> torch.BoolTensor:
+        """The positions of one sample's block to commit (all arguments `(block_length,)`)."""
+        num_to_fill = int(to_fill.sum())
+        confident = to_fill & (probs > self.threshold)
+        ranked = torch.where(to_fill, score, torch.full_like(score, float("-inf")))
+        transfer = torch.zeros_like(to_fill)
+        if self.adaptive:
+            steps_left = self.num_inference_steps - step_index
+            k = num_to_fill if steps_left <= 0 else math.ceil(num_to_fill / steps_left)
+            k = min(max(k, self.minimal_topk), num_to_fill)
+            transfer[torch.topk(ranked, k).indices] = True
+            return transfer | confident
+        wanted = (self.transfer_schedule[step_index] if step_index < len(self.transfer_schedule) else num_to_fill)
+        if int(confident.sum()) >= wanted:
+            return confident
+        k = min(wanted, num_to_fill)
+        if k > 0:
+            transfer[torch.topk(ranked, k).indices] = True
+        return transfer
+
+    def step(self, model_output: torch.Tensor, timestep: int, sample: torch.LongTensor,
+             to_fill: torch.BoolTensor, generator: torch.Generator | None = None) -> LLaDAUniBlockSchedulerOutput:
+        """One refinement step of a block.
+
+        Args:
+            model_output (`torch.Tensor` of shape `(samples, block_length, vocab)`): the guided block logits.
+            timestep (`int`): the step index within the block (0 first).
+            sample (`torch.LongTensor` of shape `(samples, block_length)`): the block's current ids.
+            to_fill (`torch.BoolTensor` of shape `(samples, block_length)`): positions that may be committed (masked
+                and generated; given positions, e.g. a prompt's, stay False and are never changed).
+            generator (`torch.Generator`, *optional*): randomness for sampling and the `random` strategy.
+        """
+        tokens, probs, scores = self.sample(model_output, generator)
+        transfer = torch.zeros_like(to_fill)
+        for s in torch.nonzero(to_fill.any(dim=1)).flatten().tolist():
+            transfer[s] = self._select(timestep, to_fill[s], probs[s], scores[s])
+        return LLaDAUniBlockSchedulerOutput(
+            prev_sample=torch.where(transfer, tokens, sample), transfer_index=transfer, sampled_tokens=tokens,
+            sampled_probs=probs, scores=scores,
+        )
 
 
 def _filter_top_k(logits, top_k):
@@ -402,252 +763,284 @@ def _filter_top_p(logits, top_p):
     return logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
 
 
-def _sample(logits, temperature, top_k, top_p, strategy, generator):
-    """Candidate token, its probability and the remasking score per position (`logits`: `(..., vocab)`)."""
-    if temperature and temperature > 0:
-        logits = logits / temperature if temperature != 1.0 else logits
-        logits = _filter_top_p(_filter_top_k(logits, top_k), top_p)
-        probs = logits.float().softmax(dim=-1)
-        flat = probs.reshape(-1, probs.shape[-1])
-        tokens = torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
-    else:
-        probs = logits.float().softmax(dim=-1)
-        tokens = logits.argmax(dim=-1)
-    token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    if strategy == "low_confidence":
-        score = token_probs
-    elif strategy == "top_k_margin":
-        top2 = probs.topk(2, dim=-1).values
-        score = top2[..., 0] - top2[..., 1]
-    elif strategy == "neg_entropy":
-        entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
-        support = torch.isfinite(logits).sum(dim=-1).clamp(min=2).float()
-        score = 1.0 - entropy / support.log()
-    else:
-        score = torch.rand(token_probs.shape, generator=generator, device=token_probs.device)
-    return tokens, token_probs, score
+# ----------------------------------------------------------------------------------------------------- forwards
+class _BlockForwarder:
+    """The model forwards of one decode: the active block's logits for every row of the canvas.
 
+    Exact: the window up to the block's end under the block-causal mask; with `use_cache` the keys/values of finished
+    blocks are reused (exact under block-causal attention) and only the columns the cache lacks are run. SPRINT: the
+    first `cache_warmup_steps` steps of a block are exact forwards, the last of them also builds SPRINT's prefix cache
+    (pruned to `keep_ratio`, the original's `_sprint_prune_cache`), and later steps run the block alone against it.
+    """
 
-class _BlockDiffusionDecoder:
-    """Fills the masked tail of every row of a `_Layout`, one block at a time (see module docstring)."""
+    # Prefix positions whose top probability is computed per LM-head call (bounds the float32 logits held at once).
+    CONFIDENCE_CHUNK = 64
 
-    def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
-                 mask_token_id: int, stop_token_ids: Sequence[int] = (), image_range=None, callback=None,
-                 streamer=None, generator=None):
+    def __init__(self, model, layout: _Layout, config: LLaDAUniGenerationConfig, use_sprint: bool,
+                 image_token_offset: int, branch_names: Sequence[str]):
         self.model = model
         self.layout = layout
-        self.guidance = guidance
         self.config = config
-        self.mask = mask_token_id
-        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=layout.x.device)
-        self.image_range = image_range
-        self.callback = callback
-        self.streamer = streamer
-        self.generator = generator
+        self.use_sprint = use_sprint
+        self.image_token_offset = image_token_offset
+        self.branch_names = branch_names
         self.nfe = 0
-        self.use_sprint = bool(config.use_sprint)
-        if self.use_sprint and guidance.kind == "edit":
-            logger.warning_once("SPRINT is not used with three-branch editing guidance; decoding without it.")
-            self.use_sprint = False
-        self.steps = min(config.steps, layout.gen_length // config.minimal_topk)
-        if self.steps <= 0:
-            raise ValueError(
-                f"`gen_length` ({layout.gen_length}) must be at least `minimal_topk` ({config.minimal_topk})."
-            )
-        self.schedule = _num_transfer_schedule(layout.block_length, self.steps)
+        self.exact_cache = DynamicCache(config=model.config) if config.use_cache else None
+        self.block_start = self.block_end = 0
+        self.sprint_cache = None
+        # SPRINT's record, per sample: every pruning of the prefix cache, and forwards run against it (counted per
+        # guidance branch, as the original counts them).
+        self.sprint_prunes = [[] for _ in range(layout.num_samples)]
+        self.sprint_cached_forwards = [0] * layout.num_samples
+        # Pruning ranks prefix tokens by the top probability of their branch's own logits: kept per canvas column,
+        # computed once, when a forward first runs a column whose content is final.
+        self.prunes = use_sprint and config.keep_ratio < 1.0
+        self.prefix_confidence = None
+        self.confidence_filled = 0
+        if self.prunes and config.confidence_alpha < 1.0:
+            self.prefix_confidence = torch.zeros(layout.x.shape, device=layout.x.device)
 
-    # ----------------------------------------------------------------------------------------------- forwards
-    def _run_model(self, start, end, cache, mask):
-        out = self.model(
-            input_ids=self.layout.x[:, start:end],
-            attention_mask=mask,
-            position_ids=_positions(self.layout, start, end),
-            past_key_values=cache,
-            use_cache=cache is not None,
-            logits_to_keep=self.layout.block_length,
-        )
-        self.nfe += 1
-        return out.logits
+    def start_block(self, block_start: int, block_end: int):
+        self.block_start, self.block_end = block_start, block_end
+        self.sprint_cache = None
 
-    def _exact_forward(self, cache, block_start, block_end):
-        """Block logits under the exact block-causal mask. With a cache, only the columns it lacks are run, then it
-        is cropped back to `block_start` (the finished blocks)."""
+    def __call__(self, step: int, active: torch.BoolTensor) -> torch.Tensor:
+        """`(rows, block_length, vocab)` float32 logits of the active block at this step."""
+        warm_step = self.config.cache_warmup_steps - 1
+        if self.use_sprint and step > warm_step and self.sprint_cache is not None:
+            return self._sprint_forward(active)
+        building = self.use_sprint and step == warm_step
+        cache = self.exact_cache
+        if building and cache is None:
+            cache = DynamicCache(config=self.model.config)
+        logits = self._exact_forward(cache)
+        if building:
+            self.sprint_cache = self._build_sprint_cache(cache, active)
+        return logits
+
+    def _run_model(self, start, end, cache, mask, final_upto=0):
+        """Block logits of a forward over columns `[start, end)`; records the prefix confidence of the columns in
+        `[start, final_upto)` that have none yet."""
         layout = self.layout
+        hidden = self.model.get_decoder()(
+            input_ids=layout.x[:, start:end],
+            attention_mask=mask,
+            position_ids=_positions(layout, start, end),
+            cache=cache,
+            use_cache=cache is not None,
+        ).last_hidden_state
+        self.nfe += 1
+        head = self.model.get_output_embeddings()
+        if self.prefix_confidence is not None and final_upto > self.confidence_filled:
+            for low in range(self.confidence_filled, final_upto, self.CONFIDENCE_CHUNK):
+                high = min(low + self.CONFIDENCE_CHUNK, final_upto)
+                probs = head(hidden[:, low - start : high - start]).float().softmax(dim=-1)
+                self.prefix_confidence[:, low:high] = probs.amax(dim=-1)
+            self.confidence_filled = final_upto
+        # The LM head runs on the active block only (the `logits_to_keep` rule).
+        return head(hidden[:, -layout.block_length :]).float()
+
+    def _exact_forward(self, cache):
+        """Block logits under the exact block-causal mask. With a cache, only the columns it lacks are run, then it
+        is cropped back to the block's start (the finished blocks)."""
+        layout, block_start, block_end = self.layout, self.block_start, self.block_end
         start = cache.get_seq_length() if cache is not None else 0
         keys = torch.arange(block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
         mask = _block_causal_mask(keys, layout.row_start, start, block_end, layout.block_length)
-        logits = self._run_model(start, block_end, cache, mask)
+        logits = self._run_model(start, block_end, cache, mask, final_upto=block_start)
         if cache is not None:
             cache.crop(block_start - cache.get_seq_length())
         return logits
 
-    def _sprint_forward(self, sprint_cache, block_start, block_end):
-        """The active block alone against SPRINT's prefix cache."""
-        layout = self.layout
-        cache, prefix_cols = sprint_cache
+    def _sprint_forward(self, active):
+        """The active block alone against SPRINT's prefix cache (`(cache, prefix_visible)`, the latter `(rows,
+        cached)` telling which cache slots each row sees)."""
+        layout, block_start, block_end = self.layout, self.block_start, self.block_end
+        cache, prefix_visible = self.sprint_cache
         block_cols = torch.arange(block_start, block_end, device=layout.x.device).expand(layout.x.shape[0], -1)
-        keys = torch.cat([prefix_cols, block_cols], dim=1)
-        # The original's cached steps do not mask the left padding of shorter guidance branches.
-        visible = layout.sample_start if self.config.sprint_attend_padding else layout.row_start
-        mask = _block_causal_mask(keys, visible, block_start, block_end, layout.block_length)
+        mask = torch.cat([prefix_visible[:, None, None, :].expand(-1, 1, layout.block_length, -1),
+                          _block_causal_mask(block_cols, layout.row_start, block_start, block_end,
+                                             layout.block_length)], dim=-1)
         length = cache.get_seq_length()
         logits = self._run_model(block_start, block_end, cache, mask)
         cache.crop(length - cache.get_seq_length())
+        for s in torch.nonzero(active).flatten().tolist():
+            self.sprint_cached_forwards[s] += layout.num_branches
         return logits
 
-    def _build_sprint_cache(self, exact_cache, block_start, confidence):
-        """SPRINT's prefix cache for this block: the exact prefix, or its `keep_ratio` most important tokens."""
-        layout, config = self.layout, self.config
-        rows = layout.x.shape[0]
-        device = layout.x.device
-        prefix_cols = torch.arange(block_start, device=device).expand(rows, -1)
-        if config.keep_ratio >= 1.0 or block_start == 0:
-            return exact_cache, prefix_cols
+    def _build_sprint_cache(self, exact_cache, active):
+        """SPRINT's prefix cache for this block: the exact prefix, or, pruned (the original's
+        `_sprint_prune_cache`), per layer its `keep` most important tokens per row, pinned ones first."""
+        layout, config, block_start = self.layout, self.config, self.block_start
+        rows, device = layout.x.shape[0], layout.x.device
+        cols = torch.arange(block_start, device=device).expand(rows, -1)
+        # The original's cached steps pass no valid-prefix mask: the left padding of shorter branches is seen.
         visible_from = layout.sample_start if config.sprint_attend_padding else layout.row_start
-        real = prefix_cols >= visible_from[:, None]
+        visible = cols >= visible_from[:, None]
+        if not self.prunes or block_start == 0:
+            return exact_cache, visible
         ids = layout.x[:, :block_start]
-        forced = torch.zeros_like(real)
-        if config.sprint_keep_text or config.sprint_keep_image:
-            low = self.image_range[0] if self.image_range is not None else self.model.config.image_token_offset
-            if config.sprint_keep_text:
-                forced |= ids < low
-            if config.sprint_keep_image:
-                forced |= ids >= low
-        forced &= real
-        real_count = real.sum(dim=1)
-        keep = torch.ceil(real_count.float() * config.keep_ratio).long()
-        keep = torch.maximum(keep, forced.sum(dim=1)).clamp(max=real_count)
-        k = int(keep.max().clamp(min=1))
-        row_conf = confidence.repeat_interleave(layout.num_branches, dim=0)[:, :block_start]
-        pruned = DynamicCache(config=self.model.config)
+        offset = self.image_token_offset
+        is_text = ids < offset if offset is not None else torch.ones_like(visible)
+        pinned = torch.zeros_like(visible)
+        if config.text_keep_ratio is None or config.text_keep_ratio >= 1:
+            pinned |= is_text
+        if config.image_keep_ratio is not None and config.image_keep_ratio >= 1:
+            pinned |= ~is_text
+        pinned &= visible
+        prefix_len = visible.sum(dim=1)
+        # Python floats, as the original: `int(prefix_len * keep_ratio)` floors the exact double product.
+        keep = torch.tensor([max(1, int(n * config.keep_ratio)) for n in prefix_len.tolist()], device=device)
+        keep = torch.maximum(keep, pinned.sum(dim=1))
+        # The branches of a sample share one cache tensor in the original: they keep as many tokens each.
+        keep = keep.view(-1, layout.num_branches).amax(dim=1).repeat_interleave(layout.num_branches)
+        keep = torch.minimum(keep, prefix_len)
+        k = int(keep.max())
         slot_valid = torch.arange(k, device=device)[None, :] < keep[:, None]
-        chosen_cols = None
+        confidence = self.prefix_confidence[:, :block_start] if self.prefix_confidence is not None else None
+        pruned = DynamicCache(config=self.model.config)
         for layer_idx, layer in enumerate(exact_cache.layers):
             keys = layer.keys[:, :, :block_start]
             values = layer.values[:, :, :block_start]
-            norm = keys.float().norm(dim=-1).mean(dim=1)
-            norm = norm / norm.masked_fill(~real, 0).amax(dim=1, keepdim=True).clamp(min=1e-6)
-            score = (1 - config.confidence_alpha) * norm + config.confidence_alpha * row_conf
-            score = score.masked_fill(forced, float("inf")).masked_fill(~real, float("-inf"))
+            score = sprint_importance(keys, pinned, visible, confidence, config.confidence_alpha)
             index = score.topk(k, dim=1).indices
+            # Kept tokens in canvas order; slots past a row's budget go last (unseen, see `slot_valid`).
+            index = torch.where(slot_valid, index, block_start).sort(dim=1).values.clamp(max=block_start - 1)
             gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[-1])
             pruned.update(keys.gather(2, gather), values.gather(2, gather), layer_idx)
-            if chosen_cols is None:
-                chosen_cols = index
-        # Slots past a row's budget are empty; every kept token lies in an earlier block, so -1 / its column work.
-        prefix_cols = torch.where(slot_valid, chosen_cols, torch.full_like(chosen_cols, -1))
-        return pruned, prefix_cols
+        for s in torch.nonzero(active).flatten().tolist():
+            for g in range(layout.num_branches):
+                r = s * layout.num_branches + g
+                self.sprint_prunes[s].append({
+                    "branch": self.branch_names[g],
+                    "prefix_len": int(prefix_len[r]),
+                    "kept": int(keep[r]),
+                    "text_tokens": int((is_text[r] & visible[r]).sum()),
+                    "image_tokens": int((~is_text[r] & visible[r]).sum()),
+                })
+        return pruned, slot_valid
 
-    # ----------------------------------------------------------------------------------------------- commits
-    def _commit_count_plain(self, step, num_masked, high_conf_count):
-        wanted = self.schedule[step] if step < len(self.schedule) else num_masked
-        if high_conf_count >= wanted:
-            return None
-        return min(wanted, num_masked)
 
-    def _select(self, step, masked, probs, score):
-        """Positions to commit for one sample's block (`masked`, `probs`, `score`: `(block_length,)`)."""
-        config = self.config
-        num_masked = int(masked.sum())
-        high = masked & (probs > config.threshold)
-        ranked = torch.where(masked, score, torch.full_like(score, float("-inf")))
-        transfer = torch.zeros_like(masked)
-        if self.use_sprint:
-            steps_left = self.steps - step
-            k = num_masked if steps_left <= 0 else math.ceil(num_masked / steps_left)
-            k = min(max(k, config.minimal_topk), num_masked)
-            transfer[torch.topk(ranked, k).indices] = True
-            return transfer | high
-        k = self._commit_count_plain(step, num_masked, int(high.sum()))
-        if k is None:
-            return high
-        if k > 0:
-            transfer[torch.topk(ranked, k).indices] = True
-        return transfer
+# ----------------------------------------------------------------------------------------------------- the engine
+class _BlockDiffusionDecoder:
+    """Fills the masked tail of every row of a `_Layout`, one block at a time (see module docstring).
 
-    # ----------------------------------------------------------------------------------------------- main loop
+    Per step: forward (`_BlockForwarder`) -> guidance (`_Guidance`, then the logit rules) -> scheduler step
+    (`LLaDAUniBlockScheduler`) -> stopping, callbacks and streamer.
+    """
+
+    def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
+                 mask_token_id: int, image_token_offset: int, stop_token_ids: Sequence[int] = (),
+                 logit_rules: Sequence[Callable] = (), stop_strings: _StopStrings | None = None, callback=None,
+                 streamer=None, generator=None):
+        self.layout = layout
+        self.stop_strings = stop_strings
+        self.guidance = guidance
+        self.config = config
+        self.mask = mask_token_id
+        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=layout.x.device)
+        self.logit_rules = list(logit_rules)
+        self.callback = callback
+        self.streamer = streamer
+        self.generator = generator
+        self.use_sprint = bool(config.use_sprint)
+        if self.use_sprint and guidance.kind == "edit":
+            logger.warning_once("SPRINT is not used with three-branch editing guidance; decoding without it.")
+            self.use_sprint = False
+        self.scheduler = LLaDAUniBlockScheduler.from_generation_config(config, layout.gen_length,
+                                                                       adaptive=self.use_sprint)
+        self.forwarder = _BlockForwarder(model, layout, config, self.use_sprint, image_token_offset,
+                                         guidance.branch_names)
+
+    @property
+    def nfe(self) -> int:
+        return self.forwarder.nfe
+
     def run(self, progress_bar=None):
         layout, config = self.layout, self.config
-        x, bl, G = layout.x, layout.block_length, layout.num_branches
+        x, bl, G, S = layout.x, layout.block_length, layout.num_branches, layout.num_samples
         device = x.device
-        S = layout.num_samples
         branch0 = torch.arange(S, device=device) * G
-        total_blocks = x.shape[1] // bl
         first_block = layout.gen_start // bl
         gen_end = layout.gen_start + layout.gen_length
         finished = torch.zeros(S, dtype=torch.bool, device=device)
         self.cut = torch.full((S,), -1, dtype=torch.long, device=device)
-        # Confidence of every canvas token (prompt = 1), used to rank prefix tokens for SPRINT's pruning.
-        confidence = torch.ones(S, x.shape[1], device=device)
-        exact_cache = DynamicCache(config=self.model.config) if config.use_cache else None
-        warm_step = config.cache_warmup_steps - 1
+        self.string_cut = torch.full((S,), -1, dtype=torch.long, device=device)
+        # Per canvas column: the probability of the committed token when it was committed, and at which forward.
+        self.commit_probs = torch.zeros(S, x.shape[1], device=device)
+        self.commit_steps = torch.full((S, x.shape[1]), -1, dtype=torch.long, device=device)
         streamed = layout.gen_start.clone()
         stream_done = False
         if self.streamer is not None:
             self.streamer.put(x[0, layout.row_start[0] : layout.gen_start[0]].cpu())
 
         start_block = int(first_block.min())
-        for block in range(start_block, total_blocks):
+        for block in range(start_block, x.shape[1] // bl):
             block_start, block_end = block * bl, (block + 1) * bl
+            cols = torch.arange(block_start, block_end, device=device)
+            positions = cols[None, :] - layout.gen_start[:, None]
             active = (first_block <= block) & ~finished
             if not active.any():
                 if finished.all():
                     break
                 continue
-            sprint_cache = None
-            step = 0
-            while True:
+            self.forwarder.start_block(block_start, block_end)
+            for step in itertools.count():
+                # Positions to fill: masked columns of the generated region (prompt columns are never rewritten; the
+                # block tail past `gen_length` is denoised like the rest, as in the original, and cut off at the end).
                 block_ids = x[branch0, block_start:block_end]
-                masked = (block_ids == self.mask) & active[:, None]
-                # Prompt columns are never rewritten. The block tail past `gen_length` is denoised like the rest
-                # (as in the original: it takes part in the commit schedule) and cut off at the end.
-                cols = torch.arange(block_start, block_end, device=device)
-                masked &= cols[None, :] >= layout.gen_start[:, None]
-                if not masked.any():
+                to_fill = (block_ids == self.mask) & active[:, None] & (cols[None, :] >= layout.gen_start[:, None])
+                if not to_fill.any():
                     break
-                if self.use_sprint and step > warm_step and sprint_cache is not None:
-                    logits = self._sprint_forward(sprint_cache, block_start, block_end)
-                else:
-                    building = self.use_sprint and step == warm_step
-                    cache = exact_cache
-                    if building and cache is None:
-                        cache = DynamicCache(config=self.model.config)
-                    logits = self._exact_forward(cache, block_start, block_end)
-                    if building:
-                        sprint_cache = self._build_sprint_cache(cache, block_start, confidence)
+                # 1. forward: the block's logits for every branch of every sample
+                logits = self.forwarder(step, active)
+                # 2. guidance: each sample's branches combined, then the logit rules (allowed ids, ...)
                 logits = self.guidance(logits.view(S, G, bl, -1))
-                tokens, probs, score = _sample(
-                    logits, config.temperature, config.top_k, config.top_p, config.remasking_strategy, self.generator
+                for rule in self.logit_rules:
+                    logits = rule(logits, positions)
+                # 3. scheduler step: candidates sampled, some positions committed (in every branch of the sample)
+                out = self.scheduler.step(logits, step, block_ids, to_fill, generator=self.generator)
+                transfer = out.transfer_index.repeat_interleave(G, dim=0)
+                x[:, block_start:block_end] = torch.where(
+                    transfer, out.sampled_tokens.repeat_interleave(G, dim=0), x[:, block_start:block_end]
                 )
-                for s in torch.nonzero(masked.any(dim=1)).flatten().tolist():
-                    transfer = self._select(step, masked[s], probs[s], score[s])
-                    if not transfer.any():
-                        continue
-                    rows = slice(s * G, (s + 1) * G)
-                    x[rows, block_start:block_end] = torch.where(
-                        transfer, tokens[s], x[rows, block_start:block_end]
-                    )
-                    confidence[s, block_start:block_end] = torch.where(
-                        transfer, probs[s], confidence[s, block_start:block_end]
-                    )
-                    if config.eos_early_stop and self.stop_ids.numel() and torch.isin(tokens[s][transfer],
-                                                                                    self.stop_ids).any():
-                        self._check_stop(s, block_end)
-                        if self.cut[s] >= 0:
+                self.commit_probs[:, block_start:block_end] = torch.where(
+                    out.transfer_index, out.sampled_probs, self.commit_probs[:, block_start:block_end]
+                )
+                self.commit_steps[:, block_start:block_end].masked_fill_(out.transfer_index, self.nfe - 1)
+                # 4. stopping and the callback
+                if config.eos_early_stop and self.stop_ids.numel():
+                    for s in torch.nonzero(out.transfer_index.any(dim=1)).flatten().tolist():
+                        if torch.isin(out.sampled_tokens[s][out.transfer_index[s]], self.stop_ids).any():
+                            self._check_stop(s, block_end)
+                            if self.cut[s] >= 0:
+                                finished[s] = True
+                if self.stop_strings is not None:
+                    for s in torch.nonzero(out.transfer_index.any(dim=1) & ~finished).flatten().tolist():
+                        region = x[s * G, layout.gen_start[s] : gen_end[s]]
+                        masked = (region == self.mask).nonzero()
+                        prefix = region[: int(masked[0]) if len(masked) else len(region)].tolist()
+                        found = self.stop_strings.find(s, prefix)
+                        if found is not None:
+                            self.string_cut[s] = layout.gen_start[s] + found
                             finished[s] = True
                 if self.callback is not None:
                     self.callback(step, block - start_block, self.generated_ids())
-                step += 1
                 active &= ~finished
+            # A block whose committed part holds a stop token ends the sample's generation.
             if config.eos_early_stop and self.stop_ids.numel():
                 for s in torch.nonzero(active).flatten().tolist():
                     region = x[s * G, layout.gen_start[s] : min(block_end, int(gen_end[s]))]
                     if torch.isin(region, self.stop_ids).any():
                         finished[s] = True
+            # 5. the streamer gets the finished block
             if self.streamer is not None and not stream_done:
                 upto = min(block_end, int(gen_end[0]))
                 if self.cut[0] >= 0:
                     upto = min(upto, int(self.cut[0]))
+                if self.string_cut[0] >= 0:
+                    upto = min(upto, int(self.string_cut[0]))
+                    stream_done = True
                 elif self.stop_ids.numel():
                     stops = torch.isin(x[0, streamed[0] : upto], self.stop_ids).nonzero()
                     if len(stops):
@@ -676,16 +1069,26 @@ class _BlockDiffusionDecoder:
             if not (region[:first] == self.mask).any():
                 self.cut[s] = start + first + 1
 
+    def sprint_stats(self, sample: int) -> dict:
+        """SPRINT's record of one sample (empty without SPRINT), as output fields."""
+        if not self.use_sprint:
+            return {}
+        return {"sprint_prunes": self.forwarder.sprint_prunes[sample],
+                "sprint_cached_forwards": self.forwarder.sprint_cached_forwards[sample]}
+
     def generated_ids(self) -> torch.LongTensor:
         """`(samples, gen_length)`: the current generated region of every sample (masked positions hold the mask)."""
         layout = self.layout
-        rows = torch.arange(layout.num_samples, device=layout.x.device) * layout.num_branches
+        return self._generated(layout.x[:: layout.num_branches])
+
+    def _generated(self, canvas: torch.Tensor) -> torch.Tensor:
+        """`(samples, gen_length)`: the generated region of a `(samples, columns)` canvas-wide tensor."""
+        layout = self.layout
         index = layout.gen_start[:, None] + torch.arange(layout.gen_length, device=layout.x.device)[None, :]
-        index = index.clamp(max=layout.x.shape[1] - 1)
-        return layout.x[rows[:, None], index].clone()
+        return canvas.gather(1, index.clamp(max=layout.x.shape[1] - 1))
 
     def outputs(self, cut_at_stop: bool) -> list[torch.LongTensor]:
-        """Per sample: the generated ids, cut after the first stop token when `cut_at_stop`."""
+        """Per sample: the generated ids, cut after the first stop token when `cut_at_stop` and after a stop string."""
         generated = self.generated_ids()
         result = []
         for s in range(generated.shape[0]):
@@ -694,8 +1097,17 @@ class _BlockDiffusionDecoder:
                 stops = torch.isin(ids, self.stop_ids).nonzero()
                 if len(stops):
                     ids = ids[: int(stops[0]) + 1]
+            if self.string_cut[s] >= 0:
+                ids = ids[: int(self.string_cut[s] - self.layout.gen_start[s])]
             result.append(ids)
         return result
+
+    def scores(self, sample: int, length: int) -> dict:
+        """`output_scores` fields of one sample's first `length` generated positions: the probability of each token
+        when it was committed, and the forward (0-based, counted over the call) that committed it."""
+        probs = self._generated(self.commit_probs)[sample, :length]
+        steps = self._generated(self.commit_steps)[sample, :length]
+        return {"scores": probs[None], "commit_steps": steps[None]}
 
 
 def _split_thinking(tokenizer, ids, special, h, w):
@@ -731,6 +1143,19 @@ class LLaDAUniGenerationMixin:
     tokenizer = None
 
     # ------------------------------------------------------------------------------------------- plumbing
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
+                                      **kwargs) -> dict[str, Any]:
+        """The forward inputs of one step: transformers' generation hook, which PEFT's causal-LM wrapper requires and
+        calls. Unlike autoregressive decoding, nothing is cut off for the cache: the window given is the one to run.
+        (The block-diffusion engine calls the decoder and the LM head itself, to read prefix confidences for SPRINT.)
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, window)`): the ids of the window.
+            attention_mask (`torch.Tensor`, *optional*): its mask (4-D block-causal from the engine).
+            kwargs: the other forward arguments (`position_ids`, `cache`, `use_cache`, `logits_to_keep`, ...).
+        """
+        return {"input_ids": input_ids, "attention_mask": attention_mask, **kwargs}
+
     def set_tokenizer(self, tokenizer):
         """Remember `tokenizer` for the methods that build prompts (`understand_image`, `generate_image`, ...)."""
         self.tokenizer = tokenizer
@@ -762,24 +1187,68 @@ class LLaDAUniGenerationMixin:
             logger.info("No generation_config.json found; using defaults derived from the model config.")
             self.generation_config = self.generation_config_class.from_model_config(self.config)
 
-    def _generation_settings(self, generation_config=None, **kwargs) -> LLaDAUniGenerationConfig:
-        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
-        if base is None:
+    def _generation_settings(self, generation_config: GenerationConfig | None = None, mode: str = "text",
+                             generate_call: bool = False, **kwargs) -> LLaDAUniGenerationConfig:
+        """The settings of one call, as transformers resolves them: keyword arguments over the set (non-None) values
+        of `generation_config` over `model.generation_config` over the defaults. `mode` picks the per-mode fields
+        (e.g. `image_steps`) that the shared keyword names (`steps`) stand for."""
+        model_config = getattr(self, "generation_config", None)
+        if model_config is None:
             config = self.generation_config_class.from_model_config(self.config)
-        elif isinstance(base, LLaDAUniGenerationConfig):
-            config = copy.deepcopy(base)
+        elif isinstance(model_config, LLaDAUniGenerationConfig):
+            config = copy.deepcopy(model_config)
         else:
-            config = self.generation_config_class.from_dict(base.to_dict())
+            config = self.generation_config_class.from_dict(model_config.to_dict())
+        if generation_config is not None:
+            if not isinstance(generation_config, GenerationConfig):
+                raise TypeError(
+                    f"`generation_config` must be a GenerationConfig, got {type(generation_config).__name__}."
+                )
+            for key, value in generation_config.to_dict().items():
+                if key in _DEPRECATED_SWITCHES and value is not None:
+                    key, value = _DEPRECATED_SWITCHES[key], _deprecated_switch(key, value)
+                elif value is None or key.startswith("_") or key == "transformers_version" or not hasattr(config, key):
+                    continue
+                setattr(config, key, value)
         kwargs = {key: value for key, value in kwargs.items() if value is not None}
-        if "max_new_tokens" in kwargs and "gen_length" not in kwargs:
-            kwargs["gen_length"] = kwargs["max_new_tokens"]
-        if kwargs.get("do_sample") and kwargs.get("temperature") is None and not config.temperature:
-            kwargs["temperature"] = 1.0
+        if mode == "text" and "gen_length" in kwargs:
+            # The original's name of a call's length: transformers' `max_new_tokens`, which a call's `max_length`
+            # or a config's `max_new_tokens` must not override.
+            length = kwargs.pop("gen_length")
+            if kwargs.setdefault("max_new_tokens", length) != length:
+                raise ValueError(f"`gen_length` ({length}) and `max_new_tokens` ({kwargs['max_new_tokens']}) are the "
+                                 "same setting: give one.")
+        for old, new in _DEPRECATED_SWITCHES.items():
+            if old in kwargs:
+                kwargs[new] = _deprecated_switch(old, kwargs.pop(old))
+        fields = _MODE_FIELDS[mode]
+        for shared, field in fields.items():
+            if shared in kwargs:
+                kwargs[field] = kwargs.pop(shared)
         unknown = [key for key in kwargs if not hasattr(config, key)]
         if unknown:
             raise TypeError(f"Unexpected generation argument(s) {unknown}; see `LLaDAUniGenerationConfig`.")
         for key, value in kwargs.items():
             setattr(config, key, value)
+        for shared, field in fields.items():
+            setattr(config, shared, getattr(config, field))
+        # transformers' switch: `do_sample=False` is greedy whatever the temperature; `do_sample=True` samples.
+        if config.do_sample is False:
+            config.temperature = 0.0
+        elif config.do_sample and not config.temperature:
+            config.temperature = 1.0
+        unsupported = [
+            f"`{name}={getattr(config, name)!r}` ({why})" for name, (neutral, why) in _UNSUPPORTED_OPTIONS.items()
+            if getattr(config, name, None) is not None and getattr(config, name) != neutral
+        ]
+        if unsupported:
+            raise ValueError("Block-diffusion generation does not support " + "; ".join(unsupported)
+                             + ". Remove it from the call or the generation config.")
+        if mode != "text" or not generate_call:
+            if (config.num_return_sequences or 1) > 1:
+                raise ValueError(f"`num_return_sequences={config.num_return_sequences}` applies to `generate`; here "
+                                 "give the prompt several times in a list (and sample, e.g. `temperature=1.0`).")
+        # After the copy, so an invalid `steps=` names the keyword the caller used.
         config.validate_diffusion()
         return config
 
@@ -792,28 +1261,15 @@ class LLaDAUniGenerationMixin:
             )
         return tokenizer
 
-    def _special_ids(self, tokenizer, config: LLaDAUniGenerationConfig):
+    def _special_ids(self, tokenizer, config: LLaDAUniGenerationConfig,
+                     required: Sequence[str] = ALL_SPECIAL_TOKENS) -> LLaDAUniSpecialTokenIds:
+        """The one resolver (`get_special_token_ids`) on the model config with the call's generation config on top."""
         merged = copy.copy(self.config)
-        for name in ("mask_token_id", "eos_token_id"):
+        for name in ("mask_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(config, name, None)
             if value is not None:
                 setattr(merged, name, value)
-        return get_special_token_ids(tokenizer, merged)
-
-    def _mask_and_eos(self, tokenizer, config):
-        mask = config.mask_token_id if config.mask_token_id is not None else self.config.mask_token_id
-        if mask is None and tokenizer is not None:
-            mask = getattr(tokenizer, "mask_token_id", None)
-        if mask is None:
-            raise ValueError(
-                "The mask token id is unknown (this config does not store it): pass `tokenizer=` (its `<|mask|>`), "
-                "set `model.set_tokenizer(...)`, or give `mask_token_id=`."
-            )
-        eos = config.eos_token_id if config.eos_token_id is not None else self.config.eos_token_id
-        if eos is None and tokenizer is not None:
-            eos = tokenizer.eos_token_id
-        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-        return int(mask), eos
+        return get_special_token_ids(tokenizer, merged, required=required)
 
     def _progress_bar(self, config, total):
         disabled = (
@@ -823,14 +1279,16 @@ class LLaDAUniGenerationMixin:
         )
         return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
 
-    def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, stop_ids=(), image_range=None,
-                callback=None, streamer=None, generator=None):
+    def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, image_token_offset, stop_ids=(),
+                logit_rules=(), stop_strings=None, callback=None, streamer=None, generator=None):
         """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats)."""
         device = self.device
         layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device)
+        self._check_positions(branch_prompts, layout)
         decoder = _BlockDiffusionDecoder(
-            self, layout, guidance, config, mask_id, stop_token_ids=stop_ids, image_range=image_range,
-            callback=callback, streamer=streamer, generator=generator,
+            self, layout, guidance, config, mask_id, image_token_offset, stop_token_ids=stop_ids,
+            logit_rules=logit_rules, stop_strings=stop_strings, callback=callback, streamer=streamer,
+            generator=generator,
         )
         num_blocks = layout.x.shape[1] // config.block_length - int((layout.gen_start // config.block_length).min())
         bar = self._progress_bar(config, num_blocks)
@@ -841,7 +1299,58 @@ class LLaDAUniGenerationMixin:
             bar.close()
         return decoder
 
+    def _check_positions(self, branch_prompts, layout):
+        """Warn when positions run past the range the model was trained with (`max_position_embeddings`)."""
+        limit = getattr(self.config, "max_position_embeddings", None)
+        if not limit:
+            return
+        prompt = max(len(p) for branches in branch_prompts for p in branches)
+        # Canvas positions start at 0 on a row's first token and run to the end of the last block.
+        reach = int((layout.gen_start + layout.gen_length - layout.row_start.view(-1, layout.num_branches)
+                     .amin(dim=1)).max())
+        if prompt > limit:
+            logger.warning(f"The prompt ({prompt} tokens) is longer than `max_position_embeddings` ({limit}), the "
+                           "positions the model was trained with: expect degraded output; shorten the prompt.")
+        elif reach > limit:
+            logger.warning(f"The prompt ({prompt} tokens) and the {layout.gen_length} generated tokens reach "
+                           f"position {reach - 1}, past `max_position_embeddings` ({limit}), the positions the "
+                           "model was trained with: expect degraded output at the end; generate fewer tokens.")
+
     # ------------------------------------------------------------------------------------------- text
+    @staticmethod
+    def _text_gen_length(config: LLaDAUniGenerationConfig, prompt_length: int) -> int:
+        """New tokens of a text mode, as transformers decides them: `max_new_tokens`, else `max_length` minus the
+        (padded) prompt, else the mode's `gen_length`."""
+        if config.max_new_tokens is not None:
+            if config.max_length is not None:
+                logger.warning_once(
+                    f"Both `max_new_tokens` (={config.max_new_tokens}) and `max_length` (={config.max_length}) are "
+                    "set; `max_new_tokens` takes precedence, as in transformers."
+                )
+            return config.max_new_tokens
+        if config.max_length is not None:
+            if config.max_length <= prompt_length:
+                raise ValueError(f"`max_length` ({config.max_length}) counts the prompt ({prompt_length} tokens) too: "
+                                 "leave room for new tokens, or give `max_new_tokens`.")
+            return config.max_length - prompt_length
+        return config.gen_length
+
+    def _text_rules(self, config, special, prompt_length, tokenizer, num_samples, what):
+        """The logit rules and stop strings of a text mode: `min_new_tokens` / `min_length` and `stop_strings`."""
+        rules = []
+        min_new = config.min_new_tokens
+        if min_new is None and config.min_length:
+            min_new = config.min_length - prompt_length
+        if min_new and min_new > 0 and special.eos_token_ids:
+            rules.append(_NoStopBefore(special.eos_token_ids, min_new))
+        stop_strings = None
+        if config.stop_strings:
+            if tokenizer is None:
+                raise ValueError(f"`stop_strings` need the tokenizer to read the text: pass `tokenizer=` to `{what}` "
+                                 "or call `model.set_tokenizer(tokenizer)`.")
+            stop_strings = _StopStrings(tokenizer, config.stop_strings, num_samples)
+        return rules, stop_strings
+
     def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
                  generation_config: GenerationConfig | None = None, *, tokenizer=None, streamer=None,
                  callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
@@ -852,10 +1361,14 @@ class LLaDAUniGenerationMixin:
         Args:
             input_ids (`torch.LongTensor` of shape `(batch, length)` or `(length,)`): prompts. Rows of different
                 lengths may be padded on either side; `attention_mask` (1 = real token) tells which ids are real.
-            generation_config ([`LLaDAUniGenerationConfig`], *optional*): defaults to `model.generation_config`;
-                `kwargs` (`gen_length`/`max_new_tokens`, `steps`, `block_length`, `threshold`, `temperature`, ...)
-                override it.
-            tokenizer (*optional*): only needed when the config has no mask token id (the released layout).
+            generation_config (`GenerationConfig`, *optional*): its set values override `model.generation_config`;
+                `kwargs` override both: the diffusion settings of [`LLaDAUniGenerationConfig`] (`steps`,
+                `block_length`, `threshold`, `use_sprint`, ...) and transformers' `max_new_tokens` (the original's
+                `gen_length`) / `max_length`, `do_sample` / `temperature` / `top_k` / `top_p`, `num_return_sequences`
+                (sampling only), `stop_strings`, `min_new_tokens` / `min_length`, `output_scores`. Options without a
+                meaning in block diffusion (beam search, repetition penalties, ...) raise a ValueError.
+            tokenizer (*optional*): needed when the config has no mask token id (the released layout) and for
+                `stop_strings`.
             streamer (`BaseStreamer`, *optional*): e.g. `transformers.TextStreamer`; receives the prompt, then each
                 finished block in order (batch size 1 only).
             callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step with
@@ -867,9 +1380,12 @@ class LLaDAUniGenerationMixin:
             `torch.LongTensor` of shape `(batch, length)`: each row is the prompt (left-padded with `pad_token_id`)
             followed by its generated tokens, cut after the first EOS and right-padded with `pad_token_id`. For one
             unpadded prompt this is the original's `prompt + generated`. With `return_dict_in_generate=True`, a
-            [`LLaDAUniGenerateOutput`] that also holds the number of forward passes.
+            [`LLaDAUniGenerateOutput`] that also holds the number of forward passes (and, with `output_scores=True`,
+            each token's probability when committed). `num_return_sequences` copies of a prompt are adjacent rows.
         """
-        config = self._generation_settings(generation_config, **kwargs)
+        # Processor picture inputs -> image ids in `input_ids` (see `image_inputs_llada_uni`).
+        input_ids = self._merge_image_inputs(input_ids, *(kwargs.pop(name, None) for name in IMAGE_INPUT_NAMES))
+        config = self._generation_settings(generation_config, generate_call=True, **kwargs)
         if return_dict_in_generate is None:
             return_dict_in_generate = bool(config.return_dict_in_generate)
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
@@ -882,47 +1398,71 @@ class LLaDAUniGenerationMixin:
             attention_mask = attention_mask[None] if attention_mask is not None and attention_mask.ndim == 1 else attention_mask
         if input_ids.ndim != 2:
             raise ValueError(f"`input_ids` must be 1-D or 2-D, got shape {tuple(input_ids.shape)}.")
+        if input_ids.shape[0] == 0:
+            raise ValueError(f"`input_ids` holds no prompt (shape {tuple(input_ids.shape)}): give at least one.")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"`attention_mask` shape {tuple(attention_mask.shape)} does not match `input_ids` "
                 f"{tuple(input_ids.shape)}."
             )
-        if streamer is not None and input_ids.shape[0] != 1:
+        copies = config.num_return_sequences or 1
+        if copies > 1 and not config.temperature:
+            raise ValueError(f"`num_return_sequences={copies}` needs sampling (greedy decoding returns the same "
+                             "sequence every time): pass `do_sample=True` or a `temperature` above 0.")
+        if streamer is not None and input_ids.shape[0] * copies != 1:
             raise ValueError("`streamer` supports a batch of one prompt only.")
-        mask_id, eos_ids = self._mask_and_eos(tokenizer, config)
+        special = self._special_ids(tokenizer, config, required=("mask_token_id",))
         prompts = []
         for row in range(input_ids.shape[0]):
             ids = input_ids[row] if attention_mask is None else input_ids[row][attention_mask[row].bool()]
             if ids.numel() == 0:
                 raise ValueError(f"Prompt {row} is empty: give at least one token.")
-            prompts.append([[int(t) for t in ids.tolist()]])
-        gen_length = config.gen_length if config.gen_length is not None else 2048
-        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), mask_id, stop_ids=eos_ids,
-                               callback=callback, streamer=streamer, generator=generator)
+            # `num_return_sequences` copies of each prompt, next to each other (transformers' order).
+            prompts.extend([[[int(t) for t in ids.tolist()]]] * copies)
+        prompt_length = input_ids.shape[1]
+        gen_length = self._text_gen_length(config, prompt_length)
+        rules, stop_strings = self._text_rules(config, special, prompt_length, tokenizer, len(prompts), "generate")
+        decoder = self._decode(prompts, gen_length, config, _Guidance("none"), special.mask_token_id,
+                               special.image_token_offset, stop_ids=special.eos_token_ids, logit_rules=rules,
+                               stop_strings=stop_strings, callback=callback, streamer=streamer, generator=generator)
         generated = decoder.outputs(cut_at_stop=True)
-        sequences = self._pack([p[0] for p in prompts], generated, config, eos_ids)
-        if return_dict_in_generate:
-            return LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe)
-        return sequences
+        sequences = self._pack([p[0] for p in prompts], generated, special.pad_token_id)
+        if not return_dict_in_generate:
+            return sequences
+        output = LLaDAUniGenerateOutput(sequences=sequences, num_forward_passes=decoder.nfe,
+                                        sprint_prunes=decoder.forwarder.sprint_prunes if decoder.use_sprint else None,
+                                        sprint_cached_forwards=(decoder.forwarder.sprint_cached_forwards
+                                                                if decoder.use_sprint else None))
+        if config.output_scores:
+            # Aligned with `sequences[:, prompt_length:]`; padding after a row's end scores 0 at step -1.
+            new = sequences.shape[1] - prompt_length
+            rows = [decoder.scores(s, new) for s in range(len(prompts))]
+            output.scores = torch.cat([row["scores"] for row in rows])
+            output.commit_steps = torch.cat([row["commit_steps"] for row in rows])
+            for s, ids in enumerate(generated):
+                output.scores[s, len(ids) :] = 0.0
+                output.commit_steps[s, len(ids) :] = -1
+        return output
 
-    def _pack(self, prompts, generated, config, eos_ids):
-        pad = config.pad_token_id if config.pad_token_id is not None else self.config.pad_token_id
-        if pad is None:
-            pad = eos_ids[0] if eos_ids else 0
-        prompt_len = max(len(p) for p in prompts)
-        gen_len = max(len(g) for g in generated)
-        out = torch.full((len(prompts), prompt_len + gen_len), pad, dtype=torch.long, device=self.device)
-        for i, (prompt, gen) in enumerate(zip(prompts, generated)):
-            out[i, prompt_len - len(prompt) : prompt_len] = torch.tensor(prompt, dtype=torch.long)
-            out[i, prompt_len : prompt_len + len(gen)] = gen
-        return out
+    def _pack(self, prompts, generated, pad_id):
+        """Rows of `prompt + generated`: prompts left-padded, generated ids right-padded with `pad_id`."""
+        generated = [g.tolist() for g in generated]
+        if pad_id is None and (len({len(p) for p in prompts}) > 1 or len({len(g) for g in generated}) > 1):
+            raise ValueError("Rows of different lengths need a pad id: set `pad_token_id` (or `eos_token_id`) in the "
+                             "generation config or pass the tokenizer.")
+        pad_id = 0 if pad_id is None else pad_id  # no row is padded then
+        left, _ = pad_sequences(prompts, pad_id, side="left")
+        right, _ = pad_sequences(generated, pad_id, side="right")
+        return torch.tensor([p + g for p, g in zip(left, right)], dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------------------------------- understanding
     def understand_image(self, image_tokens, h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
-                         question: str | Sequence[str] | None = None, tokenizer=None, steps: int = 32,
-                         block_length: int = 32, gen_length: int = 512, temperature: float = 0.0,
-                         threshold: float = 0.95, use_chat_template: bool = False, return_dict: bool = False,
-                         callback=None, streamer=None, generator=None, **kwargs):
+                         question: str | Sequence[str] | None = None, tokenizer=None, steps: int | None = None,
+                         block_length: int | None = None, gen_length: int | None = None,
+                         temperature: float | None = None, threshold: float | None = None,
+                         use_chat_template: bool = False, return_dict: bool = False,
+                         generation_config: GenerationConfig | None = None, callback=None, streamer=None,
+                         generator=None, **kwargs):
         """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`), or about
         several images. Without `h` and `w`, `image_tokens` is what `processor.encode_images` returns: one dict, or
         the list of one prompt's dicts (`model.understand_image(encoded, question=...)`).
@@ -936,68 +1476,55 @@ class LLaDAUniGenerationMixin:
 
         A batch: `question` a list, and `image_tokens` one `encode_images` entry (a dict, or a list of dicts) per
         question, without `h` and `w`. All prompts are decoded together, one forward per step; the result is a list.
+
+        Settings not given as keywords come from `generation_config=`, then `model.generation_config` (`steps`,
+        `gen_length`; transformers' `max_new_tokens` / `max_length`, `stop_strings`, `min_new_tokens` apply too).
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
         config = self._generation_settings(
-            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
-            threshold=threshold, **kwargs,
+            generation_config, steps=steps, block_length=block_length, gen_length=gen_length,
+            temperature=temperature, threshold=threshold, **kwargs,
         )
         special = self._special_ids(tokenizer, config)
         batched = isinstance(question, (list, tuple))
-        if not batched:
-            requests = [(image_tokens, h, w, question)]
-        else:
-            entries = self._batch_entries(image_tokens, h, w, question, "question")
-            if streamer is not None and len(question) > 1:
-                raise ValueError("A streamer follows one answer: give one question, not a batch.")
-            requests = [(entry, None, None, q) for entry, q in zip(entries, question)]
+        requests = parse_image_inputs(image_tokens, h, w, texts=question, what="question")
+        if batched and streamer is not None and len(question) > 1:
+            raise ValueError("A streamer follows one answer: give one question, not a batch.")
         prompts, question_starts = [], []
-        for entry, side_h, side_w, text in requests:
-            prompt, start = self._understanding_prompt(tokenizer, special, entry, side_h, side_w, text,
-                                                       use_chat_template)
+        for images, text in zip(requests, question if batched else [question]):
+            prompt, start = self._understanding_prompt(tokenizer, special, images, text, use_chat_template)
             prompts.append(prompt)
             question_starts.append(start)
-        decoder = self._decode([[prompt] for prompt in prompts], config.gen_length, config, _Guidance("none"),
-                               special.mask_token_id, stop_ids=[special.eos_token_id], callback=callback,
-                               streamer=streamer, generator=generator)
+        longest = max(len(prompt) for prompt in prompts)
+        gen_length = self._text_gen_length(config, longest)
+        rules, stop_strings = self._text_rules(config, special, longest, tokenizer, len(prompts), "understand_image")
+        decoder = self._decode([[prompt] for prompt in prompts], gen_length, config, _Guidance("none"),
+                               special.mask_token_id, special.image_token_offset, stop_ids=special.eos_token_ids,
+                               logit_rules=rules, stop_strings=stop_strings, callback=callback, streamer=streamer,
+                               generator=generator)
         results = []
-        for prompt, start, generated in zip(prompts, question_starts, decoder.outputs(cut_at_stop=True)):
+        for s, (prompt, start, generated) in enumerate(zip(prompts, question_starts, decoder.outputs(cut_at_stop=True))):
             sequence = torch.cat([torch.tensor(prompt, dtype=torch.long, device=generated.device), generated])
             text = tokenizer.decode(sequence[start:].tolist(), skip_special_tokens=True)
             results.append(
-                LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe)
+                LLaDAUniUnderstandingOutput(text=text, sequences=sequence[None], num_forward_passes=decoder.nfe,
+                                            **decoder.sprint_stats(s),
+                                            **(decoder.scores(s, len(generated)) if config.output_scores else {}))
                 if return_dict else text
             )
         return results if batched else results[0]
 
-    @staticmethod
-    def _batch_entries(image_tokens, h, w, texts, what: str) -> list:
-        """The image entries of a batch call (`texts` a list): one `encode_images` entry per text, no `h` / `w`."""
-        if h is not None or w is not None:
-            raise ValueError(
-                f"With a list of {what}s, give `image_tokens` as one `encode_images` entry per {what}; `h` and `w` "
-                "come from them."
-            )
-        if not isinstance(image_tokens, (list, tuple)):
-            raise TypeError(
-                f"With a list of {what}s, `image_tokens` must be a list of `encode_images` entries, one per {what}; "
-                f"got {type(image_tokens).__name__}."
-            )
-        if len(image_tokens) != len(texts) or not texts:
-            raise ValueError(
-                f"Got {len(texts)} {what}s and {len(image_tokens)} image entries: give one entry per {what}."
-            )
-        return list(image_tokens)
-
-    def _understanding_prompt(self, tokenizer, special, image_tokens, h, w, question, use_chat_template):
-        """The prompt ids of one understanding request, and where its question starts."""
-        images = [
-            (validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
-                                      name=name), side_h, side_w)
-            for name, ids, side_h, side_w in understanding_images(image_tokens, h, w)
+    def _understanding_prompt(self, tokenizer, special, images, question, use_chat_template):
+        """The prompt ids of one understanding request (`images` as `parse_image_inputs` gives them), and where its
+        question starts."""
+        # The public boundary: every image's ids fill its grid with image ids (checked once, here).
+        image_tokens = [
+            validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
+                                     name=name)
+            for name, ids, side_h, side_w in images
         ]
         # One image given as one-element lists builds the same prompt as the plain form.
-        image_tokens, h, w = ([image[i] for image in images] for i in range(3))
+        h, w = [image[2] for image in images], [image[3] for image in images]
         prompt = build_understanding_prompt(tokenizer, image_tokens, h, w, question,
                                             use_chat_template=use_chat_template)
         question_ids = encode_text(tokenizer, question)
@@ -1013,10 +1540,9 @@ class LLaDAUniGenerationMixin:
         return 0
 
     # ------------------------------------------------------------------------------------------- images
-    def _image_guidance_setup(self, tokenizer, config):
-        special = self._special_ids(tokenizer, config)
-        image_range = (special.image_token_offset, special.image_token_offset + special.image_codebook_size)
-        return special, image_range
+    @staticmethod
+    def _image_ids_only(special: LLaDAUniSpecialTokenIds) -> _AllowedIds:
+        return _AllowedIds(special.image_token_offset, special.image_token_offset + special.image_codebook_size)
 
     @staticmethod
     def _image_gen_length(gen_length, h, w):
@@ -1028,12 +1554,14 @@ class LLaDAUniGenerationMixin:
             )
         return gen_length
 
-    def generate_image(self, prompt: str | Sequence[str], tokenizer=None, image_h: int = 1024, image_w: int = 1024,
-                       steps: int = 8, block_length: int = 32, cfg_scale: float = 4.0, gen_length: int | None = None,
-                       temperature: float = 0.0, mode: str = "normal", use_sprint: bool = False,
-                       keep_ratio: float = 0.5, cache_warmup_steps: int = 1, confidence_alpha: float = 0.5,
-                       remasking_strategy: str = "low_confidence", thinking_steps: int | None = None,
-                       thinking_gen_length: int = 1024, callback=None, generator=None, **kwargs):
+    def generate_image(self, prompt: str | Sequence[str], tokenizer=None, image_h: int | None = None,
+                       image_w: int | None = None, steps: int | None = None, block_length: int | None = None,
+                       cfg_scale: float | None = None, gen_length: int | None = None, temperature: float | None = None,
+                       mode: str = "normal", use_sprint: bool | None = None, keep_ratio: float | None = None,
+                       cache_warmup_steps: int | None = None, confidence_alpha: float | None = None,
+                       remasking_strategy: str | None = None, thinking_steps: int | None = None,
+                       thinking_gen_length: int | None = None, generation_config: GenerationConfig | None = None,
+                       callback=None, generator=None, **kwargs):
         """Text-to-image: generate the image codes of `prompt` (a string, or a list of strings for a batch).
 
         The grid is `h = (image_h // 2) // 16` by `w = (image_w // 2) // 16` codes; `gen_length` defaults to `h * w`
@@ -1041,11 +1569,15 @@ class LLaDAUniGenerationMixin:
         step; guidance is `Lu + cfg_scale (Lc - Lu)`, rescaled (`guidance_rescale`), text ids excluded.
 
         `mode="thinking"`: the model first writes its reasoning (up to `thinking_gen_length` tokens, `thinking_steps`
-        steps per block, defaults to `steps`) ending with an image header, then the codes. If the header it wrote
+        steps per block) ending with an image header, then the codes. If the header it wrote
         names another size, a warning is logged and the requested size is used.
 
         Returns a [`LLaDAUniImageGenerationOutput`] (`.token_ids` codes without offset, `.h`, `.w`, `.thinking`), or a
         list of them for a list of prompts.
+
+        Settings not given as keywords come from `generation_config=`, then `model.generation_config`: `steps` is its
+        `image_steps`, and `image_h`, `image_w`, `cfg_scale`, `thinking_steps`, `thinking_gen_length` and the SPRINT
+        settings its fields of those names.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "generate_image")
         batched = not isinstance(prompt, str)
@@ -1061,52 +1593,54 @@ class LLaDAUniGenerationMixin:
                 raise ValueError("`prompt` is empty; give a non-empty text.")
         if mode not in ("normal", "thinking"):
             raise ValueError(f"`mode` must be 'normal' or 'thinking', got {mode!r}.")
-        h, w = image_grid_size(image_h, image_w)
+        config = self._generation_settings(
+            generation_config, mode="text_to_image", image_h=image_h, image_w=image_w, steps=steps, block_length=block_length,
+            temperature=temperature, cfg_scale=cfg_scale, use_sprint=use_sprint, keep_ratio=keep_ratio,
+            cache_warmup_steps=cache_warmup_steps, confidence_alpha=confidence_alpha,
+            remasking_strategy=remasking_strategy, thinking_steps=thinking_steps,
+            thinking_gen_length=thinking_gen_length, **kwargs,
+        )
+        h, w = image_grid_size(config.image_h, config.image_w)
         image_header_ids(tokenizer, h, w)  # validates the grid before any work
         gen_length = self._image_gen_length(gen_length, h, w)
-        config = self._generation_settings(
-            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
-            cfg_scale=cfg_scale, use_sprint=use_sprint, keep_ratio=keep_ratio, cache_warmup_steps=cache_warmup_steps,
-            confidence_alpha=confidence_alpha, remasking_strategy=remasking_strategy, **kwargs,
-        )
-        special, image_range = self._image_guidance_setup(tokenizer, config)
+        special = self._special_ids(tokenizer, config)
         thinking_texts = [None] * len(prompts)
         nfe = 0
         if mode == "thinking":
-            thinking_ids, thinking_texts, nfe = self._think(tokenizer, prompts, h, w, config, special,
-                                                            thinking_steps, thinking_gen_length, generator)
+            thinking_ids, thinking_texts, nfe = self._think(tokenizer, prompts, h, w, config, special, generator)
             conditional = [build_thinking_image_prompt(tokenizer, p, t, h, w) for p, t in zip(prompts, thinking_ids)]
         else:
             conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
-        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale, image_range)
+        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale)
         if guidance.guided:
             unconditional = build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=mode == "thinking")
             branches = [[c, unconditional] for c in conditional]
         else:
             branches = [[c] for c in conditional]
-        decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id, image_range=image_range,
+        decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id,
+                               special.image_token_offset, logit_rules=[self._image_ids_only(special)],
                                callback=callback, generator=generator)
         results = []
         for s, generated in enumerate(decoder.outputs(cut_at_stop=False)):
             sequence = torch.cat([torch.tensor(conditional[s], dtype=torch.long, device=generated.device), generated])
             results.append(LLaDAUniImageGenerationOutput(
                 token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, thinking=thinking_texts[s],
-                sequences=sequence[None], num_forward_passes=decoder.nfe + nfe,
+                sequences=sequence[None], num_forward_passes=decoder.nfe + nfe, **decoder.sprint_stats(s),
+                **(decoder.scores(s, h * w) if config.output_scores else {}),
             ))
         return results if batched else results[0]
 
-    def _think(self, tokenizer, prompts, h, w, config, special, thinking_steps, thinking_gen_length, generator):
-        """Phase 1 of thinking mode: text generation until the model writes `<boi>` (or EOS)."""
+    def _think(self, tokenizer, prompts, h, w, config, special, generator):
+        """Phase 1 of thinking mode: text generation until the model writes `<boi>` (or EOS), with the thinking
+        fields of `config` (SPRINT settings apply here too, as in the original)."""
         think_config = copy.deepcopy(config)
-        think_config.steps = thinking_steps if thinking_steps is not None else config.steps
-        think_config.gen_length = thinking_gen_length
+        for shared, field in _MODE_FIELDS["thinking"].items():
+            setattr(think_config, shared, getattr(config, field))
         think_config.eos_early_stop = True
-        think_config.use_sprint = False
-        think_config.validate_diffusion()
         stop = [special.boi_token_id, special.eos_token_id]
         branches = [[build_thinking_prompt(tokenizer, p)] for p in prompts]
-        decoder = self._decode(branches, thinking_gen_length, think_config, _Guidance("none"), special.mask_token_id,
-                               stop_ids=stop, generator=generator)
+        decoder = self._decode(branches, think_config.gen_length, think_config, _Guidance("none"),
+                               special.mask_token_id, special.image_token_offset, stop_ids=stop, generator=generator)
         thinking_ids, texts = [], []
         for generated in decoder.outputs(cut_at_stop=True):
             ids, problem = _split_thinking(tokenizer, generated.tolist(), special, h, w)
@@ -1117,9 +1651,11 @@ class LLaDAUniGenerationMixin:
         return thinking_ids, texts, decoder.nfe
 
     def edit_image(self, image_tokens, h: int | None = None, w: int | None = None,
-                   instruction: str | Sequence[str] | None = None, tokenizer=None, steps: int = 8,
-                   block_length: int = 32, cfg_text_scale: float = 4.0, cfg_image_scale: float = 0.0,
-                   temperature: float = 0.0, gen_length: int | None = None, callback=None, generator=None, **kwargs):
+                   instruction: str | Sequence[str] | None = None, tokenizer=None, steps: int | None = None,
+                   block_length: int | None = None, cfg_text_scale: float | None = None,
+                   cfg_image_scale: float | None = None, temperature: float | None = None,
+                   gen_length: int | None = None, generation_config: GenerationConfig | None = None,
+                   callback=None, generator=None, **kwargs):
         """Edit an image (`h * w` image ids, codes plus `image_token_offset`) following `instruction`. Without `h` and
         `w`, `image_tokens` is what `processor.encode_images(..., mode="edit")` returns (one dict).
 
@@ -1130,50 +1666,53 @@ class LLaDAUniGenerationMixin:
 
         A batch: `instruction` a list and `image_tokens` one `encode_images` dict per instruction, all of one grid
         size (the canvas is shared); they are decoded together and a list comes back.
+
+        Settings not given as keywords come from `generation_config=`, then `model.generation_config`: `steps` is its
+        `edit_steps`, and `cfg_text_scale`, `cfg_image_scale` its fields of those names.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
         batched = isinstance(instruction, (list, tuple))
-        entries = self._batch_entries(image_tokens, h, w, instruction, "instruction") if batched else [image_tokens]
-        if (batched or (h is None and w is None)) and not all(isinstance(entry, dict) for entry in entries):
-            raise TypeError(
-                "Without `h` and `w`, `image_tokens` must be what `processor.encode_images(..., mode='edit')` returns: "
-                "one dict per edit (editing takes one source image)."
-            )
-        if not batched:
-            if h is None and w is None:
-                image_tokens, h, w = unpack_encoded_images(image_tokens)
-            requests = [(image_tokens, h, w, instruction)]
-        else:
-            requests = [(*unpack_encoded_images(entry), text) for entry, text in zip(entries, instruction)]
-            grids = sorted({(int(r[1]), int(r[2])) for r in requests})
-            if len(grids) > 1:
-                raise ValueError(f"A batch of edits shares one grid size; got {grids}: edit each size on its own.")
-            h, w = grids[0]
-        gen_length = self._image_gen_length(gen_length, h, w)
+        requests = parse_image_inputs(image_tokens, h, w, texts=instruction, what="instruction")
+        for images in requests:
+            if len(images) != 1:
+                raise TypeError(f"Editing takes one source image per instruction, got {len(images)}: give one "
+                                "`encode_images(..., mode='edit')` dict (or ids with `h` and `w`) per instruction.")
         config = self._generation_settings(
-            steps=steps, block_length=block_length, gen_length=gen_length, temperature=temperature,
+            generation_config, mode="editing", steps=steps, block_length=block_length, temperature=temperature,
             cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, **kwargs,
         )
-        special, image_range = self._image_guidance_setup(tokenizer, config)
-        guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale,
-                                     image_range)
-        samples = []
-        for ids, side_h, side_w, text in requests:
-            ids = validate_image_token_ids(ids, side_h, side_w, special.image_token_offset,
-                                           special.image_codebook_size)
-            samples.append(list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches])
+        special = self._special_ids(tokenizer, config)
+        # The public boundary: the ids fill their grid with image ids (checked once, here).
+        sources = [
+            (validate_image_token_ids(ids, side_h, side_w, special.image_token_offset, special.image_codebook_size,
+                                      name=name), side_h, side_w)
+            for ((name, ids, side_h, side_w),) in requests
+        ]
+        grids = sorted({(side_h, side_w) for _, side_h, side_w in sources})
+        if len(grids) > 1:
+            raise ValueError(f"A batch of edits shares one grid size; got {grids}: edit each size on its own.")
+        h, w = grids[0]
+        gen_length = self._image_gen_length(gen_length, h, w)
+        guidance = _Guidance.editing(config.cfg_text_scale, config.cfg_image_scale, config.guidance_rescale)
+        texts = instruction if batched else [instruction]
+        samples = [list(build_editing_prompts(tokenizer, ids, side_h, side_w, text))[: guidance.num_branches]
+                   for (ids, side_h, side_w), text in zip(sources, texts)]
         decoder = self._decode(samples, gen_length, config, guidance, special.mask_token_id,
-                               image_range=image_range, callback=callback, generator=generator)
+                               special.image_token_offset, logit_rules=[self._image_ids_only(special)],
+                               callback=callback, generator=generator)
         results = []
-        for branches, generated in zip(samples, decoder.outputs(cut_at_stop=False)):
+        for s, (branches, generated) in enumerate(zip(samples, decoder.outputs(cut_at_stop=False))):
             sequence = torch.cat([torch.tensor(branches[0], dtype=torch.long, device=generated.device), generated])
             results.append(LLaDAUniImageGenerationOutput(
                 token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
-                num_forward_passes=decoder.nfe,
+                num_forward_passes=decoder.nfe, **decoder.sprint_stats(s),
+                **(decoder.scores(s, h * w) if config.output_scores else {}),
             ))
         return results if batched else results[0]
 
 __all__ = [
+    "LLaDAUniBlockScheduler",
+    "LLaDAUniBlockSchedulerOutput",
     "LLaDAUniGenerationConfig",
     "LLaDAUniGenerationMixin",
     "LLaDAUniGenerateOutput",

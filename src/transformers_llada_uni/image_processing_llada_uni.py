@@ -10,9 +10,13 @@ Geometry, checked pixel for pixel against the original implementation's recordin
   cells of 32 x 32 px with aspect <= 4, whose aspect is closest to the picture's; the picture is cropped to it
   WITHOUT rescaling. The original anchors the picture at its top-left corner on an axis where it is smaller than
   the crop (black fill on the right / bottom) and centres the crop on an axis where it is larger.
-- `mode="edit_resize_crop"`: the same crop size, but the picture is first resized (bicubic) to cover it and then
-  centre-cropped, so the whole picture is seen at the crop's scale. Not what the original does; offered because a
-  small picture otherwise fills only a corner of the canvas.
+- `mode="edit_resize_crop"`: the same crop size, but the picture is resized (bicubic) to cover it and centre-cropped,
+  so the whole picture is seen at the crop's scale. Not what the original does; offered because a small picture
+  otherwise fills only a corner of the canvas. Only the window the crop keeps is resampled (PIL's `box`), so an
+  elongated picture never becomes a huge intermediate; pixels agree with resizing the whole picture and cropping to
+  within one grey level (float rounding in PIL's filter bounds).
+
+Every mode refuses pictures more elongated than `max_aspect_ratio` (200:1 by default) with an error naming the size.
 
 The original converts every picture with PIL's `convert("RGB")`, which drops an alpha channel (transparent pixels
 keep whatever colour they store): that is the default here. Set `rgba_background=[255, 255, 255]` to composite
@@ -27,7 +31,7 @@ import numpy as np
 import PIL.Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_base import BatchFeature
-from transformers.image_utils import PILImageResampling
+from transformers.image_utils import ChannelDimension, PILImageResampling
 from transformers.processing_utils import ImagesKwargs, Unpack
 
 
@@ -53,7 +57,8 @@ class LLaDAUniImageProcessorKwargs(ImagesKwargs, total=False):
     understand_max_pixels_multi (`int`, *optional*, defaults to `448 * 448`):
         Largest understanding size of each image of a prompt with several images.
     max_aspect_ratio (`float`, *optional*, defaults to 200):
-        Understanding refuses pictures more elongated than this (they cannot fit the pixel budget).
+        Pictures more elongated than this are refused in every mode (understanding cannot fit them in its pixel budget;
+        an editing crop would hold a sliver of them).
     edit_image_size (`int`, *optional*, defaults to 512):
         Editing crops hold at most `(edit_image_size / edit_crop_unit) ** 2` cells of `edit_crop_unit` px.
     edit_crop_unit (`int`, *optional*, defaults to 32):
@@ -75,6 +80,18 @@ class LLaDAUniImageProcessorKwargs(ImagesKwargs, total=False):
     edit_crop_unit: int | None
     edit_max_aspect_ratio: float | None
     rgba_background: list[int] | tuple[int, ...] | None
+
+
+# This processor's own settings (the TypedDict's annotations also hold every inherited generic one).
+_OWN_SETTINGS = tuple(
+    name for name in LLaDAUniImageProcessorKwargs.__annotations__ if name not in ImagesKwargs.__annotations__
+)
+# The generic image-processor settings this processor reads; the others (`size`, `do_resize`, `crop_size`, ...)
+# describe geometries it does not have (`mode` sets its geometry) and are refused rather than ignored.
+_GENERIC_SETTINGS = (
+    "resample", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "do_convert_rgb",
+    "input_data_format",
+)
 
 
 def smart_resize(
@@ -129,10 +146,10 @@ def _check_positive_int(name, value):
 
 class LLaDAUniImageProcessor(PilBackend):
     r"""
-    Image processor of LLaDA2.0-Uni (PIL / numpy only). Returns `pixel_values` of shape
-    `(total_patches, 3 * patch_size ** 2)` (every image's 16 x 16 patches in raster order, each patch channel-first,
-    rescaled by 1/255 and normalised with mean 0.5, std 0.5 in float32), `image_grid_thw` `(num_images, 3)` =
-    `(1, rows, columns)` of patches, and `image_sizes` `(num_images, 2)` = processed `(height, width)` in pixels.
+    Image processor of LLaDA2.0-Uni (PIL / numpy only). Returns what the image tokenizer model takes: `pixel_values` of
+    shape `(total_patches, 3 * patch_size ** 2)` (every image's 16 x 16 patches in raster order, each patch
+    channel-first, rescaled by 1/255 and normalised with mean 0.5, std 0.5 in float32) and `image_grid_thw`
+    `(num_images, 3)` = `(1, rows, columns)` of patches (the processed size in pixels is `patch_size` times the last two).
 
     Images may be PIL images, numpy arrays (`(H, W)`, `(H, W, C)` or `(C, H, W)`, uint8 or float in [0, 1]) or
     paths to image files. A list of images is a batch of prompts with one image each; a list of lists groups the
@@ -176,7 +193,7 @@ class LLaDAUniImageProcessor(PilBackend):
         for key in _GLM_IMAGE_ONLY_KEYS:
             kwargs.pop(key, None)
         super().__init__(**kwargs)
-        self._validate_settings(**{name: getattr(self, name) for name in LLaDAUniImageProcessorKwargs.__annotations__})
+        self._validate_settings(**{name: getattr(self, name) for name in _OWN_SETTINGS})
 
     # ----------------------------------------------------------------------------------------------- validation --
     @staticmethod
@@ -221,10 +238,17 @@ class LLaDAUniImageProcessor(PilBackend):
             )
 
     # -------------------------------------------------------------------------------------------------- loading --
+    def fetch_images(self, image_url_or_urls):
+        """Pictures are read by [`load_image`] when they are processed (paths, PIL images, arrays; URLs are refused
+        there with a clear error), so that alpha and orientation stay as the original reads them: nothing is fetched
+        or converted here."""
+        return image_url_or_urls
+
     @staticmethod
-    def load_image(image) -> PIL.Image.Image:
+    def load_image(image, input_data_format=None) -> PIL.Image.Image:
         """Any accepted input -> a loaded PIL image; clear errors for paths that do not exist, files that are not
-        images, empty images and unsupported types."""
+        images, empty images and unsupported types. `input_data_format` (`"channels_first"` / `"channels_last"`) says
+        how a 3-D array is laid out; without it the layout is inferred from the shape."""
         if isinstance(image, (str, os.PathLike)):
             path = os.fspath(image)
             if path.startswith(("http://", "https://")):
@@ -244,7 +268,7 @@ class LLaDAUniImageProcessor(PilBackend):
         elif isinstance(image, PIL.Image.Image):
             pass
         elif isinstance(image, np.ndarray) or type(image).__module__.startswith("torch"):
-            image = _array_to_pil(image)
+            image = _array_to_pil(image, input_data_format)
         else:
             raise TypeError(
                 f"An image must be a PIL.Image.Image, a numpy array or a path to an image file, got "
@@ -281,13 +305,13 @@ class LLaDAUniImageProcessor(PilBackend):
     ) -> tuple[int, int]:
         """`(width, height)` a `width x height` picture is processed to in `mode`."""
         settings = self._settings(mode=mode, **overrides)
+        ratio = max(width, height) / min(width, height)
+        if ratio > settings["max_aspect_ratio"]:
+            raise ValueError(
+                f"A {width} x {height} picture has aspect ratio {ratio:.1f}; mode {settings['mode']!r} accepts at most "
+                f"{settings['max_aspect_ratio']} (set `max_aspect_ratio` or crop the picture)."
+            )
         if settings["mode"] == "understand":
-            ratio = max(width, height) / min(width, height)
-            if ratio > settings["max_aspect_ratio"]:
-                raise ValueError(
-                    f"A {width} x {height} picture has aspect ratio {ratio:.1f}; understanding accepts at most "
-                    f"{settings['max_aspect_ratio']} (set `max_aspect_ratio` or crop the picture)."
-                )
             max_pixels = (
                 settings["understand_max_pixels"] if images_in_prompt <= 1 else settings["understand_max_pixels_multi"]
             )
@@ -300,16 +324,38 @@ class LLaDAUniImageProcessor(PilBackend):
         )
         return closest_crop_size(width, height, sizes)
 
+    def get_number_of_image_patches(self, height: int, width: int, images_kwargs: dict | None = None) -> int:
+        """Number of patches (= image codes) of a `height x width` picture, processed alone in its prompt.
+
+        Args:
+            height (`int`), width (`int`): the picture's size in pixels.
+            images_kwargs (`dict`, *optional*): overrides of the processor's settings (`mode`, `patch_size`, ...).
+        """
+        settings = {k: v for k, v in (images_kwargs or {}).items() if k in _OWN_SETTINGS + _GENERIC_SETTINGS}
+        patch_size = settings.get("patch_size") or self.patch_size
+        processed_width, processed_height = self.get_processed_size(width, height, **settings)
+        return (processed_height // patch_size) * (processed_width // patch_size)
+
     @staticmethod
-    def _resize_cover_and_centre_crop(image: PIL.Image.Image, width: int, height: int, resample) -> PIL.Image.Image:
+    def _resize_cover_and_centre_crop(
+        image: PIL.Image.Image, width: int, height: int, resample, window_only: bool = False
+    ) -> PIL.Image.Image:
+        """Resize `image` to cover `width x height` and centre-crop it. `window_only=True` resamples only the window the
+        crop keeps (PIL's `box`): memory stays that of the crop whatever the picture's aspect, and pixels agree with the
+        whole-picture resize to within one grey level. The understanding resize keeps the whole-picture path, which the
+        recordings pin; its intermediate is bounded by the aspect ratio check."""
         scale = max(width / image.width, height / image.height)
-        new_size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-        if new_size != image.size:
-            image = image.resize(new_size, resample=resample)
-        left = (image.width - width) // 2
-        top = (image.height - height) // 2
-        if (left, top, image.width, image.height) == (0, 0, width, height):
-            return image
+        new_width, new_height = max(width, round(image.width * scale)), max(height, round(image.height * scale))
+        left, top = (new_width - width) // 2, (new_height - height) // 2
+        if (new_width, new_height) == image.size:
+            if (left, top, new_width, new_height) == (0, 0, width, height):
+                return image
+            return image.crop((left, top, left + width, top + height))
+        if window_only:
+            x_scale, y_scale = image.width / new_width, image.height / new_height
+            box = (left * x_scale, top * y_scale, (left + width) * x_scale, (top + height) * y_scale)
+            return image.resize((width, height), resample=resample, box=box)
+        image = image.resize((new_width, new_height), resample=resample)
         return image.crop((left, top, left + width, top + height))
 
     @staticmethod
@@ -327,13 +373,13 @@ class LLaDAUniImageProcessor(PilBackend):
         resample = PILImageResampling(settings["resample"]) if settings["resample"] is not None else self.resample
         if settings["mode"] == "edit":
             return self._crop_without_rescaling(image, width, height)
-        return self._resize_cover_and_centre_crop(image, width, height, resample)
+        return self._resize_cover_and_centre_crop(
+            image, width, height, resample, window_only=settings["mode"] == "edit_resize_crop"
+        )
 
     # ------------------------------------------------------------------------------------------------ pipeline --
     def _settings(self, **overrides) -> dict:
-        settings = {name: getattr(self, name) for name in LLaDAUniImageProcessorKwargs.__annotations__}
-        settings.update({k: getattr(self, k) for k in ("resample", "do_rescale", "rescale_factor", "do_normalize")})
-        settings.update({k: getattr(self, k) for k in ("image_mean", "image_std")})
+        settings = {name: getattr(self, name, None) for name in _OWN_SETTINGS + _GENERIC_SETTINGS}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         self._validate_settings(**settings)
         return settings
@@ -348,30 +394,49 @@ class LLaDAUniImageProcessor(PilBackend):
 
     def _preprocess_image_like_inputs(self, images, *args, **kwargs) -> BatchFeature:
         return_tensors = kwargs.pop("return_tensors", None)
-        known = set(LLaDAUniImageProcessorKwargs.__annotations__)
+        known = set(_OWN_SETTINGS + _GENERIC_SETTINGS)
+        unused = sorted(
+            name for name, value in kwargs.items()
+            if name not in known and value is not None and value != getattr(type(self), name, None)
+        )
+        if unused:
+            raise ValueError(
+                f"LLaDAUniImageProcessor does not use {unused}: its geometry is set by `mode` (and the `understand_*` /"
+                " `edit_*` sizes); see `LLaDAUniImageProcessorKwargs`."
+            )
         settings = self._settings(**{k: v for k, v in kwargs.items() if k in known})
 
         prompts = _as_prompts(images)
         mean = np.asarray(settings["image_mean"], dtype=np.float32).reshape(-1, 1, 1)
         std = np.asarray(settings["image_std"], dtype=np.float32).reshape(-1, 1, 1)
-        all_patches, grids, sizes = [], [], []
+        all_patches, grids = [], []
         for prompt_images in prompts:
             for raw in prompt_images:
-                image = self.convert_to_rgb(self.load_image(raw), settings["rgba_background"])
+                image = self.load_image(raw, settings["input_data_format"])
+                if settings["do_convert_rgb"]:
+                    image = self.convert_to_rgb(image, settings["rgba_background"])
+                elif image.mode not in ("L", "LA", "RGB", "RGBA"):
+                    raise ValueError(
+                        f"With `do_convert_rgb=False` a picture must be 8-bit L, LA, RGB or RGBA, got mode {image.mode}."
+                    )
                 image = self._geometry(image, settings, images_in_prompt=len(prompt_images))
-                array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32)
+                array = np.asarray(image, dtype=np.uint8)
+                array = (array[..., None] if array.ndim == 2 else array).transpose(2, 0, 1).astype(np.float32)
                 if settings["do_rescale"]:
                     array = array * np.float32(settings["rescale_factor"])
                 if settings["do_normalize"]:
+                    if mean.shape[0] not in (1, array.shape[0]) or std.shape[0] not in (1, array.shape[0]):
+                        raise ValueError(
+                            f"`image_mean` / `image_std` have {mean.shape[0]} / {std.shape[0]} values but the picture "
+                            f"has {array.shape[0]} channels."
+                        )
                     array = (array - mean) / std
                 patch_size = settings["patch_size"]
                 all_patches.append(self.to_patches(array.astype(np.float32), patch_size))
                 grids.append([1, image.height // patch_size, image.width // patch_size])
-                sizes.append([image.height, image.width])
         data = {
             "pixel_values": np.concatenate(all_patches, axis=0),
             "image_grid_thw": np.asarray(grids, dtype=np.int64),
-            "image_sizes": np.asarray(sizes, dtype=np.int64),
         }
         return BatchFeature(data=data, tensor_type=return_tensors)
 
@@ -417,15 +482,16 @@ class LLaDAUniImageProcessor(PilBackend):
         return [PIL.Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p) for p in pixels]
 
 
-def _as_prompts(images) -> list[list]:
-    """Nest the input as prompts -> images: one image, a list (one image per prompt) or a list of lists."""
+def _as_prompts(images, allow_empty: bool = False) -> list[list]:
+    """Nest the input as prompts -> images: one image, a list (one image per prompt) or a list of lists.
+    `allow_empty=True` keeps prompts without images (`[[], [a]]`, as a processor batch mixing text-only prompts has)."""
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError("No images given: pass an image, a list of images or a list of lists of images.")
         prompts = []
         for item in images:
             if isinstance(item, (list, tuple)):
-                if len(item) == 0:
+                if len(item) == 0 and not allow_empty:
                     raise ValueError("A prompt's list of images is empty.")
                 prompts.append(list(item))
             else:
@@ -436,13 +502,17 @@ def _as_prompts(images) -> list[list]:
     return [[images]]
 
 
-def _array_to_pil(array) -> PIL.Image.Image:
+def _array_to_pil(array, input_data_format=None) -> PIL.Image.Image:
     if type(array).__module__.startswith("torch"):
         array = array.detach().cpu().numpy()
     array = np.asarray(array)
     if array.size == 0:
         raise ValueError(f"Image array has zero size (shape {array.shape}).")
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+    layout = ChannelDimension(input_data_format) if input_data_format is not None else None
+    if array.ndim == 3 and (
+        layout == ChannelDimension.FIRST
+        or (layout is None and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4))
+    ):
         array = array.transpose(1, 2, 0)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]

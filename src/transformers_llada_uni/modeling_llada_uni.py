@@ -24,10 +24,12 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
 from .generation_llada_uni import LLaDAUniGenerationMixin
+from .image_inputs_llada_uni import LLaDAUniImageInputsMixin
 
 
 # The released checkpoint stores one Linear per routed expert; the model holds them fused.
@@ -211,6 +213,8 @@ class LLaDAUniAttention(nn.Module):
 
         cos, sin = position_embeddings
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        # `(batch, 1, queries)`: False where a query row sees no key (see `_prepare_4d_mask`)
+        query_has_keys = kwargs.pop("query_has_keys", None)
 
         if cache is not None:
             key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
@@ -229,6 +233,9 @@ class LLaDAUniAttention(nn.Module):
             is_causal=False,
             **kwargs,
         )
+        if query_has_keys is not None:
+            # A row that sees nothing attends to nothing: zero output, as the original's sdpa computes it.
+            attn_output = attn_output * query_has_keys[:, 0, :, None, None].to(attn_output.dtype)
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         return self.dense(attn_output), attn_weights
 
@@ -428,23 +435,25 @@ class LLaDAUniPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LLaDAUniTopkRouter):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.expert_bias)
-        elif isinstance(module, LLaDAUniRotaryEmbedding):
-            inv_freq, _ = module.compute_default_rope_parameters(module.config)
-            init.copy_(module.inv_freq, inv_freq)
-            init.copy_(module.original_inv_freq, inv_freq)
+        # The rotary embedding's buffers are set by the parent for the configured `rope_type` (linear, yarn, ...).
 
 
-def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation: str) -> torch.Tensor:
-    """A user-given 4-D mask (boolean, True = attend, or additive float) in the form the attention backend takes.
+def _prepare_4d_mask(
+    mask: torch.Tensor, dtype: torch.dtype, attn_implementation: str
+) -> tuple[torch.Tensor, torch.BoolTensor]:
+    """A user-given 4-D mask (boolean, True = attend, or additive float) in the form the attention backend takes, and
+    which query rows see at least one key (`(batch, 1, queries)`).
 
-    Query rows that see nothing (left padding) are opened up to every key: their outputs are ignored anyway, and a
-    softmax over nothing would put NaN into the padded positions' hidden states.
+    Query rows that see nothing (whole blocks of left padding) get a zero attention output, as torch's sdpa gives
+    the original: the backend sees such rows opened up to every key (a softmax over nothing is NaN on some backends
+    and kernels) and the attention output of those rows is then multiplied by zero (see `LLaDAUniAttention`).
     """
     if mask.dtype == torch.bool:
         # Unconditionally: a test of `empty_rows.any()` would cost a host sync and a graph break under torch.compile.
-        mask = mask | ~mask.any(dim=-1, keepdim=True)
+        has_keys = mask.any(dim=-1)
+        mask = mask | ~has_keys[..., None]
         if attn_implementation == "sdpa":
-            return mask
+            return mask, has_keys
         if attn_implementation == "flex_attention":
             # A tensor mask would become a compiled score_mod indexing it (which crashes on CPU); a BlockMask
             # built from it computes the same attention and lets flex skip fully masked tiles.
@@ -455,12 +464,26 @@ def _prepare_4d_mask(mask: torch.Tensor, dtype: torch.dtype, attn_implementation
             def mask_mod(batch_idx, head_idx, q_idx, kv_idx):
                 return dense[batch_idx, 0, q_idx, kv_idx]
 
-            return create_block_mask(
+            block_mask = create_block_mask(
                 mask_mod, dense.shape[0], None, dense.shape[2], dense.shape[3], device=mask.device
             )
+            return block_mask, has_keys
         # eager and flex add a given tensor mask to the scores
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    return mask.to(dtype)
+        additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+        return additive, has_keys
+    mask = mask.to(dtype)
+    has_keys = (mask > torch.finfo(dtype).min).any(dim=-1)
+    return mask.masked_fill(~has_keys[..., None], 0.0), has_keys
+
+
+def _rows_with_keys(padding_mask: torch.Tensor, query_length: int, block_length: int) -> torch.BoolTensor:
+    """`(batch, 1, queries)`: which of the last `query_length` positions see a real key under the block-causal
+    pattern of a 2-D padding mask (a query sees its own and earlier blocks, so only the first real key matters)."""
+    valid = padding_mask.bool()
+    total = valid.shape[-1]
+    first_real = torch.where(valid.any(dim=-1), valid.int().argmax(dim=-1), total)
+    query_blocks = torch.arange(total - query_length, total, device=valid.device) // block_length
+    return ((first_real // block_length)[:, None] <= query_blocks[None, :])[:, None]
 
 
 class LLaDAUniModel(LLaDAUniPreTrainedModel):
@@ -484,11 +507,12 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         self.word_embeddings = value
 
     def _build_attention_mask(self, attention_mask, inputs_embeds, cache, block_length):
+        """The mask for the attention backend and which query rows see a key (None: all of them)."""
         if attention_mask is not None and attention_mask.ndim == 4:
             return _prepare_4d_mask(attention_mask, inputs_embeds.dtype, self.config._attn_implementation)
         if attention_mask is None:
             # No mask at all: every token sees every token (the original's `attention_mask=None`).
-            return None
+            return None, None
         block_length = block_length or self.config.block_length
         mask = create_bidirectional_mask(
             config=self.config,
@@ -497,15 +521,16 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             cache=cache,
             and_mask_function=block_causal_mask_function(block_length),
         )
+        has_keys = _rows_with_keys(attention_mask, inputs_embeds.shape[1], block_length)
         if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
-            mask = _prepare_4d_mask(mask, inputs_embeds.dtype, self.config._attn_implementation)
+            mask = mask | ~has_keys[..., None]
         elif isinstance(mask, torch.Tensor):
-            # eager masks are additive; rows with every key at the dtype minimum are fully masked queries
-            min_value = torch.finfo(mask.dtype).min
-            mask = mask.masked_fill((mask == min_value).all(dim=-1, keepdim=True), 0.0)  # no sync, no graph break
-        return mask
+            # eager masks are additive: open the fully masked rows (their output is zeroed after attention)
+            mask = mask.masked_fill(~has_keys[..., None], 0.0)  # no sync, no graph break
+        return mask, has_keys
 
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -515,7 +540,6 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         block_length: int | None = None,
-        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MoeModelOutputWithPast:
         r"""
@@ -526,13 +550,15 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             - `None`: every token sees every token.
         block_length (`int`, *optional*): block size of the block-causal mask built from a 2-D mask.
         """
-        if cache is None:
-            cache = past_key_values
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of `input_ids` or `inputs_embeds`.")
         if input_ids is not None:
             if input_ids.ndim != 2:
                 raise ValueError(f"`input_ids` must be 2-D (batch, seq), got shape {tuple(input_ids.shape)}.")
+            if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+                raise ValueError(
+                    f"`input_ids` is empty (shape {tuple(input_ids.shape)}): give at least one sequence of one token."
+                )
             # One host sync per eager forward; a compiled forward skips the check rather than break its graph.
             out_of_range = None if torch.compiler.is_compiling() else (input_ids < 0) | (input_ids >= self.config.vocab_size)
             if out_of_range is not None and out_of_range.any():
@@ -540,12 +566,19 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
                 raise ValueError(
                     f"`input_ids` holds the id {bad}, outside the vocabulary [0, {self.config.vocab_size})."
                 )
+        elif inputs_embeds.ndim != 3 or inputs_embeds.shape[0] == 0 or inputs_embeds.shape[1] == 0:
+            raise ValueError(
+                f"`inputs_embeds` must be (batch, seq, hidden) with at least one token, got shape "
+                f"{tuple(inputs_embeds.shape)}."
+            )
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
 
         batch_size, seq_len = inputs_embeds.shape[:2]
+        if batch_size == 0 or seq_len == 0:
+            raise ValueError(f"`inputs_embeds` is empty (shape {tuple(inputs_embeds.shape)}): give at least one token.")
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
         if attention_mask is not None:
             if attention_mask.ndim == 2:
@@ -571,7 +604,9 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             position_ids = torch.arange(seq_len, device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
-        mask = self._build_attention_mask(attention_mask, inputs_embeds, cache, block_length)
+        mask, query_has_keys = self._build_attention_mask(attention_mask, inputs_embeds, cache, block_length)
+        if query_has_keys is not None:
+            kwargs["query_has_keys"] = query_has_keys
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         for decoder_layer in self.layers[: self.config.num_hidden_layers]:
@@ -587,7 +622,7 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         return MoeModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
 
 
-class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrainedModel):
+class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerationMixin, LLaDAUniPreTrainedModel):
     """The backbone with its LM head. Logits are float32; position i predicts token i (no shift)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.word_embeddings.weight"}
@@ -596,6 +631,9 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
 
     def __init__(self, config: LLaDAUniConfig):
         super().__init__(config)
+        # Position i predicts token i: the masked-LM loss (no shift), which also tells `Trainer` to count labels
+        # unshifted; the class name alone would select the causal (shifted) loss.
+        self.loss_type = "ForMaskedLM"
         self.model = LLaDAUniModel(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -608,6 +646,7 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -618,19 +657,32 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         block_length: int | None = None,
-        past_key_values: Cache | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MoeCausalLMOutputWithPast:
         r"""
         logits_to_keep (`int` or `torch.Tensor`): only compute logits for these positions (an int keeps the last
             ones; see `transformers.modeling_utils.slice_logits_to_keep`). Diffusion decoding uses it to compute the
             LM head on the active block only.
+        labels (`torch.LongTensor` of shape `(batch, seq)`, *optional*): the masked-diffusion training targets, as a
+            masked-LM head takes them: `input_ids` is the noised sequence (`<|mask|>` where noised), `labels` holds
+            the clean token where the loss applies and -100 elsewhere. The loss is the cross-entropy over the
+            labelled positions, position i predicting token i (no shift), averaged over them (or divided by
+            `num_items_in_batch` when `Trainer` passes it). Must match the logits' positions (see `logits_to_keep`).
+        pixel_values, image_grid_thw, mm_token_type_ids: the processor's picture inputs; the image tokenizer's ids
+            replace the placeholders (see `image_inputs_llada_uni`).
         """
+        # Processor picture inputs -> image ids in `input_ids`; inputs the model does not know raise.
+        input_ids = self._merge_image_inputs(input_ids, pixel_values, image_grid_thw, mm_token_type_ids)
+        self._check_model_kwargs(kwargs)
         outputs: MoeModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             block_length=block_length,
@@ -638,7 +690,16 @@ class LLaDAUniForConditionalGeneration(LLaDAUniGenerationMixin, LLaDAUniPreTrain
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states).float()
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:-1]:
+                raise ValueError(
+                    f"`labels` has shape {tuple(labels.shape)}, but the logits cover positions of shape "
+                    f"{tuple(logits.shape[:-1])}: give one label (or -100) per position."
+                )
+            loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
         return MoeCausalLMOutputWithPast(
+            loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,

@@ -6,6 +6,7 @@ module names are the released weight names (`model.visual.*`, `model.vqmodel.*`)
 implementation's recordings, they compute the same codes.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -191,17 +192,24 @@ class LLaDAUniImageVQModel(LLaDAUniImageVQPreTrainedModel):
         return self.forward(pixel_values, image_grid_thw, return_hidden_states=False)
 
 
-# The "image tokenizer" names. The classes themselves avoid "Tokenizer" in their names: `save_pretrained` treats a
-# class named "...Tokenizer..." as a text tokenizer and writes an `auto_map` entry that remote code cannot load.
-LLaDAUniImageTokenizerModel = LLaDAUniImageVQModel
-LLaDAUniImageTokenizerPreTrainedModel = LLaDAUniImageVQPreTrainedModel
-LLaDAUniImageTokenizerOutput = LLaDAUniImageVQOutput
+# Earlier "image tokenizer" names of these classes, kept working for now. The classes avoid "Tokenizer" in their
+# names: `save_pretrained` treats a class named "...Tokenizer..." as a text tokenizer and writes an `auto_map` entry
+# that remote code cannot load.
+_DEPRECATED_NAMES = {
+    "LLaDAUniImageTokenizerModel": "LLaDAUniImageVQModel",
+    "LLaDAUniImageTokenizerPreTrainedModel": "LLaDAUniImageVQPreTrainedModel",
+    "LLaDAUniImageTokenizerOutput": "LLaDAUniImageVQOutput",
+}
 
-__all__ = [
-    "LLaDAUniImageTokenizerModel",
-    "LLaDAUniImageTokenizerPreTrainedModel",
-    "LLaDAUniImageTokenizerOutput",
-    "LLaDAUniImageVQOutput",
-    "LLaDAUniImageVQPreTrainedModel",
-    "LLaDAUniImageVQModel",
-]
+
+def __getattr__(name):
+    if name in _DEPRECATED_NAMES:
+        new_name = _DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"`{name}` is deprecated and will be removed: use `{new_name}` (the same class).", FutureWarning, stacklevel=2
+        )
+        return globals()[new_name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["LLaDAUniImageVQOutput", "LLaDAUniImageVQPreTrainedModel", "LLaDAUniImageVQModel"]

@@ -4,13 +4,33 @@
 Prompt layouts are not defined here: every builder calls the pure functions of `prompting_llada_uni`, which the
 generation methods use too, so a prompt built here is byte-identical to the one the model builds itself.
 
-An image enters a prompt as image ids (the SigLIP-VQ codes plus `image_token_offset`), so turning a picture into a
-prompt needs the image tokenizer model; [`LLaDAUniProcessor.encode_images`] runs it.
+Two ways a picture reaches the model:
 
-Example (understanding, then editing):
+- As model inputs, the way every multimodal processor of transformers works: `processor(images=..., text=...)` and
+  `processor.apply_chat_template(messages, images=..., tokenize=True, return_dict=True)` put each picture's image
+  block in `input_ids` (header, one placeholder id per image code, `<|/image|>`) and return `pixel_values`,
+  `image_grid_thw` and `mm_token_type_ids` (1 on the placeholders). The language model runs its image tokenizer on
+  the pixels and writes the image ids over the placeholders, so `model.generate(**inputs)` and `model(**inputs)`
+  take the output as it is. Turning pixels into ids needs the 1.2 B-parameter image tokenizer model, which belongs
+  with the model (its device, its dtype), not with the processor; Janus and GLM-Image split the work the same way.
+- As image ids, for the mode methods (`understand_image`, `edit_image`) and the `build_*` prompt builders:
+  [`LLaDAUniProcessor.encode_images`] runs an image tokenizer given to it.
+
+Example (model inputs):
 
 ```python
 >>> processor = AutoProcessor.from_pretrained(checkpoint)
+>>> model = AutoModelForCausalLM.from_pretrained(checkpoint)  # finds its image tokenizer in `image_tokenizer/`
+>>> messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this image."}]}]
+>>> inputs = processor.apply_chat_template(
+...     messages, images=picture, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+... )
+>>> answer = processor.batch_decode(model.generate(**inputs)[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+```
+
+Example (image ids for the mode methods):
+
+```python
 >>> image = processor.encode_images(picture, image_tokenizer, mode="understand")
 >>> answer = model.understand_image(**image, question="Describe this image.", tokenizer=processor.tokenizer)
 
@@ -25,23 +45,147 @@ from types import SimpleNamespace
 
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.image_utils import ImageInput
+from transformers.processing_utils import MultiModalData, ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.tokenization_utils_base import TextInput
 
-from .image_processing_llada_uni import LLaDAUniImageProcessor, _as_prompts
+from .image_processing_llada_uni import LLaDAUniImageProcessor, LLaDAUniImageProcessorKwargs, _as_prompts
 from .prompting_llada_uni import (
     BOI_TOKEN,
+    _require_token_id,
     build_editing_prompts,
     build_text_to_image_prompt,
     build_text_to_image_unconditional_prompt,
     build_thinking_image_prompt,
     build_thinking_prompt,
     build_understanding_prompt,
-    encode_text,
     get_special_token_ids,
+    image_block_ids,
     image_grid_size,
+    pad_sequences,
     parse_image_header,
+    understanding_images,
+    unpack_encoded_images,
     validate_image_token_ids,
 )
+from .released_layout_llada_uni import released_image_processor_dir
+
+
+# The released chat template (the tokenizer's `chat_template.jinja`), extended to content given as a list of parts. A
+# string content renders byte for byte as the released template renders it; an image part renders as the processor's
+# image placeholder (`LLaDAUniProcessor.image_token`), which the processor expands into the picture's image block.
+CHAT_TEMPLATE = """{#- LLaDA2.0-Uni's released chat template, extended to content given as a list of parts: a text part is its text, an
+    image part the processor's image placeholder (the processor expands each into the picture's image block), and
+    the assistant's turns are marked for `return_assistant_tokens_mask`. String content renders exactly as released. -#}
+{%- macro render_content(content) -%}
+    {%- if content is string -%}
+        {{- content -}}
+    {%- elif content is iterable and content is not mapping -%}
+        {%- for part in content -%}
+            {%- if part.type == 'text' -%}
+                {{- part.text -}}
+            {%- elif part.type in ['image', 'image_url'] -%}
+                {{- '<padding>' -}}
+            {%- else -%}
+                {{- raise_exception("LLaDA2.0-Uni reads text and image parts, not '" ~ part.type ~ "'.") -}}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro -%}
+{% set thinking_option = 'off' %}
+{{- '<role>SYSTEM</role>' }}
+{%- if messages[0].role == 'system' %}
+    {{- render_content(messages[0].content) + '\\n' }}
+{%- endif %}
+{%- if tools %}
+    {{- "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call>\\n" }}
+{%- endif %}
+{{- 'detailed thinking ' + thinking_option + '<|role_end|>' }}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- set text = render_content(message.content) %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is defined and message.content is not none and message.content is not mapping and not(text.startswith('<tool_response>') and text.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- set content = render_content(message.content) %}
+    {%- if message.role == "user" %}
+        {{- '<role>HUMAN</role>' + content + '<|role_end|>' }}
+    {%- elif message.role == "system" and not loop.first %}
+        {{- '<role>SYSTEM</role>' + content + '<|role_end|>' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\\n') %}
+            {%- endif %}
+        {%- endif %}
+        {{- '<role>ASSISTANT</role>' }}
+        {%- generation %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if reasoning_content %}
+                {{- '\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}
+            {%- else %}
+                {{- content }}
+            {%- endif %}
+        {%- else %}
+            {{- content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|role_end|>' }}
+        {%- endgeneration %}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<role>OBSERVATION</role>' }}
+        {%- endif %}
+        {{- '\\n<tool_response>\\n' }}
+        {{- content }}
+        {{- '\\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|role_end|>' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<role>ASSISTANT</role>' }}
+{%- endif %}
+"""
+
+
+class LLaDAUniProcessorKwargs(ProcessingKwargs, total=False):
+    """Keyword arguments of [`LLaDAUniProcessor.__call__`]: the tokenizer's (`text_kwargs`: `padding`, `truncation`,
+    `max_length`, ...) and the image processor's (`images_kwargs`: `mode`, ...), given flat or per modality."""
+
+    images_kwargs: LLaDAUniImageProcessorKwargs
 
 
 class LLaDAUniEncodedImage(dict):
@@ -65,18 +209,28 @@ class LLaDAUniProcessor(ProcessorMixin):
         tokenizer ([`PreTrainedTokenizerBase`]):
             The LLaDA2.0-Uni tokenizer (its special tokens: `<|mask|>`, `<|image|>`, `<boi>`, `<|reserved_token_N|>`).
         chat_template (`str`, *optional*):
-            Chat template; the tokenizer's is used when not given.
+            Chat template. Defaults to [`CHAT_TEMPLATE`]: the released template, which also takes content as a list
+            of `{"type": "text", "text": ...}` and `{"type": "image"}` parts.
         image_token_offset (`int`, *optional*):
             Id of image code 0. Read from the tokenizer's `<IMAGE0>` token when not given.
         image_codebook_size (`int`, *optional*):
             Number of image codes. `len(tokenizer) - image_token_offset` when not given.
 
-    Prompt builders return a [`BatchFeature`] with `input_ids` (and the other guidance branches' ids) as a batch of
-    one prompt, or of several when lists are given; with `return_tensors`, prompts of different lengths are
-    left-padded with the tokenizer's pad id and an `attention_mask` (0 on padding) is added.
+    Calling the processor gives model inputs (see [`__call__`]); the prompt builders return a [`BatchFeature`] with
+    `input_ids` (and the other guidance branches' ids) as a batch of one prompt, or of several when lists are given;
+    with `return_tensors`, prompts of different lengths are left-padded with the tokenizer's pad id and an
+    `attention_mask` (0 on padding) is added.
     """
 
-    model_input_names = ["input_ids", "attention_mask", "pixel_values", "image_grid_thw"]
+    valid_processor_kwargs = LLaDAUniProcessorKwargs
+    # Exactly what the language model's `forward` / `generate` take (it runs its image tokenizer on the pixels).
+    model_input_names = ["input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw"]
+    # Where the text holds a picture: the placeholder that a chat template's image part renders as, and that fills
+    # the picture's image block, one per image code, until the model writes the image ids there. A special token of the
+    # released vocabulary that prompts do not otherwise use.
+    image_token = "<padding>"
+    # The model finds the placeholders by these (1 = image code), not by the placeholder id.
+    return_mm_token_type_ids = True
 
     def __init__(
         self,
@@ -91,9 +245,7 @@ class LLaDAUniProcessor(ProcessorMixin):
             image_processor = LLaDAUniImageProcessor()
         if tokenizer is None:
             raise ValueError("LLaDAUniProcessor needs a `tokenizer` (the LLaDA2.0-Uni tokenizer).")
-        if chat_template is None:
-            chat_template = getattr(tokenizer, "chat_template", None)
-        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        super().__init__(image_processor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
         for name, value in (("image_token_offset", image_token_offset), ("image_codebook_size", image_codebook_size)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}.")
@@ -103,6 +255,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         self.special_token_ids = get_special_token_ids(
             tokenizer, SimpleNamespace(image_token_offset=image_token_offset, image_codebook_size=image_codebook_size)
         )
+        self.image_token_id = _require_token_id(tokenizer, self.image_token)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -111,39 +264,139 @@ class LLaDAUniProcessor(ProcessorMixin):
         style `preprocessor_config.json` in `image_tokenizer/`) is read as well.
         """
         path = os.fspath(pretrained_model_name_or_path)
-        subfolder = kwargs.get("subfolder") or ""
-        root = os.path.join(path, subfolder)
-        released_preprocessor = os.path.join(root, "image_tokenizer", "preprocessor_config.json")
-        own_files = ("processor_config.json", "preprocessor_config.json")
-        if (
-            os.path.isdir(root)
-            and not any(os.path.isfile(os.path.join(root, name)) for name in own_files)
-            and os.path.isfile(released_preprocessor)
-        ):
+        image_processor_dir = released_image_processor_dir(os.path.join(path, kwargs.get("subfolder") or ""))
+        if image_processor_dir is not None:
             from transformers import AutoTokenizer
 
-            image_processor = LLaDAUniImageProcessor.from_pretrained(os.path.join(root, "image_tokenizer"))
+            image_processor = LLaDAUniImageProcessor.from_pretrained(image_processor_dir)
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             return cls(image_processor=image_processor, tokenizer=tokenizer)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
-    # ---------------------------------------------------------------------------------------------------- images --
-    def __call__(self, images=None, text=None, mode: str | None = None, return_tensors=None, **kwargs) -> BatchFeature:
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        r"""As [`~ProcessorMixin.save_pretrained`] (with the code files and `auto_map` for remote code)."""
+        # Writing `auto_map` sets it on the processor object as well (the parent removes it from the tokenizer the same
+        # way), while a loaded processor does not keep it: saving must not make the two differ.
+        had_auto_map = "auto_map" in self.__dict__
+        files = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        if not had_auto_map:
+            self.__dict__.pop("auto_map", None)
+        return files
+
+    # ---------------------------------------------------------------------------------------------- model inputs --
+    def __call__(
+        self,
+        images: ImageInput | None = None,
+        text: TextInput | list[TextInput] | None = None,
+        **kwargs: Unpack[LLaDAUniProcessorKwargs],
+    ) -> BatchFeature:
         r"""
-        Pictures -> `pixel_values` + `image_grid_thw` for the image tokenizer model (see [`LLaDAUniImageProcessor`];
-        `mode` is `"understand"`, `"edit"` or `"edit_resize_crop"`), and/or plain text -> `input_ids` (tokenised
-        as the prompts' pieces are: no BOS/EOS, no chat template). Full prompts come from the `build_*` methods.
+        Model inputs from pictures and text, as every multimodal processor of transformers gives them.
+
+        Each `image_token` in `text` is where a picture goes: it becomes the picture's image block (header for its
+        code grid, one `image_token` per code, `<|/image|>`). Text without any `image_token` gets each prompt's
+        pictures before it, in order: the original's understanding prompt `header + image + <|/image|> + question`.
+        Returns `input_ids`, `attention_mask` and `mm_token_type_ids` (1 where an image code goes) for text, and
+        `pixel_values`, `image_grid_thw` for pictures; `model.generate(**inputs)` / `model(**inputs)` take them.
+
+        Args:
+            images (*optional*):
+                A picture (PIL image, numpy array, path), a list of them or, for a batch, one list per prompt. With
+                `image_token`s in the text, a flat list is read in their order across the batch.
+            text (`str` or `list[str]`, *optional*):
+                The prompt(s), tokenised as the tokenizer does (the chat template: [`apply_chat_template`]).
+            kwargs ([`LLaDAUniProcessorKwargs`]):
+                The tokenizer's (`padding`, `truncation`, `max_length`, `return_tensors`, ...) and the image
+                processor's (`mode`: `"understand"`, `"edit"` or `"edit_resize_crop"`, ...) options, given flat or as
+                `text_kwargs` / `images_kwargs`.
         """
+        return super().__call__(images=images, text=text, **kwargs)
+
+    def prepare_inputs_layout(self, images=None, text=None, **kwargs):
+        """Group the pictures by prompt (the image processor gives a prompt with several pictures the smaller
+        per-picture budget), and put them before the text where it holds no `image_token` at all."""
+        images, text, videos, audio = super().prepare_inputs_layout(images=images, text=text, **kwargs)
+        if images is None:
+            return images, text, videos, audio
+        groups = _as_prompts(images, allow_empty=True)
+        if text is None:
+            return groups, text, videos, audio
+        markers = [sample.count(self.image_token) for sample in text]
+        flat = [image for group in groups for image in group]
+        if not any(markers):
+            nested = isinstance(images, (list, tuple)) and any(isinstance(item, (list, tuple)) for item in images)
+            if not nested and len(text) == 1:
+                groups = [flat]
+            if len(groups) == len(text):
+                text = [self.image_token * len(group) + sample for group, sample in zip(groups, text)]
+        elif sum(markers) == len(flat):
+            starts = np.cumsum([0] + markers).tolist()
+            groups = [flat[start:end] for start, end in zip(starts, starts[1:])]
+        # Anything else is left for `validate_inputs` to refuse.
+        return groups, text, videos, audio
+
+    def validate_inputs(self, images=None, text=None, **kwargs):
+        """One picture per `image_token` (paths count as pictures)."""
         if images is None and text is None:
             raise ValueError("Give `images`, `text` or both.")
-        data = {}
-        if images is not None:
-            data.update(self.image_processor(images, mode=mode, **kwargs))
-        if text is not None:
-            texts = [text] if isinstance(text, str) else list(text)
-            data.update(self._batch([encode_text(self.tokenizer, t) for t in texts], "input_ids", return_tensors))
-        return BatchFeature(data=data, tensor_type=return_tensors)
+        if text is None:
+            return
+        if not all(isinstance(sample, str) for sample in text):
+            raise TypeError("`text` must be a string or a list of strings.")
+        markers = sum(sample.count(self.image_token) for sample in text)
+        pictures = 0 if images is None else sum(len(group) for group in images)
+        if markers != pictures:
+            raise ValueError(
+                f"The total number of {self.image_token} tokens in the prompts should be the same as the number of "
+                f"images passed. Found total {markers} {self.image_token} tokens and {pictures} images."
+            )
 
+    def _process_images(self, images, **kwargs):
+        processed = self.image_processor([group for group in images if group], **kwargs)
+        count = len(processed["image_grid_thw"])
+        return processed, [self.replace_image_token(processed, image_idx=index) for index in range(count)]
+
+    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs) -> str:
+        """The image block of picture `image_idx`, as text: its header (grid from `image_grid_thw`), one
+        `image_token` per image code, `<|/image|>`."""
+        _, rows, columns = (int(value) for value in image_inputs["image_grid_thw"][image_idx])
+        placeholders = [self.image_token_id] * (rows * columns)
+        # The layout is prompting's; its ids read back as text tokenise to the same ids.
+        ids = image_block_ids(self.tokenizer, placeholders, rows, columns, unknown_sides="text")
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _get_num_multimodal_tokens(self, image_sizes=None, **kwargs) -> MultiModalData:
+        """Image codes (= placeholders, = patches) of pictures of the given `(height, width)` sizes, each alone in its
+        prompt (what vLLM asks a processor)."""
+        images_kwargs = self._merge_kwargs(**kwargs)["images_kwargs"]
+        vision_data = {}
+        if image_sizes is not None:
+            patches = [self.image_processor.get_number_of_image_patches(*size, images_kwargs) for size in image_sizes]
+            vision_data.update({"num_image_tokens": patches, "num_image_patches": patches})
+        return MultiModalData(**vision_data)
+
+    def apply_chat_template(self, conversation, chat_template: str | None = None, images=None, **kwargs):
+        r"""
+        As [`~ProcessorMixin.apply_chat_template`]; content may be a string (the released form) or a list of
+        `{"type": "text", "text": ...}` and `{"type": "image"}` parts.
+
+        Args:
+            images (*optional*):
+                The pictures of the conversation's image parts, in order (for a batch of conversations, one list per
+                conversation), for image parts given without the picture itself.
+        """
+        if images is not None:
+            processor_kwargs = dict(kwargs.pop("processor_kwargs", None) or {})
+            if "images" in processor_kwargs:
+                raise ValueError("Give the pictures once: as `images=` or in `processor_kwargs`, not both.")
+            batched = isinstance(conversation, (list, tuple)) and bool(conversation) and (
+                isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
+            )
+            processor_kwargs["images"] = images if batched or isinstance(images, (list, tuple)) else [images]
+            kwargs["processor_kwargs"] = processor_kwargs
+        return super().apply_chat_template(conversation, chat_template, **kwargs)
+
+    # ---------------------------------------------------------------------------------------------------- images --
     def encode_images(self, images, image_tokenizer, mode: str = "understand", **image_kwargs):
         r"""
         Pictures -> image ids ready for the model: runs the image processor and `image_tokenizer` (a
@@ -186,35 +439,34 @@ class LLaDAUniProcessor(ProcessorMixin):
         return nested
 
     # --------------------------------------------------------------------------------------------------- prompts --
-    def _image_ids(self, image, name: str = "image_tokens") -> tuple[list[int], int, int]:
-        keys = set(image) if isinstance(image, dict) else set()
-        ids_key = "image_tokens" if "image_tokens" in keys else "image_token_ids"
-        if not {ids_key, "h", "w"} <= keys:
+    def _checked_images(self, entry, where: str = "image") -> tuple[list[list[int]], list[int], list[int]]:
+        """One prompt's `encode_images` entry (a dict, or a list of dicts) -> its images' ids, rows and columns, each
+        image checked once here (ids in the image range, `h * w` of them). `where` names the entry in errors."""
+        special = self.special_token_ids
+        images = []
+        for name, ids, h, w in understanding_images(entry):
+            # prompting names the ids `image_tokens` or `image_tokens[i]`; say where in the call they were given
+            name = where + (name[len("image_tokens"):] if isinstance(entry, (list, tuple)) else "") + "['image_tokens']"
+            ids = validate_image_token_ids(ids, h, w, special.image_token_offset, special.image_codebook_size, name=name)
+            images.append((ids, h, w))
+        return tuple(list(values) for values in zip(*images))
+
+    def _checked_edit_image(self, entry, where: str = "image") -> tuple[list[int], int, int]:
+        if not isinstance(entry, dict):
             raise TypeError(
-                "An image must be a dict with `image_tokens`, `h` and `w` (what `encode_images` returns), got "
-                f"{type(image).__name__}{' with keys ' + str(sorted(keys)) if isinstance(image, dict) else ''}."
+                f"`{where}` must be a dict (what `encode_images(..., mode='edit')` returns): editing takes one source "
+                f"image per instruction, got {type(entry).__name__}."
             )
-        ids = validate_image_token_ids(
-            image[ids_key], image["h"], image["w"],
-            self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size, name=name,
-        )
-        return ids, int(image["h"]), int(image["w"])
+        (ids,), (h,), (w,) = self._checked_images(entry, where)
+        return ids, h, w
 
     def _batch(self, sequences: list[list[int]], name: str, return_tensors) -> dict:
         if return_tensors is None:
             return {name: sequences}
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.special_token_ids.eos_token_id
-        length = max(len(s) for s in sequences)
-        ids = np.full((len(sequences), length), pad, dtype=np.int64)
-        mask = np.zeros((len(sequences), length), dtype=np.int64)
-        for row, sequence in enumerate(sequences):
-            if sequence:
-                ids[row, length - len(sequence) :] = sequence
-                mask[row, length - len(sequence) :] = 1
+        # The tokenizer's pad id, else EOS (the one resolver's order when the config sets none).
+        ids, mask = pad_sequences(sequences, self.special_token_ids.pad_token_id, side="left")
         prefix = name[: -len("input_ids")]
-        return {name: ids, f"{prefix}attention_mask": mask}
+        return {name: np.asarray(ids, dtype=np.int64), f"{prefix}attention_mask": np.asarray(mask, dtype=np.int64)}
 
     @staticmethod
     def _as_list(value, name):
@@ -224,24 +476,18 @@ class LLaDAUniProcessor(ProcessorMixin):
             return list(value), False
         return [value], True
 
-    def _pair(self, images, texts, image_name, text_name, several: bool = False):
-        """One image (or, with `several=True`, one list of images) per text; one image is shared by all texts."""
-        images, _ = self._as_list(images, image_name) if not isinstance(images, dict) else ([images], True)
-        for index, image in enumerate(images):
-            if several and isinstance(image, (list, tuple)):
-                # A list inside the batch is one prompt's images.
-                if not image:
-                    raise ValueError(f"`{image_name}[{index}]` is an empty list: a prompt needs at least one image.")
-                for position, part in enumerate(image):
-                    self._image_ids(part, name=f"{image_name}[{index}][{position}]['image_tokens']")
-            else:
-                self._image_ids(image)
+    def _pair(self, images, texts, text_name, parse):
+        """`parse` of each image entry, one per text; one entry (a dict) is shared by all texts."""
+        if isinstance(images, dict):
+            parsed = [parse(images, "image")]
+        else:
+            parsed = [parse(entry, f"image[{index}]") for index, entry in enumerate(self._as_list(images, "image")[0])]
         texts, _ = self._as_list(texts, text_name)
-        if len(images) == 1 and len(texts) > 1:
-            images = images * len(texts)
-        if len(images) != len(texts):
-            raise ValueError(f"Got {len(images)} images but {len(texts)} {text_name}s; give one image per prompt.")
-        return images, texts
+        if len(parsed) == 1 and len(texts) > 1:
+            parsed = parsed * len(texts)
+        if len(parsed) != len(texts):
+            raise ValueError(f"Got {len(parsed)} images but {len(texts)} {text_name}s; give one image per prompt.")
+        return parsed, texts
 
     def build_understanding_prompt(
         self, image, question, use_chat_template: bool = False, system_prompt: str | None = None, return_tensors=None
@@ -257,13 +503,11 @@ class LLaDAUniProcessor(ProcessorMixin):
             images, `[[a, b], c]` two prompts). One image or one list of images is shared by all questions.
         question (`str` or list of `str`).
         """
-        images, questions = self._pair(image, question, "image", "question", several=True)
-        prompts = []
-        for img, q in zip(images, questions):
-            parts = [self._image_ids(part) for part in (img if isinstance(img, (list, tuple)) else [img])]
-            # One image given as one-element lists builds the same prompt as the plain form.
-            ids, h, w = ([part[i] for part in parts] for i in range(3))
-            prompts.append(build_understanding_prompt(self.tokenizer, ids, h, w, q, use_chat_template, system_prompt))
+        checked, questions = self._pair(image, question, "question", self._checked_images)
+        prompts = [
+            build_understanding_prompt(self.tokenizer, ids, h, w, q, use_chat_template, system_prompt)
+            for (ids, h, w), q in zip(checked, questions)
+        ]
         return BatchFeature(data=self._batch(prompts, "input_ids", return_tensors), tensor_type=return_tensors)
 
     def build_text_to_image_prompt(
@@ -290,11 +534,10 @@ class LLaDAUniProcessor(ProcessorMixin):
         `no_text_input_ids` (instruction replaced by `<uncondition>`) and `no_image_input_ids` (a bare `<|image|>`
         instead of the image block), plus `image_grid_thw` (output grid = input grid).
         """
-        images, instructions = self._pair(image, instruction, "image", "instruction")
+        checked, instructions = self._pair(image, instruction, "instruction", self._checked_edit_image)
         branches = {"input_ids": [], "no_text_input_ids": [], "no_image_input_ids": []}
         grids = []
-        for img, text in zip(images, instructions):
-            ids, h, w = self._image_ids(img)
+        for (ids, h, w), text in zip(checked, instructions):
             for key, built in zip(branches, build_editing_prompts(self.tokenizer, ids, h, w, text)):
                 branches[key].append(built)
             grids.append([1, h, w])

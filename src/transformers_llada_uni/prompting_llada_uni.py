@@ -20,6 +20,7 @@ hard-coded: the released `config.json` does not store the mask id.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,15 +50,32 @@ _RESERVED_RE = re.compile(r"^<\|reserved_token_(\d+)\|>$")
 
 @dataclass(frozen=True)
 class LLaDAUniSpecialTokenIds:
-    """Ids of the special tokens that generation needs (all resolved; see [`get_special_token_ids`])."""
+    """Ids of the special tokens of LLaDA2.0-Uni, resolved by [`get_special_token_ids`] (the one resolver: generation,
+    the processor, training and conversion call it). A field that was not required and could not be resolved is
+    None.
 
-    mask_token_id: int
-    eos_token_id: int
-    image_token_id: int
-    end_image_token_id: int
-    boi_token_id: int
-    image_token_offset: int
-    image_codebook_size: int
+    Args:
+        mask_token_id, eos_token_id, image_token_id (`<|image|>`), end_image_token_id (`<|/image|>`), boi_token_id
+            (`<boi>`) (`int`): the tokens' ids; `eos_token_id` is the first of `eos_token_ids`.
+        image_token_offset, image_codebook_size (`int`): image codes are the ids `[offset, offset + size)`.
+        pad_token_id (`int`): the config's, else the tokenizer's, else EOS.
+        eos_token_ids (`tuple[int, ...]`): every EOS id (a config may list several).
+    """
+
+    mask_token_id: int | None
+    eos_token_id: int | None
+    image_token_id: int | None
+    end_image_token_id: int | None
+    boi_token_id: int | None
+    image_token_offset: int | None
+    image_codebook_size: int | None
+    pad_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+
+
+# What `get_special_token_ids` requires unless told otherwise: everything a prompt of any mode needs.
+ALL_SPECIAL_TOKENS = ("mask_token_id", "eos_token_id", "image_token_id", "end_image_token_id", "boi_token_id",
+                      "image_token_offset", "image_codebook_size")
 
 
 def _token_id(tokenizer, token: str) -> int | None:
@@ -88,23 +106,46 @@ def encode_text(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def get_special_token_ids(tokenizer=None, config: Any = None) -> LLaDAUniSpecialTokenIds:
-    """Resolve the special token ids, from `config` (the model config or a generation config) first, then
-    `tokenizer`.
+def get_special_token_ids(tokenizer=None, config: Any = None,
+                          required: Sequence[str] = ALL_SPECIAL_TOKENS) -> LLaDAUniSpecialTokenIds:
+    """Resolve the special token ids, from `config` (the model config, or a view of it with a generation config's
+    values on top) first, then `tokenizer`. The one resolver of the project.
 
     The released `config.json` has no `mask_token_id`; the tokenizer's `<|mask|>` then supplies it. The image range
     is `[image_token_offset, image_token_offset + image_codebook_size)` from the config; without a config it is
     read from the tokenizer's `<IMAGE0>` token and the vocabulary size.
+
+    Args:
+        tokenizer (*optional*): the LLaDA2.0-Uni tokenizer.
+        config (*optional*): any object with the id attributes (`mask_token_id`, `eos_token_id` (an int or a list),
+            `pad_token_id`, `image_token_offset`, `image_codebook_size`, `vocab_size`, ...).
+        required (`Sequence[str]`, defaults to every field a prompt needs): the fields that must resolve; a
+            ValueError names the first that does not. Others that do not resolve are None.
     """
+    unknown = set(required) - set(ALL_SPECIAL_TOKENS)
+    if unknown:
+        raise ValueError(f"`required` names unknown fields {sorted(unknown)}; choose from {ALL_SPECIAL_TOKENS}.")
 
     def from_config(name):
-        value = getattr(config, name, None) if config is not None else None
+        return getattr(config, name, None) if config is not None else None
+
+    def first(value):
         if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
+            return value[0] if value else None
         return value
 
+    def missing(name, token):
+        if name not in required:
+            return None
+        hint = (
+            "no tokenizer was given; pass the LLaDA2.0-Uni tokenizer (e.g. `tokenizer=`)"
+            if tokenizer is None else f"the tokenizer has no `{token}` token"
+        )
+        raise ValueError(f"Cannot resolve `{name}` ({token}): it is not set in the config and {hint}, or set "
+                         f"`{name}`.")
+
     def resolve(name, token, tokenizer_attr=None):
-        value = from_config(name)
+        value = first(from_config(name))
         if value is not None:
             return int(value)
         if tokenizer is not None:
@@ -113,39 +154,68 @@ def get_special_token_ids(tokenizer=None, config: Any = None) -> LLaDAUniSpecial
             token_id = _token_id(tokenizer, token)
             if token_id is not None:
                 return token_id
-        raise ValueError(
-            f"Cannot resolve `{name}`: it is not set in the config and "
-            + ("no tokenizer was given." if tokenizer is None else f"the tokenizer has no `{token}` token.")
-        )
+        return missing(name, token)
 
     mask = resolve("mask_token_id", MASK_TOKEN, "mask_token_id")
     eos = resolve("eos_token_id", EOS_TOKEN, "eos_token_id")
+    eos_ids = from_config("eos_token_id")
+    eos_ids = tuple(int(t) for t in eos_ids) if isinstance(eos_ids, (list, tuple)) else ()
+    eos_ids = eos_ids or (() if eos is None else (eos,))
     image = resolve("image_token_id", IMAGE_TOKEN)
     end_image = resolve("end_image_token_id", END_IMAGE_TOKEN)
     boi = resolve("boi_token_id", BOI_TOKEN)
+    pad = first(from_config("pad_token_id"))
+    if pad is None and tokenizer is not None:
+        pad = getattr(tokenizer, "pad_token_id", None)
+    pad = eos if pad is None else int(pad)
 
     offset = from_config("image_token_offset")
     if offset is None and tokenizer is not None:
         offset = _token_id(tokenizer, "<IMAGE0>")
     if offset is None:
-        raise ValueError("Cannot resolve `image_token_offset`: set it in the config or use the LLaDA2.0-Uni tokenizer.")
+        offset = missing("image_token_offset", "<IMAGE0>")
     codebook = from_config("image_codebook_size")
-    if codebook is None:
+    if codebook is None and offset is not None:
         vocab_size = from_config("vocab_size")
         if vocab_size is None and tokenizer is not None:
             vocab_size = len(tokenizer)
-        if vocab_size is None:
-            raise ValueError("Cannot resolve `image_codebook_size`: set it (or `vocab_size`) in the config.")
-        codebook = int(vocab_size) - int(offset)
+        if vocab_size is not None:
+            codebook = int(vocab_size) - int(offset)
+    if codebook is None and "image_codebook_size" in required:
+        raise ValueError("Cannot resolve `image_codebook_size`: set it (or `vocab_size`) in the config.")
     return LLaDAUniSpecialTokenIds(
         mask_token_id=mask,
         eos_token_id=eos,
         image_token_id=image,
         end_image_token_id=end_image,
         boi_token_id=boi,
-        image_token_offset=int(offset),
-        image_codebook_size=int(codebook),
+        image_token_offset=None if offset is None else int(offset),
+        image_codebook_size=None if codebook is None else int(codebook),
+        pad_token_id=pad,
+        eos_token_ids=eos_ids,
     )
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int,
+                  side: str = "left") -> tuple[list[list[int]], list[list[int]]]:
+    """Pad id sequences to the longest one: `(ids, attention_mask)`, the mask 1 on real ids. The one padding helper
+    (the processor's batches and generation's outputs use it).
+
+    Args:
+        sequences (`Sequence[Sequence[int]]`): the rows.
+        pad_token_id (`int`): the id that fills the padding.
+        side (`str`, defaults to `"left"`): where the padding goes, `"left"` (prompts) or `"right"`.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"`side` must be 'left' or 'right', got {side!r}.")
+    length = max((len(row) for row in sequences), default=0)
+    ids, mask = [], []
+    for row in sequences:
+        row = [int(t) for t in row]
+        fill = length - len(row)
+        ids.append([pad_token_id] * fill + row if side == "left" else row + [pad_token_id] * fill)
+        mask.append([0] * fill + [1] * len(row) if side == "left" else [1] * len(row) + [0] * fill)
+    return ids, mask
 
 
 def valid_image_grid_sizes(tokenizer) -> list[int]:
@@ -198,6 +268,12 @@ def image_grid_size(image_h: int, image_w: int) -> tuple[int, int]:
     for name, value in (("image_h", image_h), ("image_w", image_w)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"`{name}` must be a positive number of pixels, got {value!r}.")
+        side = (value // 2) // 16
+        if side * 32 != value:
+            logger.warning(
+                f"`{name}={value}` is not a multiple of 32 px (each code is rendered as 2 x 16 px): the picture will be "
+                f"{side * 32} px ({side} codes)."
+            )
     return (image_h // 2) // 16, (image_w // 2) // 16
 
 
@@ -267,8 +343,14 @@ def validate_image_token_ids(image_tokens: Sequence[int], h: int, w: int, image_
                              image_codebook_size: int, name: str = "image_tokens") -> list[int]:
     """Check that `image_tokens` are `h * w` image ids (codes plus `image_token_offset`) and return them as a list.
 
-    `name` is how error messages call the ids (e.g. `image_tokens[1]` for the second image of a prompt).
+    `name` is how error messages call the ids (e.g. `image_tokens[1]` for the second image of a prompt). The grid
+    sides must be positive ints (codes); the messages name `h` / `w`.
     """
+    for side_name, side in (("h", h), ("w", w)):
+        if not isinstance(side, int) or isinstance(side, bool) or side <= 0:
+            of = "" if name == "image_tokens" else f" of `{name}`"
+            raise ValueError(f"`{side_name}`{of} must be a positive int ({'rows' if side_name == 'h' else 'columns'} "
+                             f"of image codes), got {side!r}.")
     if hasattr(image_tokens, "tolist"):
         image_tokens = image_tokens.tolist()
     image_tokens = list(image_tokens)
@@ -286,37 +368,29 @@ def validate_image_token_ids(image_tokens: Sequence[int], h: int, w: int, image_
     return [int(t) for t in image_tokens]
 
 
-def unpack_encoded_images(images):
-    """`encode_images` output (one `{"image_tokens", "h", "w"}` dict, or a list of them for one prompt) ->
-    `(image_tokens, h, w)` in the plain (one dict) or the several-images (a list) form."""
-    items = [images] if isinstance(images, dict) else images
-    if not isinstance(items, (list, tuple)) or not all(isinstance(item, dict) for item in items):
+def _unpack_entry(entry) -> tuple[Any, Any, Any]:
+    """One `encode_images` entry (a dict, or a list of dicts for one prompt's several images) -> `(image_tokens, h,
+    w)` in the one-image (plain values) or several-images (lists) form."""
+    items = [entry] if isinstance(entry, dict) else entry
+    if not isinstance(items, (list, tuple)) or not items or not all(isinstance(item, dict) for item in items):
         raise TypeError(
             "Without `h` and `w`, `image_tokens` must be what `processor.encode_images` returns: a dict "
             "{'image_tokens': ids, 'h': rows, 'w': columns}, or a list of such dicts (one prompt's images); got "
-            f"{type(images).__name__}."
+            f"{type(entry).__name__}."
         )
     for index, item in enumerate(items):
         missing = [key for key in ("image_tokens", "h", "w") if key not in item]
         if missing:
             raise TypeError(f"Image {index} lacks {missing}; give `encode_images` dicts or `h` and `w`.")
-    unpacked = ([item[key] for item in items] for key in ("image_tokens", "h", "w"))
-    if isinstance(images, dict):
-        return tuple(values[0] for values in unpacked)
-    return tuple(unpacked)
+    values = ([item[key] for item in items] for key in ("image_tokens", "h", "w"))
+    if isinstance(entry, dict):
+        return tuple(value[0] for value in values)
+    return tuple(values)
 
 
-def understanding_images(image_tokens, h=None, w=None) -> list[tuple[str, list, int, int]]:
-    """The images of an understanding prompt, in prompt order, as `(name, ids, h, w)`.
-
-    One image: `h` and `w` are ints and `image_tokens` is its flat id sequence. Several images: `h` and `w` are
-    sequences of ints (one per image) and `image_tokens` a sequence of per-image id sequences, all of the same
-    non-zero length. Without `h` and `w`, `image_tokens` is what `processor.encode_images` gives: one dict, or a list
-    of dicts for several images. `name` is how error messages call the image's ids: `image_tokens` for one image,
-    `image_tokens[i]` for image `i` of several. Only the shape of the input is checked here (ids are not).
-    """
+def _prompt_images(image_tokens, h, w) -> list[tuple[str, list, int, int]]:
     if h is None and w is None:
-        image_tokens, h, w = unpack_encoded_images(image_tokens)
+        image_tokens, h, w = _unpack_entry(image_tokens)
     several_h, several_w = (isinstance(side, (list, tuple)) for side in (h, w))
     if several_h != several_w:
         raise TypeError(
@@ -354,6 +428,54 @@ def understanding_images(image_tokens, h=None, w=None) -> list[tuple[str, list, 
             )
         images.append((name, ids, side_h, side_w))
     return images
+
+
+def parse_image_inputs(image_tokens, h=None, w=None, texts: str | Sequence[str] | None = None,
+                       what: str = "question") -> list[list[tuple[str, list, int, int]]]:
+    """The images of each request of a call, in prompt order, as `(name, ids, h, w)`: the one parser of the image
+    arguments (`image_tokens`, `h`, `w`) and of what `processor.encode_images` returns.
+
+    One request (`texts` a string or None): `h` and `w` ints and `image_tokens` one image's flat ids; or `h` and `w`
+    sequences (one per image) and `image_tokens` one id sequence per image; or, without `h` and `w`, an
+    `encode_images` entry (a dict, or a list of dicts for several images). A batch (`texts` a list): `image_tokens`
+    holds one `encode_images` entry per text and `h`, `w` are not given. `name` is how error messages call an
+    image's ids (`image_tokens`, `image_tokens[i]`). Only the shape of the input is checked here: whether the ids
+    fill their `h x w` grid with image ids is checked once, by the caller that owns the ids' meaning
+    ([`validate_image_token_ids`]).
+
+    Args:
+        image_tokens: the image ids, in one of the forms above.
+        h, w (`int` or `Sequence[int]`, *optional*): the grid of each image, when `image_tokens` holds bare ids.
+        texts (`str` or `Sequence[str]`, *optional*): the requests' texts (a list makes a batch).
+        what (`str`, defaults to `"question"`): how messages call a text (`"question"`, `"instruction"`).
+    """
+    if not isinstance(texts, (list, tuple)):
+        return [_prompt_images(image_tokens, h, w)]
+    if h is not None or w is not None:
+        raise ValueError(
+            f"With a list of {what}s, give `image_tokens` as one `encode_images` entry per {what}; `h` and `w` "
+            "come from them."
+        )
+    if not isinstance(image_tokens, (list, tuple)):
+        raise TypeError(
+            f"With a list of {what}s, `image_tokens` must be a list of `encode_images` entries, one per {what}; "
+            f"got {type(image_tokens).__name__}."
+        )
+    if len(image_tokens) != len(texts) or not texts:
+        raise ValueError(f"Got {len(texts)} {what}s and {len(image_tokens)} image entries: give one entry per {what}.")
+    return [_prompt_images(entry, None, None) for entry in image_tokens]
+
+
+def unpack_encoded_images(images):
+    """Deprecated: use [`parse_image_inputs`]."""
+    warnings.warn("`unpack_encoded_images` is deprecated; use `parse_image_inputs`.", FutureWarning, stacklevel=2)
+    return _unpack_entry(images)
+
+
+def understanding_images(image_tokens, h=None, w=None) -> list[tuple[str, list, int, int]]:
+    """Deprecated: use [`parse_image_inputs`] (this is its one-request form)."""
+    warnings.warn("`understanding_images` is deprecated; use `parse_image_inputs`.", FutureWarning, stacklevel=2)
+    return _prompt_images(image_tokens, h, w)
 
 
 def build_text_to_image_prompt(tokenizer, prompt: str, h: int, w: int, thinking: bool = False) -> list[int]:
@@ -418,19 +540,15 @@ def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence
     by `question`, with the generation prompt (assistant turn) appended; `system_prompt` adds a system turn.
 
     Several images (`h`, `w` as sequences of ints and `image_tokens` as one id sequence per image, see
-    [`understanding_images`]): their blocks `header(h_i, w_i) + ids_i + <|/image|>` follow one another in the given
-    order where the one image block goes, so the question comes after all of them.
+    [`parse_image_inputs`]): their blocks `header(h_i, w_i) + ids_i + <|/image|>` follow one another in the given
+    order where the one image block goes, so the question comes after all of them. The caller checks that the ids
+    fill their grids ([`validate_image_token_ids`]).
     """
     _check_prompt("question", question)
     image = []
-    for name, ids, side_h, side_w in understanding_images(image_tokens, h, w):
+    for _, ids, side_h, side_w in _prompt_images(image_tokens, h, w):
         # The picture fixed the grid: a side without its size token is read as the original reads it.
-        block = image_block_ids(tokenizer, ids, side_h, side_w, unknown_sides="text")
-        if len(ids) != side_h * side_w:
-            raise ValueError(
-                f"`{name}` holds {len(ids)} ids, but the grid h={side_h} x w={side_w} needs {side_h * side_w}."
-            )
-        image += block
+        image += image_block_ids(tokenizer, ids, side_h, side_w, unknown_sides="text")
     if not use_chat_template:
         return image + encode_text(tokenizer, question)
     if not getattr(tokenizer, "chat_template", None):
@@ -476,6 +594,9 @@ __all__ = [
     "image_header_ids",
     "parse_image_header",
     "validate_image_token_ids",
+    "ALL_SPECIAL_TOKENS",
+    "parse_image_inputs",
+    "pad_sequences",
     "understanding_images",
     "image_block_ids",
     "unpack_encoded_images",

@@ -5,7 +5,7 @@ Neither transformers nor diffusers discovers plugins, so `import transformers_ll
 that is already registered (by transformers itself, or by someone else) is left alone.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 
@@ -27,6 +27,7 @@ def _register_multimodal_classes():
     from transformers import AutoImageProcessor, AutoProcessor
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING
 
     from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
     from .configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
@@ -41,6 +42,11 @@ def _register_multimodal_classes():
     for config_class in (LLaDAUniConfig, LLaDA2MoeConfig):
         if config_class not in PROCESSOR_MAPPING:
             AutoProcessor.register(config_class, LLaDAUniProcessor)
+        if config_class not in VIDEO_PROCESSOR_MAPPING:
+            # No video processor. Said explicitly because pipelines look for one, and AutoVideoProcessor would guess
+            # a remote `LLaDAUniVideoProcessor` from the image processor's `auto_map` and ask whether to run it.
+            # (The mapping directly: the `AutoVideoProcessor` class needs torchvision, which this project does not.)
+            VIDEO_PROCESSOR_MAPPING.register(config_class, {})
     # `save_pretrained` writes `auto_map` and copies the code files (remote code where the package is absent).
     LLaDAUniImageVQConfig.register_for_auto_class()
     LLaDAUniImageVQModel.register_for_auto_class("AutoModel")
@@ -57,13 +63,16 @@ def register_auto_classes():
         LLaDAUniModel,
     )
 
+    # The language model reads pictures too (processor outputs), so `pipeline("image-text-to-text")` takes it.
     _register(
         LLaDAUniConfig,
-        [(AutoModel, LLaDAUniModel), (AutoModelForCausalLM, LLaDAUniForConditionalGeneration)],
+        [(AutoModel, LLaDAUniModel), (AutoModelForCausalLM, LLaDAUniForConditionalGeneration),
+         (AutoModelForImageTextToText, LLaDAUniForConditionalGeneration)],
     )
     _register(
         LLaDA2MoeConfig,
-        [(AutoModel, LLaDA2MoeModel), (AutoModelForCausalLM, LLaDA2MoeForConditionalGeneration)],
+        [(AutoModel, LLaDA2MoeModel), (AutoModelForCausalLM, LLaDA2MoeForConditionalGeneration),
+         (AutoModelForImageTextToText, LLaDA2MoeForConditionalGeneration)],
     )
     # `save_pretrained` writes `auto_map` and copies the code files, so converted checkpoints load with
     # `trust_remote_code=True` where this package is not installed.

@@ -234,7 +234,7 @@ class LLaDAUniTrainingDataEncoder:
         config: the model config (image offset and codebook size, mask and EOS ids: resolved by
             `prompting_llada_uni.get_special_token_ids`, config first, then the tokenizer).
         image_tokenizer (*optional*): needed only for records that give pictures instead of precomputed codes: a
-            [`LLaDAUniImageTokenizerModel`] (used through `processor.encode_images`), or any callable
+            [`LLaDAUniImageVQModel`] (used through `processor.encode_images`), or any callable
             `image_tokenizer(image, task) -> (codes, (h, w))` with `task` in `"text_to_image"`, `"image_editing"`.
         processor (*optional*): the [`LLaDAUniProcessor`] that prepares pictures for the image tokenizer model
             (default: one built around `tokenizer` with the default image processor).
@@ -350,7 +350,7 @@ class LLaDAUniTrainingDataEncoder:
             out_codes, out_grid = self.image_tokenizer(picture, task)
         else:
             raise TypeError(
-                "`image_tokenizer` must be a LLaDAUniImageTokenizerModel or a callable (image, task) -> (codes, (h, w)),"
+                "`image_tokenizer` must be a LLaDAUniImageVQModel or a callable (image, task) -> (codes, (h, w)),"
                 f" got {type(self.image_tokenizer).__name__}."
             )
         return _check_codes(

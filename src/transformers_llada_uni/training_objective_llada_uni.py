@@ -9,6 +9,10 @@ It follows the public LLaDA2.0 recipe (dFactory):
   earlier blocks, a clean token sees the clean tokens of its own and earlier blocks; the loss is on the noisy half;
 - per sequence, the summed cross-entropy over masked tokens divided by their number, then the batch mean.
 
+The model's own `labels=` loss (masked-LM, a token mean over the labelled positions) equals this loss for one
+sequence, but not for a batch whose sequences have different numbers of masked tokens, and it has no `1/t` weighting;
+so the objective takes the logits at the masked positions (`logits_to_keep`) and reduces them itself.
+
 The one-block form (``form="one_block"``) trains one block per pass: ``x_0[:start] + x_t[start:end]`` under the
 block-causal mask, which gives exactly the logits that the doubled form gives for that block.
 

@@ -1,30 +1,25 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""Released `image_tokenizer/` (GLM-Image config, `model.visual.*` / `model.vqmodel.*` keys plus unrelated ones) ->
-a `LLaDAUniImageVQModel` folder (`config.json` with `model_type "llada_uni_image_tokenizer"`,
+"""The image tokenizer: released `image_tokenizer/` (GLM-Image config, `model.visual.*` / `model.vqmodel.*` keys plus
+unrelated ones) -> a `LLaDAUniImageVQModel` folder (`config.json` with `model_type "llada_uni_image_tokenizer"`,
 `model.safetensors` holding exactly the model's keys, code files for `trust_remote_code`)."""
 
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from .convert import (
+from transformers_llada_uni.released_layout_llada_uni import (
     IMAGE_TOKENIZER_DIR,
+    RELEASED_IMAGE_TOKENIZER_WEIGHTS_NAME,
     CheckpointError,
-    WeightPlan,
-    _code_files,
-    _compare,
-    float_tolerance,
-    release_memory,
-    _require,
-    check_shapes,
-    write_weights,
 )
+
+from .remote_code import add_remote_code
 from .safetensors_stream import read_header
+from .verification import compare, float_tolerance, release_memory
+from .weights import WeightPlan, check_shapes, meta_shapes, require, write_weights
 
 
 @dataclass
@@ -38,22 +33,16 @@ class ImageTokenizerPlan:
         return self.config.codebook_size
 
 
-def _released_weights_name() -> str:
-    from transformers_llada_uni.configuration_llada_uni_image_tokenizer import RELEASED_WEIGHTS_NAME
-
-    return RELEASED_WEIGHTS_NAME
-
-
 def inspect_image_tokenizer(src: Path) -> ImageTokenizerPlan:
     from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
     from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
     folder = src / IMAGE_TOKENIZER_DIR
-    _require(folder / "config.json", "the image tokenizer config")
-    weights_path = _require(folder / _released_weights_name(), "the image tokenizer weights")
+    require(folder / "config.json", "the image tokenizer config")
+    weights_path = require(folder / RELEASED_IMAGE_TOKENIZER_WEIGHTS_NAME, "the image tokenizer weights")
     try:
         config = LLaDAUniImageVQConfig.from_pretrained(folder)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OSError) as err:
         raise CheckpointError(f"{folder / 'config.json'}: {err}") from None
     # Same rule as the model's loader: `model.` is its base-model prefix, everything else belongs to GLM-Image's LM.
     prefix = LLaDAUniImageVQModel.base_model_prefix + "."
@@ -63,8 +52,7 @@ def inspect_image_tokenizer(src: Path) -> ImageTokenizerPlan:
         if keep.match(name):
             found[name[len(prefix):] if name.startswith(prefix) else name] = info
     with torch.device("meta"):
-        model = LLaDAUniImageVQModel(config)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+        expected = meta_shapes(LLaDAUniImageVQModel(config))
     check_shapes(found, expected, str(weights_path))
     return ImageTokenizerPlan(folder, config, WeightPlan({"model.safetensors": sorted(found.items())}))
 
@@ -79,10 +67,7 @@ def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, 
     if dtype is not None:
         config.dtype = dtype
     if include_remote_code:
-        classes = {"AutoConfig": LLaDAUniImageVQConfig, "AutoModel": LLaDAUniImageVQModel}
-        config.auto_map = {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in classes.items()}
-        for path in _code_files(classes.values()):
-            shutil.copyfile(path, out / path.name)
+        add_remote_code(config, {"AutoConfig": LLaDAUniImageVQConfig, "AutoModel": LLaDAUniImageVQModel}, out)
     # The released file name must not leak into the converted config: there the weights are `model.safetensors`.
     if hasattr(config, "transformers_weights"):
         del config.transformers_weights
@@ -91,6 +76,7 @@ def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, 
 
 
 def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, generator) -> list[str]:
+    """Codes and features of the converted and the released image tokenizer on random patches."""
     from transformers import AutoModel
 
     from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
@@ -115,6 +101,6 @@ def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, g
         problems.append(f"image tokenizer: AutoModel gave {type(model).__name__}, expected "
                         f"{LLaDAUniImageVQModel.__name__}.")
     converted = run(model)
-    _compare("image tokenizer codes", reference[0], converted[0], problems)
-    _compare("image tokenizer features", reference[1], converted[1], problems, float_tolerance(dtype))
+    compare("image tokenizer codes", reference[0], converted[0], problems)
+    compare("image tokenizer features", reference[1], converted[1], problems, float_tolerance(dtype))
     return problems

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from safetensors import safe_open
+from transformers_llada_uni.released_layout_llada_uni import CheckpointError
 
 
 # safetensors dtype names <-> torch dtypes (the ones torch can hold).
@@ -38,10 +39,6 @@ _TORCH_TO_ST = {v: k for k, v in _ST_TO_TORCH.items()}
 
 # A header larger than this is not a safetensors file (the format caps it at 100 MB).
 _MAX_HEADER_BYTES = 100_000_000
-
-
-class CheckpointError(ValueError):
-    """A source checkpoint that cannot be converted; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +141,15 @@ def write_streaming(
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     # The reference writer pads the header with spaces so the data starts 8-byte aligned.
     raw += b" " * ((8 - len(raw) % 8) % 8)
+    try:
+        _write_file(path, raw, entries, on_tensor)
+    except OSError as err:
+        # A full disk or a vanished folder: say which file could not be written.
+        raise OSError(err.errno, f"cannot write {os.fspath(path)}: {err.strerror or err}") from None
+    return offset
+
+
+def _write_file(path, raw: bytes, entries, on_tensor) -> None:
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
@@ -162,7 +168,6 @@ def write_streaming(
             del tensor, data
         f.flush()
         os.fsync(f.fileno())
-    return offset
 
 
 def read_tensor(info: TensorInfo) -> torch.Tensor:
