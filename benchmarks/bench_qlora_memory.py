@@ -77,7 +77,7 @@ def measure(path, mode, device):
     import transformers_llada_uni  # noqa: F401
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from transformers_llada_uni.training_llada_uni import (
+    from transformers_llada_uni.training_peft_llada_uni import (
         LLaDAUniExperts4bit,
         get_llada_uni_peft_model,
         load_llada_uni_4bit,

@@ -3,7 +3,8 @@
 #   1. parity with the recordings in float32 and bfloat16 (check_parity.py),
 #   2. bench_moe at the issue's mid-size config in bfloat16, and one released-size MoE layer stack,
 #   3. bench_decoder (resident pipeline against per-call loading; turbo against normal), tiny and mid-size,
-#   4. bench_generate in bfloat16 (the generation issue's figures on a GPU).
+#   4. bench_generate in bfloat16 (the generation issue's figures on a GPU),
+#   5. training (appended below): bench_train on one GPU and a short run through each accelerate config.
 #
 # The package runs from src/ (no install). A machine without the pinned libraries gets them as wheels; on this
 # machine, from the repository root:
@@ -51,5 +52,38 @@ else
     step decoder python3 benchmarks/bench_decoder.py --device "$DEVICE" --repeats 5
     # Last, being the longest: generation against the original way (no cache, a forward per guidance branch).
     step generate python3 benchmarks/bench_generate.py --device "$DEVICE" --dtype bfloat16 --repeats 2
+fi
+
+# ---- Training (issue 12; appended by the training work) --------------------------------------------------------------
+# Estimated at 5 minutes on one H100/H200. Beyond the wheels above it needs `datasets` (with dill, multiprocess,
+# xxhash) and bitsandbytes; DeepSpeed (an sdist only) where the image has it, else its two runs say so and fail.
+#   1. bench_train on the GPU in bf16, one process: LoRA, QLoRA (bitsandbytes' CUDA 4-bit kernels), full fine-tuning;
+#   2. a two-step run of the tiny checkpoint through each accelerate config of examples/accelerate/ (one process):
+#      data parallel, FSDP2 (full fine-tuning), DeepSpeed ZeRO-2 and ZeRO-3 (LoRA).
+python3 - "$OUT/train.jsonl" <<'PY' || status=1
+import json, sys
+rows = [{"prompt": "What colour is the sky?", "response": "Blue on a clear day."},
+        {"prompt": "Say hello.", "response": "Hello, world!"}]
+open(sys.argv[1], "w").write("".join(json.dumps(r) + "\n" for r in rows))
+PY
+train_run() {  # train_run CONFIG EXTRA...: two steps of the tiny checkpoint under an accelerate config
+    local config=$1
+    shift
+    rm -rf "$OUT/train-$config"
+    step "train_$config" accelerate launch --config_file "examples/accelerate/$config.yaml" --num_processes 1 \
+        -m llada_uni_cli.main train --model tests/fixtures/tiny-llada2-uni --data "$OUT/train.jsonl" \
+        --output-dir "$OUT/train-$config" --max-steps 2 --save-steps 1 --batch-size 2 --block-length 8 --no-progress "$@"
+}
+if [[ -n "${QUICK:-}" ]]; then
+    step train_bench python3 benchmarks/bench_train.py --device "$DEVICE" --processes 1 --hidden 64 --layers 2 \
+        --experts 8 --groups 2 --top-groups 1 --experts-per-token 2 --vocab 4096 --codebook 1024 --heads 4 \
+        --dense-intermediate 128 --expert-intermediate 32 --steps 2 --warmup 1 --prompt-length 16 --target-length 32
+else
+    step train_bench python3 benchmarks/bench_train.py --device "$DEVICE" --dtype bfloat16 --processes 1 --batch 8 \
+        --steps 10
+    train_run ddp
+    train_run fsdp2 --full-finetuning
+    train_run deepspeed_zero2
+    train_run deepspeed_zero3
 fi
 exit $status

@@ -1,19 +1,13 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""LoRA / QLoRA fine-tuning of LLaDA2.0-Uni with the masked-diffusion objective, launched by accelerate.
+"""Fine-tuning LLaDA2.0-Uni with the masked-diffusion objective: the `llada-uni train` command as a script, for
+launchers that take a script path.
 
-    accelerate launch examples/train_lora.py --model MODEL_DIR --data train.jsonl --output-dir out \\
-        --max-steps 1000 --learning-rate 1e-4 --batch-size 4 --save-steps 200
-    accelerate launch examples/train_lora.py ... --resume            # continue from the newest checkpoint
-    accelerate launch examples/train_lora.py ... --load-in-4bit      # QLoRA (routed experts in 4 bits too)
+    python examples/train_lora.py --model MODEL_DIR --data train.jsonl --output-dir out --max-steps 1000
+    accelerate launch --config_file examples/accelerate/fsdp2.yaml examples/train_lora.py --model ... --full-finetuning
+    torchrun --nproc_per_node 8 examples/train_lora.py --model ... --training-arg deepspeed=examples/accelerate/deepspeed_zero3.json
 
-It is the `llada-uni train` command (same options; `--help` lists them and documents the JSONL format). Several GPUs
-run data parallel (`accelerate launch --multi_gpu --num_processes N`; FSDP and DeepSpeed are refused). The loop itself
-is short; read `llada_uni_cli/train.py` to adapt it:
-
-    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)            # records -> prompt/target ids
-    collator = DataCollatorForMaskedDiffusion(encoder.special, MaskedDiffusionConfig(), model_config=model.config)
-    model = get_llada_uni_peft_model(model, r=16)                            # default LoRA targets, router frozen
-    loss = masked_diffusion_loss(model, collator(batch_of_examples)).loss     # doubled [x_t | x_0], BD3-LM mask
+Same options as `llada-uni train` (`--help` lists them and documents the data formats); `examples/train_with_trainer.py`
+shows the same run written with transformers' Trainer.
 """
 
 import sys

@@ -1,19 +1,27 @@
-"""The masked-diffusion objective: noising, masks, the loss against a hand computation, options and input errors."""
+"""The masked-diffusion objective and its data: noising, masks, the loss against a hand computation, options, records
+through `datasets`, and input errors that name the row and the column."""
 
+import hashlib
+import json
+
+import datasets
 import pytest
 import torch
 
 import transformers_llada_uni  # noqa: F401  (registers the Auto classes)
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers_llada_uni.training_llada_uni import (
+from transformers_llada_uni.prompting_llada_uni import get_special_token_ids
+from transformers_llada_uni.training_data_llada_uni import (
+    ENCODED_COLUMNS,
     DataCollatorForMaskedDiffusion,
-    LLaDAUniSpecialTokens,
     LLaDAUniTrainingDataEncoder,
-    MaskedDiffusionConfig,
-    MaskedDiffusionDataset,
     MaskedDiffusionExample,
+    encode_training_dataset,
+    load_training_dataset,
+)
+from transformers_llada_uni.training_objective_llada_uni import (
+    MaskedDiffusionConfig,
     block_diffusion_attention_mask,
-    load_jsonl_records,
     masked_diffusion_loss,
 )
 
@@ -32,49 +40,60 @@ def tiny(tiny_released_dir):
 @pytest.fixture(scope="module")
 def special(tiny):
     model, tokenizer = tiny
-    return LLaDAUniSpecialTokens.from_tokenizer(tokenizer, model.config)
+    return get_special_token_ids(tokenizer, model.config)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny):
+    model, tokenizer = tiny
+    return LLaDAUniTrainingDataEncoder(tokenizer, model.config)
 
 
 def hand_examples(special):
     # Two text examples of different lengths (the shorter one gets EOS padding, which is part of its target); ids far
     # from the special tokens, read from nowhere but this test.
     return [
-        MaskedDiffusionExample(prompt_ids=[11, 12, 13, 14, 15], response_ids=[21, 22, 23, 24, 25, 26, 27, 28, 29]),
-        MaskedDiffusionExample(prompt_ids=[31, 32, 33], response_ids=[41, 42, 43, 44]),
+        MaskedDiffusionExample(prompt_ids=[11, 12, 13, 14, 15], response_ids=[21, 22, 23, 24, 25, 26, 27, 28, 29], index=0),
+        MaskedDiffusionExample(prompt_ids=[31, 32, 33], response_ids=[41, 42, 43, 44], index=1),
     ]
 
 
-def test_special_tokens_come_from_tokenizer_and_config(tiny, special):
+def test_training_uses_the_prompting_special_ids(tiny, encoder):
     model, tokenizer = tiny
-    assert special.mask_token_id == tokenizer.convert_tokens_to_ids("<|mask|>")
-    assert special.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    assert special.boi_token_id == tokenizer.convert_tokens_to_ids("<boi>")
-    assert special.image_start_token_id == tokenizer.convert_tokens_to_ids("<|image|>")
-    assert special.image_token_offset == model.config.image_token_offset
-    assert special.image_codebook_size == model.config.vocab_size - model.config.image_token_offset
+    assert encoder.special == get_special_token_ids(tokenizer, model.config)
+    assert encoder.special.mask_token_id == tokenizer.convert_tokens_to_ids("<|mask|>")
+    collator = DataCollatorForMaskedDiffusion(encoder.special, MaskedDiffusionConfig(block_length=BLOCK),
+                                              model_config=model.config)
+    assert collator.pad_token_id == model.config.pad_token_id
 
 
-def expected_noise(examples, special, lo, hi, seed):
-    """The documented draw order, replayed by hand: t per sequence, one uniform per token, mask where below t."""
-    lengths = [len(e.prompt_ids) + len(e.response_ids) + 1 for e in examples]
-    length = max(lengths)
-    generator = torch.Generator().manual_seed(seed)
-    t = lo + (hi - lo) * torch.rand(len(examples), generator=generator)
-    u = torch.rand(len(examples), length, generator=generator)
+def keyed_uniforms(seed, epoch, index, purpose, n):
+    """The documented key of an example's random stream: blake2b of "seed:epoch:index:purpose", 8 bytes, little end."""
+    key = hashlib.blake2b(f"{seed}:{epoch}:{index}:{purpose}".encode(), digest_size=8).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(key, "little") & ((1 << 63) - 1))
+    return torch.rand(n, generator=generator)
+
+
+def expected_noise(examples, special, lo, hi, seed, epoch=0):
+    """The documented draws, replayed by hand: t per sequence, one uniform per token, mask where below t."""
+    length = max(len(e.prompt_ids) + len(e.response_ids) + 1 for e in examples)
     clean = torch.full((len(examples), length), special.eos_token_id)
     maskable = torch.zeros((len(examples), length), dtype=torch.bool)
+    masked = torch.zeros_like(maskable)
+    levels = []
     for row, e in enumerate(examples):
         ids = e.prompt_ids + e.response_ids
         clean[row, : len(ids)] = torch.tensor(ids)
         maskable[row, len(e.prompt_ids) :] = True
-    masked = torch.zeros_like(maskable)
-    for row in range(len(examples)):
+        t = float(lo + (hi - lo) * keyed_uniforms(seed, epoch, e.index, "level", 1)[0])
+        u = keyed_uniforms(seed, epoch, e.index, "tokens", length)
         for col in range(length):
-            masked[row, col] = bool(maskable[row, col]) and float(u[row, col]) < float(t[row])
+            masked[row, col] = bool(maskable[row, col]) and float(u[col]) < t
         if not masked[row].any():
             cols = [c for c in range(length) if maskable[row, c]]
-            masked[row, min(cols, key=lambda c: float(u[row, c]))] = True
-    return clean, masked, t
+            masked[row, min(cols, key=lambda c: float(u[c]))] = True
+        levels.append(t)
+    return clean, masked, torch.tensor(levels)
 
 
 def test_collator_noising_matches_the_documented_draws(special):
@@ -90,6 +109,27 @@ def test_collator_noising_matches_the_documented_draws(special):
     assert not batch["masked"][0, :5].any() and not batch["masked"][1, :3].any()
     assert batch["maskable"][1, 3:].all() and batch["attention_mask"].all()
     assert (batch["input_ids"][1, 7:] == special.eos_token_id).all()
+
+
+def test_an_examples_noise_does_not_depend_on_its_batch(special):
+    # What makes one process, data parallel and FSDP runs of one global batch see the same inputs, and a resumed run
+    # the same noise: the draws are keyed by (seed, epoch, index), not by a stream shared across the batch.
+    image = MaskedDiffusionExample(prompt_ids=[11, 12, 13], response_ids=list(range(1030, 1046)), pad_with_eos=False,
+                                   index=7)
+    other = MaskedDiffusionExample(prompt_ids=[11] * 9, response_ids=list(range(1030, 1050)), pad_with_eos=False,
+                                   index=3)
+    config = MaskedDiffusionConfig(block_length=BLOCK)
+    alone = DataCollatorForMaskedDiffusion(special, config, seed=SEED)([image])
+    together = DataCollatorForMaskedDiffusion(special, config, seed=SEED)([other, image])
+    n = alone["input_ids"].shape[1]
+    assert torch.equal(together["masked"][1, :n], alone["masked"][0])
+    assert not together["masked"][1, n:].any()  # image padding is never a target
+    collator = DataCollatorForMaskedDiffusion(special, config, seed=SEED)
+    collator.set_epoch(1)
+    assert not torch.equal(collator([image])["masked"], alone["masked"])  # a new epoch noises afresh
+    # rows of a `datasets.Dataset` collate like the examples they encode
+    assert torch.equal(DataCollatorForMaskedDiffusion(special, config, seed=SEED)([image.to_features()])["masked"],
+                       alone["masked"])
 
 
 def test_block_diffusion_mask_matches_its_definition():
@@ -150,6 +190,37 @@ def test_doubled_loss_equals_hand_computation(tiny, special):
         out = masked_diffusion_loss(model, batch, config)
     assert out.loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
     assert out.per_sequence_loss.tolist() == pytest.approx(per_sequence, rel=1e-5, abs=1e-5)
+
+
+def test_one_sequence_loss_equals_the_models_labels_loss(tiny, special):
+    """The model's `labels=` loss (masked-LM: token mean over labelled positions, no shift) and the objective agree
+    where their normalisations coincide, one sequence; with several sequences the objective averages per sequence
+    (DESIGN.md section 7), which a token mean cannot express, so it does not go through `labels=`."""
+    model, _ = tiny
+    config = MaskedDiffusionConfig(block_length=BLOCK)
+    examples = hand_examples(special)
+    batch = DataCollatorForMaskedDiffusion(special, config, seed=SEED)(examples)
+    clean, noisy, masked = batch["input_ids"], batch["noisy_input_ids"], batch["masked"]
+    length = clean.shape[1]
+    per_token_means = []
+    for row in range(clean.shape[0]):
+        one = {key: value[row : row + 1] for key, value in batch.items()}
+        # The doubled sequence as a masked-LM batch: labels on the noisy half where it was masked, -100 elsewhere.
+        labels = torch.full((1, 2 * length), -100)
+        labels[0, :length] = torch.where(masked[row], clean[row], -100)
+        with torch.no_grad():
+            from_labels = model(
+                input_ids=torch.cat([noisy[row : row + 1], clean[row : row + 1]], dim=1),
+                attention_mask=block_diffusion_attention_mask(one["attention_mask"], BLOCK),
+                position_ids=torch.arange(length).repeat(2)[None],
+                labels=labels,
+            ).loss
+            objective = masked_diffusion_loss(model, one, config).loss
+        assert objective.item() == pytest.approx(from_labels.item(), rel=1e-5, abs=1e-6)
+        per_token_means.append(from_labels.item())
+    with torch.no_grad():
+        batch_loss = masked_diffusion_loss(model, batch, config).loss.item()
+    assert batch_loss == pytest.approx(sum(per_token_means) / len(per_token_means), rel=1e-5, abs=1e-6)
 
 
 def test_one_block_loss_equals_hand_computation_and_doubled_logits(tiny, special):
@@ -293,18 +364,16 @@ def test_text_to_image_record_from_codes(tiny):
 # -- errors at the public boundary -----------------------------------------------------------------------------------
 
 
-def test_record_without_response_is_rejected(tiny):
-    model, tokenizer = tiny
-    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
-    with pytest.raises(ValueError, match="no response"):
+def test_record_without_response_is_rejected(encoder):
+    with pytest.raises(ValueError, match="column 'messages': no response"):
         encoder.encode({"messages": [{"role": "user", "content": "hello"}]})
-    with pytest.raises(ValueError, match="no response"):
+    with pytest.raises(ValueError, match="column 'response': no response"):
         encoder.encode({"prompt": "hello"})
     with pytest.raises(ValueError, match="no response"):
         encoder.encode({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]})
 
 
-def test_unreadable_image_is_rejected(tiny, tmp_path):
+def test_unreadable_image_is_rejected_by_the_image_processors_loader(tiny, tmp_path):
     model, tokenizer = tiny
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not a png")
@@ -313,52 +382,138 @@ def test_unreadable_image_is_rejected(tiny, tmp_path):
         raise AssertionError("called with an unreadable image")
 
     encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer)
-    with pytest.raises(ValueError, match="cannot read the image.*broken.png"):
+    with pytest.raises(ValueError, match="column 'image': .*broken.png.* is not an image file PIL can read"):
         encoder.encode({"prompt": "a fox", "image": str(broken)})
-    with pytest.raises(ValueError, match="cannot read the image.*missing.png"):
+    with pytest.raises(ValueError, match="column 'source_image': Image path .*missing.png.* does not exist"):
         encoder.encode({"instruction": "make it blue", "source_image": str(tmp_path / "missing.png"),
                         "edited_image": str(broken)})
 
 
-def test_target_longer_than_max_length_is_rejected(tiny):
+def test_target_longer_than_max_length_is_rejected(tiny, special):
     model, tokenizer = tiny
     encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, max_length=16)
     with pytest.raises(ValueError, match="longer than max_length=16"):
         encoder.encode({"prompt": "hi", "response": "a rather long answer that will not fit in sixteen tokens"})
     config = MaskedDiffusionConfig(block_length=BLOCK, max_length=8)
-    collator = DataCollatorForMaskedDiffusion(LLaDAUniSpecialTokens.from_tokenizer(tokenizer, model.config), config)
     with pytest.raises(ValueError, match="longer than max_length=8"):
-        collator([MaskedDiffusionExample(prompt_ids=[11] * 6, response_ids=[12] * 6)])
+        DataCollatorForMaskedDiffusion(special, config)([MaskedDiffusionExample(prompt_ids=[11] * 6, response_ids=[12] * 6)])
 
 
-def test_bad_codes_and_options_are_rejected(tiny, special):
-    model, tokenizer = tiny
-    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
-    with pytest.raises(ValueError, match="outside the codebook"):
-        encoder._codes(None, [[0, special.image_codebook_size]], None, "text_to_image", "record")
-    with pytest.raises(ValueError, match="do not fill the grid"):
-        encoder._codes(None, [1, 2, 3], (2, 2), "text_to_image", "record")
+def test_bad_codes_and_options_are_rejected(encoder, special):
+    with pytest.raises(ValueError, match="column 'image_codes': image code .* outside the codebook"):
+        encoder.encode({"prompt": "x", "image_codes": [[0, special.image_codebook_size]]})
+    with pytest.raises(ValueError, match="column 'image_codes': 3 image codes do not fill the grid 2 x 2"):
+        encoder.encode({"prompt": "x", "image_codes": [1, 2, 3], "grid": [2, 2]})
+    with pytest.raises(ValueError, match="column 'grid': a grid must be two positive integers"):
+        encoder.encode({"prompt": "x", "image_codes": [1, 2, 3, 4], "grid": [2, 0]})
+    with pytest.raises(ValueError, match="column 'image_codes': Image grid h=2 has no `<|reserved_token_2|>` token"):
+        encoder.encode({"prompt": "x", "image_codes": [[1, 2], [3, 4]]})
     with pytest.raises(ValueError, match="noise_range"):
         MaskedDiffusionConfig(noise_range=(0.0, 0.5))
     with pytest.raises(ValueError, match="form"):
         MaskedDiffusionConfig(form="triple")
     with pytest.raises(ValueError, match="loss_weighting"):
         MaskedDiffusionConfig(loss_weighting="1/t")
-    with pytest.raises(TypeError, match="MaskedDiffusionExample"):
+    with pytest.raises(TypeError, match="encoded example"):
         DataCollatorForMaskedDiffusion(special, MaskedDiffusionConfig(block_length=4))([{"input_ids": [1]}])
+    with pytest.raises(TypeError, match="get_special_token_ids"):
+        DataCollatorForMaskedDiffusion({"mask_token_id": 1}, MaskedDiffusionConfig(block_length=4))
 
 
-def test_jsonl_dataset_names_the_bad_line(tiny, tmp_path):
+# -- datasets ----------------------------------------------------------------------------------------------------------
+
+
+GRID = 8  # the smallest grid side with a `<|reserved_token_N|>` token
+MIXED = [
+    {"prompt": "What colour is the sky?", "response": "Blue."},
+    {"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]},
+    {"prompt": "a red fox", "image_codes": [[(r * GRID + c) % 50 for c in range(GRID)] for r in range(GRID)]},
+    {"instruction": "make it blue", "source_codes": list(range(GRID * GRID)), "source_grid": [GRID, GRID],
+     "edited_codes": [[(r + c) % 50 for c in range(GRID)] for r in range(GRID)]},
+]
+
+
+def test_text_text_to_image_and_editing_rows_mix_in_one_dataset(encoder, special, tmp_path):
+    direct = [encoder.encode(record) for record in MIXED]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in MIXED))
+    # JSON lines through datasets (absent columns come back as None), a parquet copy of it, and a stream
+    loaded = load_training_dataset(path)
+    assert isinstance(loaded, datasets.Dataset) and len(loaded) == 4
+    parquet = tmp_path / "mixed.parquet"
+    loaded.to_parquet(str(parquet))
+    for records in (loaded, load_training_dataset(parquet), MIXED):
+        encoded = encode_training_dataset(records, encoder)
+        assert encoded.column_names == list(ENCODED_COLUMNS)
+        assert [row["task"] for row in encoded] == ["text", "text", "text_to_image", "image_editing"]
+        for row, example in zip(encoded, direct):
+            assert row["prompt_ids"] == example.prompt_ids and row["response_ids"] == example.response_ids
+        assert [row["index"] for row in encoded] == [0, 1, 2, 3]
+    streamed = encode_training_dataset(load_training_dataset(path, streaming=True), encoder)
+    assert isinstance(streamed, datasets.IterableDataset)
+    rows = list(streamed)
+    assert [row["response_ids"] for row in rows] == [e.response_ids for e in direct]
+    batch = DataCollatorForMaskedDiffusion(special, MaskedDiffusionConfig(block_length=BLOCK))(rows)
+    assert batch["input_ids"].shape[0] == 4
+
+
+def test_picture_columns_of_a_dataset(tiny, images_dir):
     model, tokenizer = tiny
-    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config)
+    pictures = sorted(images_dir.glob("*.png"))
+    seen = []
+
+    def image_tokenizer(image, task):
+        seen.append((image.size, task))
+        return [[1] * GRID] * GRID, (GRID, GRID)
+
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer,
+                                          base_dir=str(images_dir))
+    table = datasets.Dataset.from_dict(
+        {"prompt": ["a landscape", None], "image": [str(pictures[0]), None], "instruction": [None, "flip it"],
+         "source_image": [None, pictures[1].name], "edited_image": [None, pictures[1].name]}
+    ).cast_column("image", datasets.Image())
+    encoded = encode_training_dataset(table, encoder)
+    assert [row["task"] for row in encoded] == ["text_to_image", "image_editing"]
+    assert seen[0][1] == "text_to_image" and seen[1][1] == "image_editing"  # relative paths read from base_dir
+
+
+def test_a_bad_row_is_named_by_index_and_column(encoder, tmp_path):
+    ragged = MIXED[:2] + [{"prompt": "a red fox", "image_codes": [[1] * GRID] * (GRID - 1) + [[1]]}]
+    with pytest.raises(ValueError, match=r"^row 2, column 'image_codes': the rows of a 2-D code list differ"):
+        encode_training_dataset(ragged, encoder)
+    # In a JSON-lines file the error names the line (blank lines are not rows).
     path = tmp_path / "data.jsonl"
-    path.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": "c"}\n')
-    assert len(load_jsonl_records(path)) == 2
-    with pytest.raises(ValueError, match=r"data.jsonl:record 2 has no response"):
-        MaskedDiffusionDataset.from_jsonl(path, encoder)
+    path.write_text(json.dumps(MIXED[0]) + "\n\n" + json.dumps(MIXED[2]) + "\n"
+                    + json.dumps({"prompt": "x", "image_codes": [[1, 2, 3]], "grid": [2, 2]}) + "\n")
+    with pytest.raises(ValueError, match=r"data.jsonl:4 \(row 2\), column 'image_codes': 3 image codes do not fill"):
+        encode_training_dataset(load_training_dataset(path), encoder, source=str(path))
+    path.write_text(json.dumps(MIXED[0]) + "\n\n" + json.dumps(MIXED[2]) + "\n"
+                    + json.dumps({"prompt": "x", "image_codes": [1, 2, 3], "grid": [2, 2]}) + "\n")
+    with pytest.raises(ValueError, match=r"data.jsonl:4: column 'image_codes' is a list of number here but a list of "
+                                         r"list of number on line 3"):
+        load_training_dataset(path)
+    path.write_text(json.dumps(MIXED[0]) + "\n\n" + json.dumps({"prompt": "c"}) + "\n")
+    streamed = encode_training_dataset(load_training_dataset(path, streaming=True), encoder, source=str(path))
+    with pytest.raises(ValueError, match=r"data.jsonl:3 \(row 1\), column 'response': no response"):
+        list(streamed)
+
+
+def test_unreadable_data_files_name_file_and_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "caf\xe9", "response": "b"}\n')
+    with pytest.raises(ValueError, match=r"data.jsonl:2: not UTF-8 text \(byte 0xe9 at column 16\)"):
+        load_training_dataset(path)
     path.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
     with pytest.raises(ValueError, match=r"data.jsonl:2: not valid JSON"):
-        load_jsonl_records(path)
+        load_training_dataset(path)
+    path.write_text('{"prompt": "a", "response": "b"}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"data.jsonl:2: each line must be a JSON object"):
+        load_training_dataset(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_training_dataset(tmp_path / "missing.jsonl")
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(ValueError, match="unknown data file type '.txt'"):
+        load_training_dataset(tmp_path / "data.txt")
 
 
 def test_editing_record_from_codes_uses_the_guidance_branches(tiny):
@@ -380,21 +535,22 @@ def test_editing_record_from_codes_uses_the_guidance_branches(tiny):
         encoder.encode({"instruction": "x", "source_codes": source, "edited_codes": [[1] * 10] * 8})
 
 
-def test_picture_records_go_through_the_image_tokenizer(tiny, tiny_released_dir, images_dir, tmp_path):
+def test_picture_records_go_through_the_image_tokenizer(tiny, tiny_released_dir, images_dir):
     from transformers_llada_uni import LLaDAUniImageVQModel, LLaDAUniProcessor
 
     model, tokenizer = tiny
     image_tokenizer = LLaDAUniImageVQModel.from_pretrained(tiny_released_dir / "image_tokenizer").eval()
     processor = LLaDAUniProcessor.from_pretrained(tiny_released_dir)
-    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer, processor=processor)
     picture = sorted(images_dir.glob("*.png"))[0]
-    example = encoder.encode({"prompt": "a picture", "image": picture.name}, base_dir=str(picture.parent))
+    encoder = LLaDAUniTrainingDataEncoder(tokenizer, model.config, image_tokenizer=image_tokenizer, processor=processor,
+                                          base_dir=str(picture.parent))
+    example = encoder.encode({"prompt": "a picture", "image": picture.name})
     expected = processor.encode_images(str(picture), image_tokenizer, mode="edit_resize_crop")
-    assert example.response_ids == expected["image_token_ids"]
+    assert example.response_ids == expected["image_tokens"]
     h, w = expected["h"], expected["w"]
     assert example.prompt_ids[-3:-1] == [
         tokenizer.convert_tokens_to_ids(f"<|reserved_token_{h}|>"), tokenizer.convert_tokens_to_ids(f"<|reserved_token_{w}|>")
     ]
     edit = encoder.encode({"instruction": "flip it", "source_image": str(picture), "edited_image": str(picture)})
     reference_crop = processor.encode_images(str(picture), image_tokenizer, mode="edit")
-    assert edit.response_ids == reference_crop["image_token_ids"]
+    assert edit.response_ids == reference_crop["image_tokens"]

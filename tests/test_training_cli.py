@@ -1,17 +1,18 @@
-"""The training entry point: `llada-uni train` / `examples/train_lora.py` under accelerate, checkpoints, resume."""
+"""`llada-uni train`: its options become TrainingArguments, it trains through LLaDAUniMaskedDiffusionTrainer (LoRA,
+QLoRA, full), resumes exactly, refuses an earlier run's folder, and every failure is one line."""
 
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
-from llada_uni_cli.train import build_parser, list_checkpoints, train
+from llada_uni_cli.train import build_parser, build_training_arguments, run, train
 
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -33,141 +34,134 @@ def data(tmp_path):
     return path
 
 
-def args_for(model_dir, data, out, *extra):
-    return build_parser().parse_args([
+def argv_for(model_dir, data, out, *extra):
+    return [
         "--model", str(model_dir), "--data", str(data), "--output-dir", str(out), "--batch-size", "2",
-        "--learning-rate", "1e-2", "--block-length", "8", "--no-progress-bar", "--seed", "3", *extra,
-    ])
+        "--learning-rate", "1e-2", "--block-length", "8", "--no-progress", "--seed", "3", "--device", "cpu", *extra,
+    ]
 
 
-def test_train_writes_checkpoints_adapter_and_loss_log(tiny_released_dir, data, tmp_path):
-    out = tmp_path / "run"
-    summary = train(args_for(tiny_released_dir, data, out, "--max-steps", "4", "--save-steps", "2",
-                             "--save-total-limit", "1"))
-    assert summary["steps"] == 4
-    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-4"]  # older ones pruned
-    checkpoint = out / "checkpoint-4"
-    names = sorted(p.name for p in checkpoint.iterdir())
-    assert {"adapter_model.safetensors", "optimizer.safetensors", "rng_state.safetensors", "trainer_state.json"} <= set(names)
-    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary folders left
-    log = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log] == [1, 2, 3, 4]
-    assert all(entry["loss"] > 0 for entry in log)
-    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+def args_for(*args, **kwargs):
+    return build_parser().parse_args(argv_for(*args, **kwargs))
 
 
-def test_resume_continues_exactly(tiny_released_dir, data, tmp_path):
+def log_of(out):
+    return [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
+
+
+def test_options_become_training_arguments(tiny_released_dir, data, tmp_path):
+    args = args_for(tiny_released_dir, data, tmp_path / "o", "--max-steps", "7", "--gradient-accumulation-steps", "2",
+                    "--lr-scheduler", "cosine", "--warmup-steps", "2", "--save-total-limit", "2", "--save-steps", "3",
+                    "--gradient-checkpointing", "--report-to", "tensorboard",
+                    "--training-arg", "optim=adafactor", "--training-arg", "logging_first_step=true",
+                    "--training-arg", "fsdp=true", "--training-arg", f"fsdp_config={REPO}/examples/accelerate/fsdp2.json",
+                    "--training-arg", "max_grad_norm=0.5")
+    training_args = build_training_arguments(args)
+    assert (training_args.max_steps, training_args.gradient_accumulation_steps, training_args.per_device_train_batch_size) == (7, 2, 2)
+    assert training_args.lr_scheduler_type == "cosine" and training_args.warmup_steps == 2
+    assert (training_args.save_steps, training_args.save_total_limit, training_args.seed) == (3, 2, 3)
+    assert training_args.activation_checkpointing and training_args.use_cpu and training_args.disable_tqdm
+    assert training_args.report_to == ["tensorboard"]
+    # --training-arg: any field, typed as transformers types it, over the options
+    assert training_args.optim == "adafactor" and training_args.logging_first_step is True
+    assert training_args.max_grad_norm == 0.5
+    assert training_args.fsdp is True and training_args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LLaDAUniDecoderLayer"]
+
+    def error(*extra):
+        with pytest.raises(ValueError) as info:
+            build_training_arguments(args_for(tiny_released_dir, data, tmp_path / "o", *extra))
+        return str(info.value)
+
+    assert "has no field 'warmup_ration' (did you mean warmup_steps" in error("--training-arg", "warmup_ration=0.1")
+    assert "max_grad_norm=abc: could not convert string to float" in error("--training-arg", "max_grad_norm=abc")
+    assert "'nope' is not one of linear, cosine" in error("--training-arg", "lr_scheduler_type=nope")
+    assert "--bf16 and --fp16" in error("--bf16", "--fp16")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv_for(tiny_released_dir, data, tmp_path, "--training-arg", "no-equals-sign"))
+
+
+def test_every_option_has_help_and_the_shared_names(tiny_released_dir):
+    parser = build_parser()
+    options = {option: action for action in parser._actions for option in action.option_strings}
+    for option, action in options.items():
+        if option in ("-h", "--help") or action.help == "==SUPPRESS==":
+            continue
+        assert action.help, f"{option} has no help text"
+    for option in ("--no-progress", "--device", "--seed", "--dtype", "--model", "--training-arg", "--resume",
+                   "--overwrite", "--full-finetuning", "--eval-data"):
+        assert option in options
+    # the old spelling still parses, hidden
+    assert options["--no-progress-bar"].help == "==SUPPRESS=="
+    parsed = parser.parse_args(["--model", str(tiny_released_dir), "--data", "d", "--output-dir", "o", "--no-progress-bar"])
+    assert parsed.progress is False
+
+
+def test_train_writes_checkpoints_adapter_and_loss_log_and_resumes_exactly(tiny_released_dir, data, tmp_path):
     straight = tmp_path / "straight"
-    train(args_for(tiny_released_dir, data, straight, "--max-steps", "4", "--save-steps", "2"))
-    interrupted = tmp_path / "interrupted"
-    train(args_for(tiny_released_dir, data, interrupted, "--max-steps", "2", "--save-steps", "2"))
-    summary = train(args_for(tiny_released_dir, data, interrupted, "--max-steps", "4", "--save-steps", "2",
-                             "--resume"))
+    summary = train(args_for(tiny_released_dir, data, straight, "--max-steps", "4", "--save-steps", "2",
+                             "--lr-scheduler", "linear"))
     assert summary["steps"] == 4
+    assert sorted(p.name for p in straight.iterdir()) == ["adapter", "checkpoint-2", "checkpoint-4", "loss.jsonl"]
+    assert (straight / "adapter" / "adapter_model.safetensors").is_file()
+    assert (straight / "adapter" / "tokenizer_config.json").is_file()
+    assert [entry["step"] for entry in log_of(straight)] == [1, 2, 3, 4]
+
+    # stopped after step 2 (simulated: the later checkpoint and output removed), then resumed
+    interrupted = tmp_path / "interrupted"
+    train(args_for(tiny_released_dir, data, interrupted, "--max-steps", "4", "--save-steps", "2",
+                   "--lr-scheduler", "linear"))
+    for name in ("checkpoint-4", "adapter"):
+        __import__("shutil").rmtree(interrupted / name)
+    summary = train(args_for(tiny_released_dir, data, interrupted, "--max-steps", "4", "--save-steps", "2",
+                             "--lr-scheduler", "linear", "--resume"))
+    assert summary["steps"] == 4
+    assert log_of(interrupted) == log_of(straight)  # same losses, learning rates and gradient norms, bit for bit
     expected = load_file(str(straight / "adapter" / "adapter_model.safetensors"))
     resumed = load_file(str(interrupted / "adapter" / "adapter_model.safetensors"))
-    assert expected.keys() == resumed.keys()
-    for key in expected:
-        assert torch.allclose(expected[key], resumed[key], atol=1e-6, rtol=1e-5), key
-    straight_log = (straight / "loss.jsonl").read_text().splitlines()
-    resumed_log = (interrupted / "loss.jsonl").read_text().splitlines()
-    assert [json.loads(x)["loss"] for x in resumed_log] == pytest.approx([json.loads(x)["loss"] for x in straight_log])
+    assert expected.keys() == resumed.keys() and all(torch.equal(expected[k], resumed[k]) for k in expected)
 
 
-def test_bad_inputs_give_clear_errors(tiny_released_dir, data, tmp_path):
-    with pytest.raises(ValueError, match="no checkpoint"):
-        train(args_for(tiny_released_dir, data, tmp_path / "empty", "--max-steps", "1", "--resume"))
+def test_failures_are_one_line(tiny_released_dir, data, tmp_path, capsys):
+    def one_line(*extra, data_path=data, out=tmp_path / "run"):
+        assert run(args_for(tiny_released_dir, data_path, out, *extra)) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) >= 1 and err[-1].startswith("llada-uni train: error: ")
+        assert not any(line.startswith("Traceback") for line in err)
+        return err[-1]
+
+    assert "holds no complete checkpoint-N folder" in one_line("--max-steps", "1", "--resume", out=tmp_path / "empty")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(RECORDS[0]) + "\n" + json.dumps({"prompt": "no answer here"}) + "\n")
-    with pytest.raises(ValueError, match="bad.jsonl:record 2 has no response"):
-        train(args_for(tiny_released_dir, bad, tmp_path / "bad", "--max-steps", "1"))
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--model", "m", "--data", "d", "--output-dir", "o", "--noise-range", "0.9,0.1"])
+    assert "bad.jsonl:2 (row 1), column 'response': no response" in one_line("--max-steps", "1", data_path=bad)
+    bad.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "\xff"}\n')
+    assert "bad.jsonl:2: not UTF-8 text" in one_line("--max-steps", "1", data_path=bad)
+    assert "TrainingArguments has no field" in one_line("--training-arg", "not_a_field=1")
+    # an earlier run in the output folder is refused unless --resume / --overwrite
+    done = tmp_path / "done"
+    train(args_for(tiny_released_dir, data, done, "--max-steps", "1", "--save-steps", "1"))
+    message = one_line("--max-steps", "1", out=done)
+    assert "holds an earlier run (checkpoint-1, adapter, loss.jsonl); pass --resume" in message
+    before = (done / "loss.jsonl").read_text()
+    assert run(args_for(tiny_released_dir, data, done, "--max-steps", "2", "--save-steps", "2", "--overwrite")) == 0
+    assert sorted(p.name for p in done.iterdir()) == ["adapter", "checkpoint-2", "loss.jsonl"]
+    assert (done / "loss.jsonl").read_text() != before
 
 
-def test_accelerate_launch_and_cli_subcommand(tiny_released_dir, data, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
-    out = tmp_path / "launched"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
-        str(REPO / "examples" / "train_lora.py"),
-        "--model", str(tiny_released_dir), "--data", str(data), "--output-dir", str(out),
-        "--max-steps", "2", "--save-steps", "1", "--block-length", "8",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "train:" in result.stderr  # the progress bar
-    assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1", "checkpoint-2"]
-
-    from llada_uni_cli.main import build_parser as cli_parser
-
-    parser, modules = cli_parser()
-    assert "train" in modules
-    args = parser.parse_args(["train", "--model", str(tiny_released_dir), "--data", str(data), "--output-dir",
-                              str(tmp_path / "cli"), "--max-steps", "1"])
-    assert args.command == "train" and args.max_steps == 1
+def test_the_console_command_prints_one_line_and_exits_1(tiny_released_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "llada_uni_cli.main", "train", *argv_for(tiny_released_dir, bad, tmp_path / "o")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("llada-uni train: error: ")
+    assert "bad.jsonl:2: not valid JSON" in result.stderr
 
 
-def test_two_processes_train_data_parallel_and_resume(tiny_released_dir, data, tmp_path):
-    # Two CPU processes under torchrun (gloo): what `accelerate launch` on several GPUs does with NCCL.
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), ACCELERATE_USE_CPU="true")
-    out = tmp_path / "ddp"
-
-    def launch(*extra):
-        command = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(REPO / "examples" / "train_lora.py"), "--model", str(tiny_released_dir), "--data", str(data),
-            "--output-dir", str(out), "--batch-size", "1", "--block-length", "8", "--save-steps", "1",
-            "--no-progress-bar", *extra,
-        ]
-        # A session of its own, so that a hang kills the workers too, not only the launcher.
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
-        try:
-            stdout, stderr = process.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
-        assert process.returncode == 0, stderr[-3000:]
-        return stdout
-
-    stdout = launch("--max-steps", "2")
-    assert stdout.count("Trained 2 steps") == 1  # the main process reports, the other one does not
-    log = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log] == [1, 2]  # one line per step: losses are gathered, then written once
-    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
-    assert state["world_size"] == 2 and state["step"] == 2
-
-    with pytest.raises(ValueError, match="written by 2 processes"):
-        train(args_for(tiny_released_dir, data, out, "--max-steps", "3", "--resume"))
-    launch("--max-steps", "3", "--resume")
-    log = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log] == [1, 2, 3]
-    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
-
-
-@pytest.mark.parametrize("kind", ["FSDP", "DEEPSPEED"])
-def test_sharded_training_is_refused_up_front(kind, tiny_released_dir, data, tmp_path, monkeypatch):
-    import accelerate
-    from accelerate.utils import DistributedType
-
-    # accelerate only builds FSDP / DeepSpeed on an accelerator; report one to the entry point.
-    class Sharded(accelerate.Accelerator):
-        @property
-        def distributed_type(self):
-            return getattr(DistributedType, kind)
-
-    monkeypatch.setattr(accelerate, "Accelerator", Sharded)
-    out = tmp_path / "sharded"
-    with pytest.raises(ValueError, match=f"does not support {getattr(DistributedType, kind).value}.*--multi_gpu"):
-        train(args_for(tiny_released_dir, data, out, "--max-steps", "1"))
-    assert not out.exists()
-
-
-def test_qlora_and_objective_options_through_the_entry_point(tiny_released_dir, data, tmp_path):
+def test_qlora_and_objective_options(tiny_released_dir, data, tmp_path):
     out = tmp_path / "qlora"
     summary = train(args_for(tiny_released_dir, data, out, "--max-steps", "2", "--save-steps", "2", "--load-in-4bit",
                              "--train-routed-experts", "--form", "one_block", "--per-block-noise",
@@ -177,16 +171,24 @@ def test_qlora_and_objective_options_through_the_entry_point(tiny_released_dir, 
     assert any(".experts." in key for key in adapter)  # per-expert 4-bit modules got adapters
 
 
-def test_picture_records_through_the_entry_point(tiny_released_dir, images_dir, tmp_path):
+def test_full_finetuning_and_picture_records(tiny_released_dir, images_dir, tmp_path):
     pictures = sorted(images_dir.glob("*.png"))
     path = tmp_path / "images.jsonl"
     path.write_text(
-        json.dumps({"prompt": "a landscape", "image": str(pictures[0])}) + "\n"
+        json.dumps({"prompt": "a landscape", "image": pictures[0].name}) + "\n"  # relative to the data file
         + json.dumps({"instruction": "make it brighter", "source_image": str(pictures[1]),
                       "edited_image": str(pictures[1])}) + "\n"
+        + json.dumps({"prompt": "Say hello.", "response": "Hello!"}) + "\n"
     )
-    out = tmp_path / "pictures"
-    summary = train(args_for(tiny_released_dir, path, out, "--max-steps", "1", "--batch-size", "2",
-                             "--text-dropout", "0.1", "--image-dropout", "0.1"))
+    (tmp_path / pictures[0].name).write_bytes(pictures[0].read_bytes())
+    out = tmp_path / "full"
+    summary = train(args_for(tiny_released_dir, path, out, "--max-steps", "1", "--batch-size", "3", "--full-finetuning",
+                             "--text-dropout", "0.1", "--image-dropout", "0.1", "--save-steps", "1"))
     assert summary["steps"] == 1
-    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    trained = AutoModelForCausalLM.from_pretrained(out / "model")
+    base = AutoModelForCausalLM.from_pretrained(tiny_released_dir)
+    changed = {name for name, p in trained.named_parameters() if not torch.equal(p, base.get_parameter(name))}
+    assert "model.layers.1.mlp.experts.gate_up_proj" in changed and "model.word_embeddings.weight" in changed
+    assert not any(name.endswith("mlp.gate.weight") for name in changed)  # the router stays frozen
+    checkpoint = AutoModelForCausalLM.from_pretrained(out / "checkpoint-1")
+    assert all(torch.equal(p, trained.get_parameter(n)) for n, p in checkpoint.named_parameters())

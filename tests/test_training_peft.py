@@ -1,4 +1,5 @@
-"""LoRA through PEFT: default targets, frozen router, save/load, merge, routed experts opt-in, target errors."""
+"""What trains: LoRA through PEFT (default targets, frozen router, save/load, merge, routed experts opt-in, target
+errors) and full fine-tuning with the router frozen."""
 
 import pytest
 import torch
@@ -6,10 +7,11 @@ from peft import PeftModel
 
 import transformers_llada_uni  # noqa: F401
 from transformers import AutoModelForCausalLM
-from transformers_llada_uni.training_llada_uni import (
+from transformers_llada_uni.training_peft_llada_uni import (
     adapter_size_bytes,
     get_llada_uni_peft_model,
     llada_uni_lora_config,
+    prepare_llada_uni_full_finetuning,
 )
 
 
@@ -113,3 +115,14 @@ def test_lora_target_matching_nothing_is_rejected(tiny_released_dir):
         get_llada_uni_peft_model(model, target_modules=["gate"])
     with pytest.raises(TypeError, match="LoraConfig"):
         get_llada_uni_peft_model(model, {"r": 4})
+
+
+def test_full_finetuning_freezes_only_the_router(tiny_released_dir):
+    model = prepare_llada_uni_full_finetuning(load(tiny_released_dir))
+    frozen = sorted(name for name, p in model.named_parameters() if not p.requires_grad)
+    moe_layers = model.config.num_hidden_layers - model.config.first_k_dense_replace
+    assert frozen == sorted(f"model.layers.{i}.mlp.gate.weight" for i in range(1, 1 + moe_layers))
+    assert all(not b.requires_grad for n, b in model.named_buffers() if n.endswith("expert_bias"))
+    assert any(p.requires_grad for n, p in model.named_parameters() if n.endswith("experts.gate_up_proj"))
+    with pytest.raises(ValueError, match="PEFT adapters"):
+        prepare_llada_uni_full_finetuning(get_llada_uni_peft_model(load(tiny_released_dir), r=2))

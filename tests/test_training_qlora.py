@@ -1,4 +1,8 @@
-"""QLoRA: 4-bit loading quantizes the routed experts too, and a LoRA step runs on top of it on the CPU."""
+"""QLoRA: 4-bit loading quantizes the routed experts too, and a LoRA step runs on top of it on the CPU; importing the
+packages does not import bitsandbytes."""
+
+import subprocess
+import sys
 
 import bitsandbytes as bnb  # a test dependency (pyproject `test` extra)
 import pytest
@@ -6,14 +10,12 @@ import torch
 
 import transformers_llada_uni  # noqa: F401
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-from transformers_llada_uni.training_llada_uni import (
-    DataCollatorForMaskedDiffusion,
+from transformers_llada_uni.training_data_llada_uni import DataCollatorForMaskedDiffusion, LLaDAUniTrainingDataEncoder
+from transformers_llada_uni.training_objective_llada_uni import MaskedDiffusionConfig, masked_diffusion_loss
+from transformers_llada_uni.training_peft_llada_uni import (
     LLaDAUniExperts4bit,
-    LLaDAUniTrainingDataEncoder,
-    MaskedDiffusionConfig,
     get_llada_uni_peft_model,
     load_llada_uni_4bit,
-    masked_diffusion_loss,
     quantize_routed_experts,
 )
 
@@ -135,3 +137,21 @@ def test_lora_step_on_4bit_model_on_cpu(tiny_released_dir, train_routed_experts)
     assert any(not torch.equal(before[n], p) for n, p in trainable.items())
     base_layer = getattr(frozen_expert, "base_layer", frozen_expert)
     assert torch.equal(base_layer.weight.data, frozen_before)
+
+
+def test_importing_the_packages_prints_no_bitsandbytes_notice():
+    # transformers_llada_uni imports bitsandbytes only in its 4-bit functions; diffusers' quantizers and transformers'
+    # Trainer import it whenever it is installed, and bitsandbytes then prints "Failed to load CPU gemm_4bit_forward
+    # from kernels-community" (an optional kernel) unless the packages' filter is in place.
+    code = (
+        "import sys\n"
+        "import transformers_llada_uni\n"
+        "print('bitsandbytes' in sys.modules)\n"
+        "import diffusers_llada_uni\n"
+        "from transformers_llada_uni import LLaDAUniMaskedDiffusionTrainer\n"
+        "import bitsandbytes\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False"]
+    assert "gemm_4bit" not in result.stdout + result.stderr, result.stderr[-2000:]

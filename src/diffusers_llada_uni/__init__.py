@@ -4,6 +4,13 @@
 import importlib
 import warnings
 
+# Before diffusers' quantizers import bitsandbytes (when installed), which would print a notice about an optional
+# CPU kernel on every import.
+from transformers_llada_uni.training_peft_llada_uni import silence_bitsandbytes_kernel_notice
+
+
+silence_bitsandbytes_kernel_notice()
+
 from .modeling_sigvq import SigVQEmbedding
 from .pipeline_llada_uni import (
     LLaDAUniImageEditPipeline,

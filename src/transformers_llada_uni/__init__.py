@@ -26,15 +26,19 @@ from .modeling_llada_uni_image_tokenizer import (
 )
 from .processing_llada_uni import LLaDAUniProcessor
 from .registration import register_auto_classes
-from .training_llada_uni import (
+from .training_data_llada_uni import (
     DataCollatorForMaskedDiffusion,
     LLaDAUniTrainingDataEncoder,
-    MaskedDiffusionConfig,
     MaskedDiffusionDataset,
+    encode_training_dataset,
+    load_training_dataset,
+)
+from .training_objective_llada_uni import MaskedDiffusionConfig, masked_diffusion_loss
+from .training_peft_llada_uni import (
     get_llada_uni_peft_model,
     llada_uni_lora_config,
     load_llada_uni_4bit,
-    masked_diffusion_loss,
+    prepare_llada_uni_full_finetuning,
     quantize_routed_experts,
 )
 
@@ -85,10 +89,13 @@ __all__ = [
     "MaskedDiffusionDataset",
     "DataCollatorForMaskedDiffusion",
     "LLaDAUniTrainingDataEncoder",
+    "encode_training_dataset",
+    "load_training_dataset",
     "masked_diffusion_loss",
     "llada_uni_lora_config",
     "get_llada_uni_peft_model",
     "load_llada_uni_4bit",
     "quantize_routed_experts",
+    "prepare_llada_uni_full_finetuning",
     "LLaDAUniMaskedDiffusionTrainer",
 ]

@@ -566,10 +566,14 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
                 raise ValueError(
                     f"`input_ids` holds the id {bad}, outside the vocabulary [0, {self.config.vocab_size})."
                 )
-        elif inputs_embeds.ndim != 3 or inputs_embeds.shape[0] == 0 or inputs_embeds.shape[1] == 0:
+        elif inputs_embeds.ndim != 3:
             raise ValueError(
-                f"`inputs_embeds` must be (batch, seq, hidden) with at least one token, got shape "
-                f"{tuple(inputs_embeds.shape)}."
+                f"`inputs_embeds` must be 3-D (batch, seq, hidden), got shape {tuple(inputs_embeds.shape)}."
+            )
+        elif inputs_embeds.shape[0] == 0 or inputs_embeds.shape[1] == 0:
+            raise ValueError(
+                f"`inputs_embeds` is empty (shape {tuple(inputs_embeds.shape)}): "
+                "give at least one sequence of one token."
             )
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
@@ -577,8 +581,6 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
             inputs_embeds = self.word_embeddings(input_ids)
 
         batch_size, seq_len = inputs_embeds.shape[:2]
-        if batch_size == 0 or seq_len == 0:
-            raise ValueError(f"`inputs_embeds` is empty (shape {tuple(inputs_embeds.shape)}): give at least one token.")
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
         if attention_mask is not None:
             if attention_mask.ndim == 2:

@@ -64,8 +64,7 @@ from .prompting_llada_uni import (
     image_grid_size,
     pad_sequences,
     parse_image_header,
-    understanding_images,
-    unpack_encoded_images,
+    parse_image_inputs,
     validate_image_token_ids,
 )
 from .released_layout_llada_uni import released_image_processor_dir
@@ -444,7 +443,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         image checked once here (ids in the image range, `h * w` of them). `where` names the entry in errors."""
         special = self.special_token_ids
         images = []
-        for name, ids, h, w in understanding_images(entry):
+        for name, ids, h, w in parse_image_inputs(entry)[0]:
             # prompting names the ids `image_tokens` or `image_tokens[i]`; say where in the call they were given
             name = where + (name[len("image_tokens"):] if isinstance(entry, (list, tuple)) else "") + "['image_tokens']"
             ids = validate_image_token_ids(ids, h, w, special.image_token_offset, special.image_codebook_size, name=name)

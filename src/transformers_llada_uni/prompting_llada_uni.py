@@ -372,7 +372,9 @@ def _unpack_entry(entry) -> tuple[Any, Any, Any]:
     """One `encode_images` entry (a dict, or a list of dicts for one prompt's several images) -> `(image_tokens, h,
     w)` in the one-image (plain values) or several-images (lists) form."""
     items = [entry] if isinstance(entry, dict) else entry
-    if not isinstance(items, (list, tuple)) or not items or not all(isinstance(item, dict) for item in items):
+    if isinstance(items, (list, tuple)) and not items:
+        raise ValueError("The image entry is an empty list: an understanding prompt needs at least one image.")
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, dict) for item in items):
         raise TypeError(
             "Without `h` and `w`, `image_tokens` must be what `processor.encode_images` returns: a dict "
             "{'image_tokens': ids, 'h': rows, 'w': columns}, or a list of such dicts (one prompt's images); got "
