@@ -17,6 +17,7 @@ from .pipeline_llada_uni_decoder import (
     make_released_scheduler,
     prepare_image_codes,
 )
+from .pipeline_llada_uni_inpaint import LLaDAUniInpaintPipeline, LLaDAUniInpaintPipelineOutput
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
 
 
@@ -27,6 +28,8 @@ __all__ = [
     "LLaDAUniTextToImagePipeline",
     "LLaDAUniImageEditPipeline",
     "LLaDAUniUnderstandingPipeline",
+    "LLaDAUniInpaintPipeline",
+    "LLaDAUniInpaintPipelineOutput",
     "LLaDAUniImagePipelineOutput",
     "LLaDAUniUnderstandingPipelineOutput",
     "check_grid_size",
