@@ -136,7 +136,8 @@ def test_batched_equals_single_calls(model, tokenizer, conditioning):  # noqa: F
     masks = [torch.zeros(GRID, dtype=torch.bool), torch.zeros(GRID, dtype=torch.bool)]
     masks[0][1:3, 1:4] = True
     masks[1][5:8, 0:8] = True  # other blocks than the first sample's
-    settings = {**SETTINGS, "conditioning": conditioning}
+    scales = {"cfg_text_scale": 4.0} if conditioning == "edit" else {"cfg_scale": 2.0}
+    settings = {"steps": 4, "block_length": 8, "conditioning": conditioning, **scales}
     batch = model.inpaint_image(sources, mask=masks, prompt=prompts, tokenizer=tokenizer, **settings)
     for source, mask, prompt, together in zip(sources, masks, prompts, batch):
         alone = model.inpaint_image(source, mask=mask, prompt=prompt, tokenizer=tokenizer, **settings)
@@ -149,7 +150,7 @@ def test_outpainting_keeps_the_source_at_its_offset(model, tokenizer):  # noqa: 
     assert (padded.h, padded.w) == (10, 10)
     assert torch.equal(padded.token_ids.view(10, 10)[2:, 2:], _codes())
     centred = model.inpaint_image(_source(), prompt="A wide view.", tokenizer=tokenizer, canvas_size=(8, 12),
-                                  conditioning="text_to_image", **{**SETTINGS, "cfg_scale": 2.0})
+                                  conditioning="text_to_image", steps=4, block_length=8, cfg_scale=2.0)
     assert (centred.h, centred.w) == (8, 12)
     assert torch.equal(centred.token_ids.view(8, 12)[:, 2:10], _codes())
     # A mask inside the source repaints those cells too; the rest of the source stays.
@@ -173,6 +174,11 @@ def test_clear_errors(model, tokenizer):  # noqa: F811
         model.inpaint_image(_source(), prompt="x", tokenizer=tokenizer)
     with pytest.raises(ValueError, match="`conditioning` must be one of"):
         model.inpaint_image(_source(), mask=_mask((0, 0)), prompt="x", tokenizer=tokenizer, conditioning="caption")
+    with pytest.raises(ValueError, match="`cfg_scale` is text-to-image guidance"):
+        model.inpaint_image(_source(), mask=_mask((0, 0)), prompt="x", tokenizer=tokenizer, cfg_scale=2.0)
+    with pytest.raises(ValueError, match="are editing guidance"):
+        model.inpaint_image(_source(), mask=_mask((0, 0)), prompt="x", tokenizer=tokenizer,
+                            conditioning="text_to_image", cfg_text_scale=2.0)
     with pytest.raises(ValueError, match="not both"):
         outpaint_geometry(8, 8, pad_left=2, canvas_size=(10, 10))
     with pytest.raises(ValueError, match="smaller than the source"):

@@ -1146,7 +1146,7 @@ def _split_thinking(tokenizer, ids, special, h, w):
 
 class LLaDAUniGenerationMixin:
     """Block-diffusion generation for [`LLaDAUniForConditionalGeneration`]: `generate` (text), `understand_image`,
-    `generate_image` (normal and thinking) and `edit_image`, all driven by one engine.
+    `generate_image` (normal and thinking), `edit_image` and `inpaint_image`, all driven by one engine.
 
     Image and understanding methods need a tokenizer: pass `tokenizer=` or set one with `set_tokenizer`.
     """

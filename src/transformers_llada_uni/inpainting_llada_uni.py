@@ -261,6 +261,12 @@ def inpaint_image(model, image_tokens, mask=None, h: int | None = None, w: int |
         if len(images) != 1:
             raise TypeError(f"Inpainting takes one source image per prompt, got {len(images)}: give one "
                             "`encode_images(..., mode='edit')` dict (or ids with `h` and `w`) per prompt.")
+    if conditioning == "edit" and cfg_scale is not None:
+        raise ValueError("`cfg_scale` is text-to-image guidance; with `conditioning='edit'` give `cfg_text_scale` / "
+                         "`cfg_image_scale`, or use `conditioning='text_to_image'`.")
+    if conditioning == "text_to_image" and (cfg_text_scale is not None or cfg_image_scale is not None):
+        raise ValueError("`cfg_text_scale` / `cfg_image_scale` are editing guidance; with "
+                         "`conditioning='text_to_image'` give `cfg_scale`.")
     mode = _CONDITIONING_MODES[conditioning]
     scales = ({"cfg_text_scale": cfg_text_scale, "cfg_image_scale": cfg_image_scale} if conditioning == "edit"
               else {"cfg_scale": cfg_scale})
