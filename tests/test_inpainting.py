@@ -346,3 +346,13 @@ def test_command_line(tmp_path, picture, capsys):
     err = capsys.readouterr().err.strip().splitlines()  # loading notes, then the one-line failure
     assert err[-1].startswith("llada-uni outpaint: error:") and "reserved_token_9" in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("command, option", [("inpaint", "--mask-threshold"), ("outpaint", "--pad-left")])
+def test_command_line_help(command, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for wanted in ("usage: llada-uni " + command, option, "--model", "--seed", "--device", "--conditioning"):
+        assert wanted in out

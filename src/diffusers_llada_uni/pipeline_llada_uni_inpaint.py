@@ -4,7 +4,8 @@
 The language model regenerates only the masked cells of the picture's code grid (`model.inpaint_image`, the one
 block-diffusion engine with the other cells pinned); the decoder renders the whole grid; with `blend_unmasked` the
 source pixels are pasted back outside a feathered, dilated mask (diffusers' `VaeImageProcessor.apply_overlay`), so the
-untouched region stays pixel-identical to the (cropped) source.
+untouched region stays pixel-identical to the (cropped) source, resized to the decoder's scale (32 px per code where
+the tokenizer read 16).
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ class LLaDAUniInpaintPipeline(_LLaDAUniPipelineBase):
                 [`LLaDAUniImageEditPipeline`].
             decoder, num_inference_steps, guidance_scale, generator, output_type, decoder_kwargs: as in
                 [`LLaDAUniTextToImagePipeline`].
+            return_dict: `False` returns `(images, image_tokens, grid_sizes, thinking, repaint_masks)`.
             callback_on_step_end: called after every language-model step as `callback_on_step_end(self, step, block,
                 callback_kwargs)`, `step` counted over the call and `callback_kwargs["image_tokens"]` the current
                 `(batch, h * w)` canvas ids of the running batch (mask id where not yet generated); its return

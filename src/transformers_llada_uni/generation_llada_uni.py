@@ -2,7 +2,7 @@
 """Block-diffusion generation for LLaDA2.0-Uni.
 
 One engine (`_BlockDiffusionDecoder`) fills `<|mask|>` positions block by block for every mode: text (`generate`),
-image understanding, text-to-image (normal and thinking) and editing. A mode only chooses the prompts of its guidance
+image understanding, text-to-image (normal and thinking), editing and inpainting. A mode only chooses the prompts of its guidance
 branches, a `_Guidance` (how the branch logits of a sample combine, with the optional rescale) and its logit rules
 (e.g. image ids only); all branches of all samples run in one batched forward. Each step of a block reads:
 
