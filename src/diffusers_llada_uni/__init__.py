@@ -20,6 +20,7 @@ from .pipeline_llada_uni import (
     LLaDAUniUnderstandingPipelineOutput,
 )
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline
+from .pipeline_llada_uni_inpaint import LLaDAUniInpaintPipeline, LLaDAUniInpaintPipelineOutput
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
 
 
@@ -30,6 +31,8 @@ __all__ = [
     "LLaDAUniTextToImagePipeline",
     "LLaDAUniImageEditPipeline",
     "LLaDAUniUnderstandingPipeline",
+    "LLaDAUniInpaintPipeline",
+    "LLaDAUniInpaintPipelineOutput",
     "LLaDAUniImagePipelineOutput",
     "LLaDAUniUnderstandingPipelineOutput",
 ]

@@ -14,7 +14,7 @@ from .common import describe
 
 
 # Subcommand modules in the order `--help` lists them. `train` belongs to the training work and is optional here.
-_COMMANDS = ("demo", "t2i", "understand", "edit", "decode", "convert")
+_COMMANDS = ("demo", "t2i", "understand", "edit", "inpaint", "outpaint", "decode", "convert")
 _OPTIONAL_COMMANDS = ("train",)
 
 
@@ -43,7 +43,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         package_version = "unknown"
     parser = argparse.ArgumentParser(
         prog="llada-uni",
-        description="LLaDA2.0-Uni: text-to-image, image understanding and editing with one masked-diffusion model.",
+        description="LLaDA2.0-Uni: text-to-image, image understanding, editing and inpainting with one masked-diffusion "
+                    "model.",
         epilog="Run `llada-uni COMMAND --help` for the options of a command. `llada-uni demo` needs no download.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version}")

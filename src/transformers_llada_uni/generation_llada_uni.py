@@ -2,7 +2,7 @@
 """Block-diffusion generation for LLaDA2.0-Uni.
 
 One engine (`_BlockDiffusionDecoder`) fills `<|mask|>` positions block by block for every mode: text (`generate`),
-image understanding, text-to-image (normal and thinking) and editing. A mode only chooses the prompts of its guidance
+image understanding, text-to-image (normal and thinking), editing and inpainting. A mode only chooses the prompts of its guidance
 branches, a `_Guidance` (how the branch logits of a sample combine, with the optional rescale) and its logit rules
 (e.g. image ids only); all branches of all samples run in one batched forward. Each step of a block reads:
 
@@ -529,7 +529,10 @@ class _Layout:
         return self.gen_start.shape[0]
 
     @classmethod
-    def build(cls, branch_prompts, gen_length, block_length, mask_token_id, device):
+    def build(cls, branch_prompts, gen_length, block_length, mask_token_id, device, canvas=None):
+        """`canvas` (*optional*, `(samples, gen_length)` ids): the generated region's starting ids, the mask id where
+        a position is to be generated and a given id elsewhere (inpainting: the source codes outside the mask).
+        Without it every generated position starts masked."""
         num_branches = len(branch_prompts[0])
         lengths = [max(len(p) for p in branches) for branches in branch_prompts]
         num_blocks = [(length + gen_length + block_length - 1) // block_length for length in lengths]
@@ -550,6 +553,16 @@ class _Layout:
                 x[r, end - len(prompt) : end] = torch.tensor(prompt, dtype=torch.long)
                 row_start[r] = end - len(prompt)
                 sample_start[r] = pad
+            if canvas is not None:
+                # Pinned cells: given ids are never rewritten. The tail of the last block past `gen_length` stays
+                # masked (denoised and cut off, as without a canvas) only when that block has cells to generate;
+                # otherwise it is filled too, so the block needs no forward at all.
+                rows = slice(s * num_branches, (s + 1) * num_branches)
+                given = torch.as_tensor(canvas[s], dtype=torch.long)
+                x[rows, end : end + gen_length] = given
+                last_block = max(end, (end + gen_length - 1) // block_length * block_length)
+                if not (x[s * num_branches, last_block : end + gen_length] == mask_token_id).any():
+                    x[rows, end + gen_length :] = given[-1]
         return cls(
             x=x.to(device),
             row_start=row_start.to(device),
@@ -1133,7 +1146,7 @@ def _split_thinking(tokenizer, ids, special, h, w):
 
 class LLaDAUniGenerationMixin:
     """Block-diffusion generation for [`LLaDAUniForConditionalGeneration`]: `generate` (text), `understand_image`,
-    `generate_image` (normal and thinking) and `edit_image`, all driven by one engine.
+    `generate_image` (normal and thinking), `edit_image` and `inpaint_image`, all driven by one engine.
 
     Image and understanding methods need a tokenizer: pass `tokenizer=` or set one with `set_tokenizer`.
     """
@@ -1280,10 +1293,11 @@ class LLaDAUniGenerationMixin:
         return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
 
     def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, image_token_offset, stop_ids=(),
-                logit_rules=(), stop_strings=None, callback=None, streamer=None, generator=None):
-        """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats)."""
+                logit_rules=(), stop_strings=None, callback=None, streamer=None, generator=None, canvas=None):
+        """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats).
+        `canvas`: the generated region's starting ids per sample (see `_Layout.build`; inpainting pins cells)."""
         device = self.device
-        layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device)
+        layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device, canvas=canvas)
         self._check_positions(branch_prompts, layout)
         decoder = _BlockDiffusionDecoder(
             self, layout, guidance, config, mask_id, image_token_offset, stop_token_ids=stop_ids,
@@ -1709,6 +1723,54 @@ class LLaDAUniGenerationMixin:
                 **(decoder.scores(s, h * w) if config.output_scores else {}),
             ))
         return results if batched else results[0]
+
+    # ------------------------------------------------------------------------------------------- inpainting
+    def inpaint_image(self, image_tokens, mask=None, h: int | None = None, w: int | None = None,
+                      prompt: str | Sequence[str] | None = None, tokenizer=None, conditioning: str = "edit",
+                      pad_left: int = 0, pad_right: int = 0, pad_top: int = 0, pad_bottom: int = 0,
+                      canvas_size: tuple[int, int] | None = None, mask_dilation: int = 0, steps: int | None = None,
+                      block_length: int | None = None, cfg_scale: float | None = None,
+                      cfg_text_scale: float | None = None, cfg_image_scale: float | None = None,
+                      temperature: float | None = None, generation_config: GenerationConfig | None = None,
+                      callback=None, generator=None, **kwargs):
+        """Inpaint or outpaint an image (`h * w` image ids; without `h` and `w`, an `encode_images(..., mode="edit")`
+        dict): the cells of `mask` are generated again following `prompt`, every other cell keeps its source code.
+        The engine's canvas starts from the source codes with the mask id on the cells to repaint; blocks with no
+        masked cell run no forward (an empty mask returns the source codes with no forward at all).
+
+        Args:
+            image_tokens: the source's image ids (codes plus `image_token_offset`), or `encode_images` dict(s).
+            mask: an `(h, w)` bool array or tensor, True on the codes to repaint (a picture-level mask is mapped by
+                `inpainting_llada_uni.mask_image_to_code_mask`, which the inpaint pipeline calls); one per prompt, or
+                one shared. Optional when outpainting (then only the new cells are generated).
+            prompt (`str` or `list[str]`): the instruction (`conditioning="edit"`) or the caption
+                (`"text_to_image"`); a list is a batch, with one `encode_images` dict per prompt, all of one grid.
+            conditioning (`str`, defaults to `"edit"`): `"edit"`: the editing prompt, the source as the reference (so
+                blocks decoded before later given cells still see them) and editing guidance (`cfg_text_scale`,
+                `cfg_image_scale`; `steps` is `edit_steps`); `"text_to_image"`: the caption alone, text-to-image
+                guidance (`cfg_scale`; `steps` is `image_steps`). A full mask gives exactly `edit_image` resp.
+                `generate_image` on that grid.
+            pad_left, pad_right, pad_top, pad_bottom (`int`): outpainting, cells added on each side; or
+            canvas_size (`tuple[int, int]`): the outpainting canvas grid, the source centred. The canvas grid must
+                have size tokens.
+            mask_dilation (`int`, defaults to 0): grow the mask by this many cells.
+            steps, block_length, cfg_scale, cfg_text_scale, cfg_image_scale, temperature, generation_config,
+                callback, generator, kwargs: as in `edit_image` / `generate_image`; settings not given come from
+                `generation_config=`, then `model.generation_config`.
+
+        Returns:
+            [`LLaDAUniImageGenerationOutput`] (`.token_ids` the canvas codes without offset, `.h`, `.w` the canvas
+            grid), or a list of them for a list of prompts.
+        """
+        from .inpainting_llada_uni import inpaint_image
+
+        return inpaint_image(
+            self, image_tokens, mask, h=h, w=w, prompt=prompt, tokenizer=tokenizer, conditioning=conditioning,
+            pad_left=pad_left, pad_right=pad_right, pad_top=pad_top, pad_bottom=pad_bottom, canvas_size=canvas_size,
+            mask_dilation=mask_dilation, steps=steps, block_length=block_length, cfg_scale=cfg_scale,
+            cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, temperature=temperature,
+            generation_config=generation_config, callback=callback, generator=generator, **kwargs,
+        )
 
 __all__ = [
     "LLaDAUniBlockScheduler",

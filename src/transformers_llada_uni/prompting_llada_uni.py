@@ -565,17 +565,19 @@ def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence
     return encode_text(tokenizer, before) + image + encode_text(tokenizer, after)
 
 
-def build_editing_prompts(tokenizer, image_tokens: Sequence[int], h: int, w: int,
-                          instruction: str) -> tuple[list[int], list[int], list[int]]:
+def build_editing_prompts(tokenizer, image_tokens: Sequence[int], h: int, w: int, instruction: str,
+                          output_grid: tuple[int, int] | None = None) -> tuple[list[int], list[int], list[int]]:
     """The three branches of editing guidance, `(full, no_text, no_image)`.
 
     full = `sys + image block + instruction + assistant turn + header`; no_text replaces the instruction with
-    `<uncondition>`; no_image keeps a bare `<|image|>` in place of the image block. The output grid is the input grid.
+    `<uncondition>`; no_image keeps a bare `<|image|>` in place of the image block. The output grid is the input grid,
+    or `output_grid` (`(h, w)` codes; outpainting writes a larger canvas around the source).
     """
     _check_prompt("instruction", instruction)
     system = _system_turn(tokenizer, EDIT_SYSTEM_PROMPT)
     image = image_block_ids(tokenizer, image_tokens, h, w)
-    tail = encode_text(tokenizer, ASSISTANT_TURN) + image_header_ids(tokenizer, h, w)
+    out_h, out_w = output_grid if output_grid is not None else (h, w)
+    tail = encode_text(tokenizer, ASSISTANT_TURN) + image_header_ids(tokenizer, out_h, out_w)
     instruction_ids = encode_text(tokenizer, instruction)
     full = system + image + instruction_ids + tail
     no_text = system + image + encode_text(tokenizer, UNCONDITIONAL_TEXT) + tail
