@@ -229,3 +229,25 @@ def test_invalid_inputs_are_named(model, tokenizer):
         model.generate_interleaved([1, 2, 3], tokenizer=tokenizer)
     with pytest.raises(ValueError, match="image_size"):
         model.chat([user("x")], tokenizer=tokenizer, image_size=(8,))
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def test_pipeline_decodes_pictures_and_continues_the_conversation(tiny_released_dir, images_dir, tokenizer):
+    from diffusers_llada_uni import LLaDAUniInterleavedPipeline
+
+    pipe = LLaDAUniInterleavedPipeline.from_released(tiny_released_dir)
+    pipe.set_progress_bar_config(disable=True)
+    header = image_header_ids(tokenizer, 8, 8)
+    messages = [{"role": "user", "content": [{"type": "image", "image": images_dir / "square_64x64_rgba.png"},
+                                             {"type": "text", "text": "Draw it again."}]}]
+    settings = dict(steps=4, image_steps=4, block_length=8, max_new_tokens=70, cfg_scale=3.0, num_inference_steps=1)
+    out = pipe(messages, generation_kwargs={"logit_rules": [force(header, 0)]}, **settings)
+    (image,) = out.images
+    assert out.segments[0]["type"] == "image" and out.segments[0]["image"] is image
+    assert image.size == (8 * 32, 8 * 32)
+    codes = pipe(messages, output_type="codes", generation_kwargs={"logit_rules": [force(header, 0)]}, **settings)
+    assert codes.segments[0]["image"] is None
+    assert torch.equal(codes.segments[0]["image_tokens"], out.segments[0]["image_tokens"])
+    follow = pipe(out.history.messages + [{"role": "user", "content": "Thanks."}], history=out.history,
+                  output_type="codes", **settings)
+    assert follow.history.messages[-1]["role"] == "assistant" and len(follow.history.messages) == 4

@@ -9,6 +9,7 @@ from .pipeline_llada_uni import (
     LLaDAUniUnderstandingPipeline,
     LLaDAUniUnderstandingPipelineOutput,
 )
+from .pipeline_llada_uni_interleaved import LLaDAUniInterleavedPipeline, LLaDAUniInterleavedPipelineOutput
 from .pipeline_llada_uni_decoder import (
     LLaDAUniDecoderPipeline,
     check_grid_size,
@@ -27,6 +28,8 @@ __all__ = [
     "LLaDAUniTextToImagePipeline",
     "LLaDAUniImageEditPipeline",
     "LLaDAUniUnderstandingPipeline",
+    "LLaDAUniInterleavedPipeline",
+    "LLaDAUniInterleavedPipelineOutput",
     "LLaDAUniImagePipelineOutput",
     "LLaDAUniUnderstandingPipelineOutput",
     "check_grid_size",
