@@ -251,3 +251,26 @@ def test_pipeline_decodes_pictures_and_continues_the_conversation(tiny_released_
     follow = pipe(out.history.messages + [{"role": "user", "content": "Thanks."}], history=out.history,
                   output_type="codes", **settings)
     assert follow.history.messages[-1]["role"] == "assistant" and len(follow.history.messages) == 4
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def test_cli_chat_turns_with_a_picture_and_one_line_failures(tiny_released_dir, images_dir, tmp_path, monkeypatch,
+                                                             capsys):
+    import io
+
+    from llada_uni_cli.main import main
+
+    transcript = tmp_path / "talk.md"
+    script = f"/image {images_dir / 'square_64x64_rgba.png'}\nWhat is it?\n/image {tmp_path / 'missing.png'}\nMore?\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    common = ["chat", "--model", str(tiny_released_dir), "--no-progress", "--transcript", str(transcript),
+              "--steps", "4", "--block-length", "8", "--max-new-tokens", "16"]
+    assert main(common) == 0
+    captured = capsys.readouterr()
+    assert "no picture at" in captured.err and "Traceback" not in captured.err
+    text = transcript.read_text()
+    assert text.count("**You:**") == 2 and "square_64x64_rgba.png" in text
+    # An existing transcript is not replaced unless asked.
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hi\n"))
+    assert main(common) == 1
+    assert "exists" in capsys.readouterr().err and transcript.read_text() == text
