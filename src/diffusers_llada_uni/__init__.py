@@ -21,6 +21,7 @@ from .pipeline_llada_uni import (
 )
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline
 from .pipeline_llada_uni_inpaint import LLaDAUniInpaintPipeline, LLaDAUniInpaintPipelineOutput
+from .pipeline_llada_uni_interleaved import LLaDAUniInterleavedPipeline, LLaDAUniInterleavedPipelineOutput
 from .scheduling_llada_uni import LLaDAUniFlowMatchScheduler
 
 
@@ -33,6 +34,8 @@ __all__ = [
     "LLaDAUniUnderstandingPipeline",
     "LLaDAUniInpaintPipeline",
     "LLaDAUniInpaintPipelineOutput",
+    "LLaDAUniInterleavedPipeline",
+    "LLaDAUniInterleavedPipelineOutput",
     "LLaDAUniImagePipelineOutput",
     "LLaDAUniUnderstandingPipelineOutput",
 ]

@@ -2,6 +2,12 @@
 """LLaDA2.0-Uni for transformers. Importing this package registers every class with the Auto classes."""
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+from .conversation_llada_uni import (
+    LLaDAUniChatHistory,
+    LLaDAUniInterleavedOutput,
+    LLaDAUniPrefixCache,
+    LLaDAUniStepInfo,
+)
 from .generation_llada_uni import (
     LLaDAUniBlockScheduler,
     LLaDAUniBlockSchedulerOutput,
@@ -66,6 +72,10 @@ def __getattr__(name):
 
 
 __all__ = [
+    "LLaDAUniChatHistory",
+    "LLaDAUniInterleavedOutput",
+    "LLaDAUniPrefixCache",
+    "LLaDAUniStepInfo",
     "LLaDAUniConfig",
     "LLaDA2MoeConfig",
     "LLaDAUniPreTrainedModel",

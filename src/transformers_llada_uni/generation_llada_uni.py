@@ -790,7 +790,7 @@ class _BlockForwarder:
     CONFIDENCE_CHUNK = 64
 
     def __init__(self, model, layout: _Layout, config: LLaDAUniGenerationConfig, use_sprint: bool,
-                 image_token_offset: int, branch_names: Sequence[str]):
+                 image_token_offset: int, branch_names: Sequence[str], past_key_values: DynamicCache | None = None):
         self.model = model
         self.layout = layout
         self.config = config
@@ -799,6 +799,10 @@ class _BlockForwarder:
         self.branch_names = branch_names
         self.nfe = 0
         self.exact_cache = DynamicCache(config=model.config) if config.use_cache else None
+        # [conversations] A cache seeded with the keys/values of finished blocks of an earlier decode of the same
+        # prefix (whole blocks from column 0; see `conversation_llada_uni`): exact for the same reason as above.
+        if past_key_values is not None and config.use_cache:
+            self.exact_cache = past_key_values
         self.block_start = self.block_end = 0
         self.sprint_cache = None
         # SPRINT's record, per sample: every pruning of the prefix cache, and forwards run against it (counted per
@@ -945,7 +949,7 @@ class _BlockDiffusionDecoder:
     def __init__(self, model, layout: _Layout, guidance: _Guidance, config: LLaDAUniGenerationConfig,
                  mask_token_id: int, image_token_offset: int, stop_token_ids: Sequence[int] = (),
                  logit_rules: Sequence[Callable] = (), stop_strings: _StopStrings | None = None, callback=None,
-                 streamer=None, generator=None):
+                 streamer=None, generator=None, past_key_values: DynamicCache | None = None):
         self.layout = layout
         self.stop_strings = stop_strings
         self.guidance = guidance
@@ -963,7 +967,8 @@ class _BlockDiffusionDecoder:
         self.scheduler = LLaDAUniBlockScheduler.from_generation_config(config, layout.gen_length,
                                                                        adaptive=self.use_sprint)
         self.forwarder = _BlockForwarder(model, layout, config, self.use_sprint, image_token_offset,
-                                         guidance.branch_names)
+                                         guidance.branch_names, past_key_values=past_key_values)
+        self.stopped = False  # [conversations] a callback returned True
 
     @property
     def nfe(self) -> int:
@@ -1038,7 +1043,10 @@ class _BlockDiffusionDecoder:
                             self.string_cut[s] = layout.gen_start[s] + found
                             finished[s] = True
                 if self.callback is not None:
-                    self.callback(step, block - start_block, self.generated_ids())
+                    # [conversations] A callback that returns True stops the decode (what is committed stays).
+                    if self.callback(step, block - start_block, self.generated_ids()) is True:
+                        self.stopped = True
+                        finished[:] = True
                 active &= ~finished
             # A block whose committed part holds a stop token ends the sample's generation.
             if config.eos_early_stop and self.stop_ids.numel():
@@ -1293,16 +1301,18 @@ class LLaDAUniGenerationMixin:
         return hf_logging.tqdm(total=total, desc="Blocks", disable=disabled, leave=False)
 
     def _decode(self, branch_prompts, gen_length, config, guidance, mask_id, image_token_offset, stop_ids=(),
-                logit_rules=(), stop_strings=None, callback=None, streamer=None, generator=None, canvas=None):
+                logit_rules=(), stop_strings=None, callback=None, streamer=None, generator=None, canvas=None,
+                seed_cache=None):
         """Run the engine on `branch_prompts[sample][branch]` (lists of ids) and return it (for ids and stats).
-        `canvas`: the generated region's starting ids per sample (see `_Layout.build`; inpainting pins cells)."""
+        `canvas`: the generated region's starting ids per sample (see `_Layout.build`; inpainting pins cells).
+        `seed_cache` (`Callable[[_Layout], DynamicCache | None]`): the finished-block keys/values to start from."""
         device = self.device
         layout = _Layout.build(branch_prompts, gen_length, config.block_length, mask_id, device, canvas=canvas)
         self._check_positions(branch_prompts, layout)
         decoder = _BlockDiffusionDecoder(
             self, layout, guidance, config, mask_id, image_token_offset, stop_token_ids=stop_ids,
             logit_rules=logit_rules, stop_strings=stop_strings, callback=callback, streamer=streamer,
-            generator=generator,
+            generator=generator, past_key_values=seed_cache(layout) if seed_cache is not None else None,
         )
         num_blocks = layout.x.shape[1] // config.block_length - int((layout.gen_start // config.block_length).min())
         bar = self._progress_bar(config, num_blocks)
@@ -1771,6 +1781,126 @@ class LLaDAUniGenerationMixin:
             cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, temperature=temperature,
             generation_config=generation_config, callback=callback, generator=generator, **kwargs,
         )
+
+    # ------------------------------------------------------------------------------- [conversations] entry points
+    # Thin: settings resolved here as in the other modes; prompts, spans and history reuse live in
+    # `conversation_llada_uni`.
+    def _interleaved_settings(self, tokenizer, what, generation_config, kwargs):
+        tokenizer = self._resolve_tokenizer(tokenizer, what)
+        config = self._generation_settings(generation_config, mode="text", **kwargs)
+        if config.stop_strings or config.min_new_tokens or config.min_length:
+            raise ValueError(f"`{what}` does not support `stop_strings`, `min_new_tokens` or `min_length`; give "
+                             "`logit_rules` (positions count from the start of the output) instead.")
+        return tokenizer, config, self._special_ids(tokenizer, config)
+
+    @staticmethod
+    def _image_size(image_size):
+        if image_size is None:
+            return None
+        if (not isinstance(image_size, (list, tuple)) or len(image_size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)):
+            raise ValueError(f"`image_size` must be a pair of positive ints (rows, columns of codes), got "
+                             f"{image_size!r}.")
+        return tuple(image_size)
+
+    def generate_interleaved(self, prompt, tokenizer=None, unconditional_ids=None, image_size=None,
+                             steps: int | None = None, image_steps: int | None = None,
+                             max_new_tokens: int | None = None, cfg_scale: float | None = None,
+                             generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
+                             callback=None, streamer=None, generator=None, **kwargs):
+        """Interleaved text-and-image generation: text until EOS or the length limit, and wherever the model opens a
+        picture (an image header ending in `<boi>`) its `h * w` codes with image ids only and text-to-image guidance,
+        then `<|/image|>` and text again (see `conversation_llada_uni`).
+
+        Args:
+            prompt: a string (one user turn of the chat template), a conversation (`messages`, see `chat`), or the
+                prompt ids (`list[int]` / 1-D tensor), with `unconditional_ids` the unconditional branch's ids (the
+                guidance of pictures; without it pictures are unguided).
+            image_size (`tuple[int, int]`, *optional*): force every picture's grid (codes); by default the header's.
+                A header whose sides are not size tokens gets the default grid (`image_h` x `image_w`), with a warning.
+            steps, image_steps (`int`, *optional*): steps per block of text and of pictures.
+            max_new_tokens (`int`, *optional*): every generated id counts (default `gen_length`); an opened picture
+                is always finished.
+            cfg_scale (`float`, *optional*): pictures' guidance scale (guidance off at 1.0).
+            generation_config (`GenerationConfig`, *optional*), kwargs: other settings, as in `generate`.
+            logit_rules (`Sequence[Callable]`): `rule(logits, positions) -> logits` on text spans, `positions` counted
+                from the start of the output (e.g. to force a header at a chosen position).
+            callback (`Callable[[LLaDAUniStepInfo], bool | None]`, *optional*): after every step of every span
+                (pictures report `block` / `num_blocks`); returning True stops generation.
+            streamer (`BaseStreamer`, *optional*): receives the prompt, then the text spans' blocks.
+            generator (`torch.Generator`, *optional*): randomness for sampling.
+
+        Returns a [`LLaDAUniInterleavedOutput`] (`.segments`, `.sequences`).
+        """
+        from .conversation_llada_uni import (
+            build_conversation_prompt,
+            build_conversation_unconditional_prompt,
+            interleaved_generate,
+            is_conversation,
+        )
+
+        tokenizer, config, special = self._interleaved_settings(
+            tokenizer, "generate_interleaved", generation_config,
+            dict(steps=steps, image_steps=image_steps, max_new_tokens=max_new_tokens, cfg_scale=cfg_scale, **kwargs))
+        guided = config.cfg_scale != 1.0
+        if isinstance(prompt, str) or is_conversation(prompt):
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+            ids = build_conversation_prompt(tokenizer, messages, special)
+            if unconditional_ids is None and guided:
+                unconditional_ids = build_conversation_unconditional_prompt(tokenizer, messages, special)
+        else:
+            ids = prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt
+            if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(t, int) for t in ids):
+                raise TypeError("`prompt` must be a string, a list of messages or a non-empty flat list of ids, got "
+                                f"{type(prompt).__name__}.")
+        if isinstance(unconditional_ids, torch.Tensor):
+            unconditional_ids = unconditional_ids.tolist()
+        if guided and unconditional_ids is None:
+            raise ValueError("Guided pictures (`cfg_scale` != 1) from prompt ids need `unconditional_ids`; or set "
+                             "`cfg_scale=1.0`.")
+        return interleaved_generate(
+            self, tokenizer, config, special, [list(ids)], [list(unconditional_ids)] if guided else None,
+            image_size=self._image_size(image_size), logit_rules=logit_rules, callback=callback, streamer=streamer,
+            generator=generator,
+        )[0]
+
+    def chat(self, messages, history=None, tokenizer=None, image_size=None, steps: int | None = None,
+             image_steps: int | None = None, max_new_tokens: int | None = None, cfg_scale: float | None = None,
+             generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
+             callback=None, streamer=None, generator=None, **kwargs):
+        """One assistant turn of a conversation with pictures; the answer is interleaved text and pictures.
+
+        Args:
+            messages: the whole conversation (transformers' chat format): `{"role", "content"}` dicts, content a
+                string or a list of `{"type": "text", "text"}` and `{"type": "image", "image":
+                processor.encode_images(picture, image_tokenizer)}` parts. A list of conversations is a batch.
+            history (`LLaDAUniChatHistory`, *optional*): the previous turn's `output.history` (a list for a batch):
+                the keys / values of its finished blocks are reused where the new prompt starts with the same ids
+                (exact). Continue with `model.chat(output.history.messages + [next_user_message],
+                history=output.history)`.
+            Other arguments: as in [`~LLaDAUniGenerationMixin.generate_interleaved`].
+
+        Returns a [`LLaDAUniInterleavedOutput`] (a list for a batch): `.segments` (the reply), `.history`.
+        """
+        from .conversation_llada_uni import chat_turn, is_conversation
+
+        batched = isinstance(messages, (list, tuple)) and bool(messages) and all(
+            is_conversation(conversation) for conversation in messages)
+        if not batched and not is_conversation(messages):
+            raise TypeError("`messages` must be a list of message dicts (one conversation) or a list of such lists.")
+        conversations = list(messages) if batched else [messages]
+        histories = history if batched and history is not None else [history] * (1 if not batched else len(messages))
+        if len(histories) != len(conversations):
+            raise ValueError(f"Got {len(conversations)} conversations and {len(histories)} histories.")
+        if streamer is not None and len(conversations) > 1:
+            raise ValueError("A streamer follows one conversation: give one, not a batch.")
+        tokenizer, config, special = self._interleaved_settings(
+            tokenizer, "chat", generation_config,
+            dict(steps=steps, image_steps=image_steps, max_new_tokens=max_new_tokens, cfg_scale=cfg_scale, **kwargs))
+        outputs = chat_turn(self, tokenizer, config, special, conversations, histories,
+                            image_size=self._image_size(image_size), logit_rules=logit_rules, callback=callback,
+                            streamer=streamer, generator=generator)
+        return outputs if batched else outputs[0]
 
 __all__ = [
     "LLaDAUniBlockScheduler",
