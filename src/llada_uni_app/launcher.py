@@ -15,6 +15,15 @@ def _quiet_environment():
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+def launch_options() -> dict:
+    """The `demo.launch` options every way of serving the app shares: nothing public, no tracebacks in the page,
+    nothing that needs Node or reaches out (server-side rendering, the MCP server, monitoring)."""
+    from .ui import CSS
+
+    return {"share": False, "show_error": False, "ssr_mode": False, "mcp_server": False, "pwa": False,
+            "enable_monitoring": False, "css": CSS, "footer_links": ["api", "settings"]}
+
+
 def create_app(model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                torch_dtype: torch.dtype | None = None, settings=None):
     r"""
@@ -54,22 +63,27 @@ def launch(model: str | os.PathLike | None = None, host: str = "127.0.0.1", port
     Returns:
         The `gr.Blocks` (after shutting down when `block`).
     """
-    from .ui import CSS
-
     demo = create_app(model, device=device, torch_dtype=torch_dtype, settings=settings)
     try:
-        demo.launch(
-            server_name=host, server_port=int(port), share=False, prevent_thread_lock=True, show_error=False,
-            ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False, quiet=quiet, css=CSS,
-            footer_links=["api", "settings"],
-        )
+        demo.launch(server_name=host, server_port=int(port), prevent_thread_lock=True, quiet=quiet,
+                    **launch_options())
+        if block:
+            demo.block_thread()
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM through the command line) while the server starts: stop as after serving.
+        if not block:
+            _shutdown(demo)
+            raise
     except BaseException:
-        demo.scheduler.close()
+        _shutdown(demo)
         raise
     if block:
-        try:
-            demo.block_thread()
-        finally:
-            demo.close()
-            demo.scheduler.close()
+        _shutdown(demo)
     return demo
+
+
+def _shutdown(demo):
+    try:
+        demo.close()
+    finally:
+        demo.scheduler.close()

@@ -12,7 +12,7 @@ import traceback
 
 
 # Subcommand modules in the order `--help` lists them. `train` belongs to the training work and is optional here.
-_COMMANDS = ("demo", "t2i", "understand", "edit", "decode", "convert")
+_COMMANDS = ("demo", "t2i", "understand", "edit", "decode", "convert", "app")
 _OPTIONAL_COMMANDS = ("train",)
 
 
