@@ -19,7 +19,7 @@ from conftest import IMAGES
 gr = pytest.importorskip("gradio", reason="the web app needs the `app` extra (pip install -e '.[app]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright for Python")
 
-from llada_uni_app import AppEngine, AppSettings, ChatRequest  # noqa: E402
+from llada_uni_app import AppSettings, ChatRequest  # noqa: E402
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -9,6 +9,7 @@ the editing and understanding pipelines are built from its components, so every 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from transformers_llada_uni.prompting_llada_uni import image_grid_size, valid_im
 ProgressFn = Callable[[int, float, str], None]
 
 EDIT_CROP_MODES = ("edit", "edit_resize_crop")
+NO_IMAGE_TOKENIZER = "This model folder has no image tokenizer (`image_tokenizer/`): it cannot read pictures."
 
 
 def default_model_dir() -> Path:
@@ -330,7 +332,8 @@ class AppEngine:
 
     @staticmethod
     def _check_positive(name: str, value, allow_zero: bool = False):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}.")
 
     def check_size(self, height, width) -> tuple[int, int]:
@@ -393,7 +396,7 @@ class AppEngine:
             if not isinstance(request.image, PIL.Image.Image):
                 raise ValueError("No picture to edit: upload one first.")
             if not self.can_read_pictures:
-                raise ValueError("This model folder has no image tokenizer (`image_tokenizer/`): it cannot read pictures.")
+                raise ValueError(NO_IMAGE_TOKENIZER)
             if not isinstance(request.instruction, str) or not request.instruction.strip():
                 raise ValueError("The instruction is empty: say how to change the picture.")
             if request.crop_mode not in EDIT_CROP_MODES:
@@ -417,7 +420,7 @@ class AppEngine:
             if picture is None:
                 raise ValueError("No picture in this conversation: upload one with your question.")
             if not self.can_read_pictures:
-                raise ValueError("This model folder has no image tokenizer (`image_tokenizer/`): it cannot read pictures.")
+                raise ValueError(NO_IMAGE_TOKENIZER)
             self._check_positive("Answer length", request.gen_length)
             self._check_positive("Steps per block", request.steps)
         else:

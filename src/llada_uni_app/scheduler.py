@@ -97,13 +97,15 @@ class RequestScheduler:
         self._pending: deque[Job] = deque()
         self._condition = threading.Condition()
         self._closed = False
-        # Sizes of the calls the worker made, by kind (what the tests and the load check read).
-        self.batch_sizes: dict[str, list[int]] = {"text_to_image": [], "edit": [], "chat": []}
-        self._runners: dict[type, tuple[str, Callable[[list[Job]], None]]] = {
-            TextToImageRequest: ("text_to_image", self._run_images),
-            EditRequest: ("edit", self._run_images),
-            ChatRequest: ("chat", self._run_chat),
+        # Each request type: its name, and the name of the engine method that runs a (validated) batch of it as one
+        # call, `method(requests, progress)` -> one result per request. Chat answers one request and streams its text.
+        self._runners: dict[type, tuple[str, str | None]] = {
+            TextToImageRequest: ("text_to_image", "_text_to_image"),
+            EditRequest: ("edit", "_edit"),
+            ChatRequest: ("chat", None),
         }
+        # Sizes of the calls the worker made, by kind (what the tests and the load check read).
+        self.batch_sizes: dict[str, list[int]] = {name: [] for name, _ in self._runners.values()}
         self._thread = threading.Thread(target=self._work, name="llada-uni-app-worker", daemon=True)
         self._thread.start()
 
@@ -170,26 +172,24 @@ class RequestScheduler:
             batch = [job for job in batch if not job.cancelled]
             if not batch:
                 continue
-            kind, runner = self._runners[type(batch[0].request)]
+            kind, method = self._runners[type(batch[0].request)]
             self.batch_sizes[kind].append(len(batch))
             try:
-                runner(batch)
+                if method is None:
+                    self._run_chat(batch)
+                else:
+                    self._run_batch(getattr(self.engine, method), batch)
             except Exception as err:  # noqa: BLE001 - every waiting user must hear about it
                 logger.exception("A %s call failed", kind)
                 for job in batch:
                     if not job._done.is_set():
                         job._finish(error=err)
 
-    def _run_images(self, batch: list[Job]):
-        requests = [job.request for job in batch]
-
+    def _run_batch(self, method: Callable, batch: list[Job]):
         def progress(index: int, fraction: float, text: str):
             batch[index]._report(Update("progress", fraction, text))
 
-        if isinstance(requests[0], TextToImageRequest):
-            results = self.engine._text_to_image(requests, progress)
-        else:
-            results = self.engine._edit(requests, progress)
+        results = method([job.request for job in batch], progress)
         for job, result in zip(batch, results):
             job._finish(result)
 

@@ -13,6 +13,7 @@ page; any other failure is logged on the server and the page says that the serve
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,9 +84,15 @@ def _whole(value, name: str):
     """A control's number as an int (Gradio sends floats for whole-number sliders)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
         raise gr.Error(f"{name} must be a whole number, got {value!r}.", title="Check the input")
     return int(value)
+
+
+def _real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise gr.Error(f"{name} must be a number, got {value!r}.", title="Check the input")
+    return float(value)
 
 
 def _decoder_kinds(engine: AppEngine) -> list[str]:
@@ -189,7 +196,7 @@ def chat_tab(page: _Page):
 
 def create_tab(page: _Page):
     r"""Text-to-image: prompt, size, decoder, thinking, seed; a progress bar follows the blocks, then the decoder."""
-    engine, settings = page.engine, page.settings
+    settings = page.settings
     with gr.Tab("Create", id="create"):
         with gr.Row():
             with gr.Column():
@@ -222,7 +229,7 @@ def create_tab(page: _Page):
             prompt=prompt_value or "", height=_whole(height_value, "Height"), width=_whole(width_value, "Width"),
             thinking=bool(thinking_value), decoder=decoder_value,
             decoder_steps=_whole(decoder_steps_value, "Decoder steps"), steps=_whole(steps_value, "Steps per block"),
-            cfg_scale=float(cfg_value), seed=_whole(seed_value, "Seed") or 0,
+            cfg_scale=_real(cfg_value, "Guidance scale"), seed=_whole(seed_value, "Seed") or 0,
         )
         job = _submit(page, request)
         _follow(job, progress)
@@ -282,7 +289,8 @@ def edit_tab(page: _Page):
             image=picture, instruction=instruction_value or "", crop_mode=crop_mode_value,
             edit_size=_whole(edit_size_value, "Crop budget"), decoder=decoder_value,
             decoder_steps=_whole(decoder_steps_value, "Decoder steps"), steps=_whole(steps_value, "Steps per block"),
-            cfg_text_scale=float(cfg_text_value), cfg_image_scale=float(cfg_image_value),
+            cfg_text_scale=_real(cfg_text_value, "Instruction guidance"),
+            cfg_image_scale=_real(cfg_image_value, "Picture guidance"),
             seed=_whole(seed_value, "Seed") or 0,
         )
         job = _submit(page, request)
@@ -302,7 +310,9 @@ def _display(session: ChatSession) -> list[dict]:
     """The conversation in Gradio's chatbot format (pictures as files, then the text of the turn)."""
     shown = []
     for message in session.messages:
-        parts = message["content"] if isinstance(message["content"], list) else [{"type": "text", "text": message["content"]}]
+        parts = message["content"]
+        if isinstance(parts, str):
+            parts = [{"type": "text", "text": parts}]
         content = [{"path": part["image"]} if part["type"] == "image" else part["text"] for part in parts]
         shown.append({"role": message["role"], "content": content})
     return shown
