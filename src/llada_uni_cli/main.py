@@ -14,7 +14,7 @@ from .common import describe
 
 
 # Subcommand modules in the order `--help` lists them. `train` belongs to the training work and is optional here.
-_COMMANDS = ("demo", "t2i", "understand", "edit", "inpaint", "outpaint", "chat", "decode", "convert")
+_COMMANDS = ("demo", "t2i", "understand", "edit", "inpaint", "outpaint", "chat", "decode", "convert", "app")
 _OPTIONAL_COMMANDS = ("train",)
 
 
