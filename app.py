@@ -21,13 +21,13 @@ import torch  # noqa: E402
 
 from llada_uni_app import create_app  # noqa: E402
 from llada_uni_app.launcher import launch_options  # noqa: E402
-from llada_uni_cli.convert import parse_dtype  # noqa: E402
+from llada_uni_cli.common import dtype_from_name  # noqa: E402
 
 
 demo = create_app(
     os.environ.get("LLADA_UNI_MODEL") or None,
     device=os.environ.get("LLADA_UNI_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"),
-    torch_dtype=parse_dtype(os.environ.get("LLADA_UNI_DTYPE") or "auto"),
+    dtype=dtype_from_name(os.environ.get("LLADA_UNI_DTYPE") or "auto"),
 )
 
 if __name__ == "__main__":

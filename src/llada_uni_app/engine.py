@@ -262,24 +262,21 @@ class AppEngine:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                        torch_dtype: torch.dtype | None = None, max_image_side: int = 2048) -> AppEngine:
+                        dtype: torch.dtype | str | None = None, max_image_side: int = 2048) -> AppEngine:
         r"""
         Loads a converted or released LLaDA2.0-Uni folder (both decoders where present).
 
         Args:
             path: the folder (default: the bundled tiny random-weight model).
             device: where the parts run.
-            torch_dtype: dtype of every part (default: the stored dtypes).
+            dtype: dtype of every part (default: the stored dtypes; `"auto"` as in transformers).
             max_image_side: see the class docstring.
         """
-        from llada_uni_cli.runtime import detect_layout
-
         folder = Path(path) if path is not None else default_model_dir()
         if not folder.is_dir():
             raise ValueError(f"Model folder {str(folder)!r} does not exist.")
-        loader = (LLaDAUniTextToImagePipeline.from_released if detect_layout(folder) == "released"
-                  else LLaDAUniTextToImagePipeline.from_pretrained)
-        pipeline = loader(folder, torch_dtype=torch_dtype).to(device)
+        # The pipeline reads either layout (converted or released).
+        pipeline = LLaDAUniTextToImagePipeline.from_pretrained(folder, dtype=dtype).to(device)
         name = "bundled tiny demo model" if path is None else folder.name
         return cls(pipeline, name=name, max_image_side=max_image_side)
 

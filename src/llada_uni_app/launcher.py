@@ -25,14 +25,14 @@ def launch_options() -> dict:
 
 
 def create_app(model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               torch_dtype: torch.dtype | None = None, settings=None):
+               dtype: torch.dtype | str | None = None, settings=None):
     r"""
     Loads `model` once and builds the page on it (queue configured, not launched).
 
     Args:
         model: a converted or released LLaDA2.0-Uni folder (default: the bundled tiny random-weight model).
         device: where the parts run.
-        torch_dtype: dtype of every part (default: the stored dtypes).
+        dtype: dtype of every part (default: the stored dtypes).
         settings: an [`AppSettings`] (queue size, batch size, control defaults).
 
     Returns:
@@ -42,18 +42,18 @@ def create_app(model: str | os.PathLike | None = None, device: str | torch.devic
     from .engine import AppEngine
     from .ui import create_demo
 
-    engine = AppEngine.from_pretrained(model, device=device, torch_dtype=torch_dtype)
+    engine = AppEngine.from_pretrained(model, device=device, dtype=dtype)
     return create_demo(engine, settings)
 
 
 def launch(model: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 7860,
-           device: str | torch.device = "cpu", torch_dtype: torch.dtype | None = None, settings=None,
+           device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None, settings=None,
            block: bool = True, quiet: bool = False):
     r"""
     Serves the app on `host:port`.
 
     Args:
-        model, device, torch_dtype, settings: as in [`create_app`].
+        model, device, dtype, settings: as in [`create_app`].
         host: the address to listen on (`127.0.0.1`: this machine only; `0.0.0.0`: every interface).
         port: the TCP port.
         block: serve until interrupted (Ctrl-C), then shut down; with `False`, return the running app at once
@@ -63,7 +63,7 @@ def launch(model: str | os.PathLike | None = None, host: str = "127.0.0.1", port
     Returns:
         The `gr.Blocks` (after shutting down when `block`).
     """
-    demo = create_app(model, device=device, torch_dtype=torch_dtype, settings=settings)
+    demo = create_app(model, device=device, dtype=dtype, settings=settings)
     try:
         demo.launch(server_name=host, server_port=int(port), prevent_thread_lock=True, quiet=quiet,
                     **launch_options())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from . import DEMO_MODEL_DIR
-from .common import add_device_option, add_dtype_option, add_model_option, add_seed_option, number_in_range
+from .common import add_device_option, dtype_from_name, add_dtype_option, add_model_option, add_seed_option, number_in_range
 
 
 _port = number_in_range(int, 1, 65535, expected="a TCP port (1..65535)")
@@ -38,8 +38,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .convert import parse_dtype
-
     try:
         import gradio  # noqa: F401
     except ImportError as err:
@@ -51,6 +49,6 @@ def run(args) -> int:
     settings = AppSettings(max_queue_size=args.max_queue, max_batch_size=args.max_batch, seed=args.seed)
     if args.model is None:
         print(f"Model: the bundled tiny demo model ({DEMO_MODEL_DIR}): RANDOM weights, its outputs are noise.")
-    launch(args.model, host=args.host, port=args.port, device=args.device, torch_dtype=parse_dtype(args.dtype),
+    launch(args.model, host=args.host, port=args.port, device=args.device, dtype=dtype_from_name(args.dtype),
            settings=settings)
     return 0

@@ -252,8 +252,11 @@ def open_model(args, banner_file=sys.stderr) -> tuple[Path, bool]:
     return path, random_weights
 
 
-def _dtype(args) -> torch.dtype | str:
-    return "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+def dtype_from_name(name: str) -> torch.dtype | str:
+    """A `--dtype` value (one of `DTYPE_CHOICES`) as `from_pretrained` takes it: "auto" or a torch dtype."""
+    if name not in DTYPE_CHOICES:
+        raise ValueError(f"dtype {name!r} is not one of {', '.join(DTYPE_CHOICES)}.")
+    return "auto" if name == "auto" else getattr(torch, name)
 
 
 def load_pipeline(pipeline_class, path: Path, args, decoders=(), image_tokenizer: bool = True):
@@ -261,7 +264,7 @@ def load_pipeline(pipeline_class, path: Path, args, decoders=(), image_tokenizer
     print(f"Loading {path} ...", file=sys.stderr)
     parts = {} if image_tokenizer else {"image_tokenizer": None}
     with naming(path):
-        pipe = pipeline_class.from_pretrained(path, dtype=_dtype(args), load_decoders=decoders, **parts)
+        pipe = pipeline_class.from_pretrained(path, dtype=dtype_from_name(args.dtype), load_decoders=decoders, **parts)
     pipe.set_progress_bar_config(disable=not args.progress)
     return pipe.to(args.device)
 
@@ -272,7 +275,7 @@ def load_decoder(path: Path, args):
 
     print(f"Loading the {args.decoder} decoder of {path} ...", file=sys.stderr)
     with naming(path):
-        pipe = load_decoder_pipeline(path, args.decoder, dtype=_dtype(args))
+        pipe = load_decoder_pipeline(path, args.decoder, dtype=dtype_from_name(args.dtype))
     pipe.set_progress_bar_config(disable=not args.progress)
     return pipe.to(args.device)
 

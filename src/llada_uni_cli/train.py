@@ -274,23 +274,22 @@ def build_training_arguments(args):
 class _LazyImageTokenizer:
     """The image tokenizer, loaded when the first picture is encoded (text-only data never loads it)."""
 
-    def __init__(self, bundle, path):
-        self._bundle, self._path, self._model = bundle, path, None
+    def __init__(self, model_path: Path, path, device):
+        self._model_path, self._path, self._device, self._model = Path(model_path), path, device, None
 
     def _load(self):
         if self._model is None:
-            if self._path is None:
-                folder = self._bundle.path / "image_tokenizer"
+            from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
+
+            folder = self._path
+            if folder is None:
+                folder = self._model_path / "image_tokenizer"
                 if not folder.is_dir():
                     raise ValueError(
                         f"the data gives pictures but {str(folder)!r} does not exist; pass --image-tokenizer or give "
                         "precomputed codes"
                     )
-                self._model = self._bundle.image_tokenizer
-            else:
-                from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
-
-                self._model = LLaDAUniImageVQModel.from_pretrained(self._path).to(self._bundle.device).eval()
+            self._model = LLaDAUniImageVQModel.from_pretrained(folder, dtype="auto").to(self._device).eval()
         return self._model
 
     @property
@@ -355,7 +354,7 @@ def _prepare_output_dir(args, is_main: bool) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _load_model(args, training_args, bundle):
+def _load_model(args, training_args, model_path: Path):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     from transformers_llada_uni import (
@@ -375,9 +374,9 @@ def _load_model(args, training_args, bundle):
     if args.load_in_4bit:
         compute = dtype if isinstance(dtype, torch.dtype) else torch.bfloat16
         quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
-        model = load_llada_uni_4bit(bundle.path, quantization, dtype=compute, device_map={"": training_args.device})
+        model = load_llada_uni_4bit(model_path, quantization, dtype=compute, device_map={"": training_args.device})
     else:
-        model = AutoModelForCausalLM.from_pretrained(bundle.path, dtype=dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=False)
     if args.full_finetuning:
         return prepare_llada_uni_full_finetuning(model)
     return get_llada_uni_peft_model(
@@ -411,7 +410,7 @@ def train(args) -> dict:
     )
     from transformers_llada_uni.io_utils_llada_uni import replace_directory
 
-    from .runtime import ModelBundle
+    from transformers_llada_uni.processing_llada_uni import LLaDAUniProcessor
 
     if importlib.util.find_spec("datasets") is None:
         raise ValueError("llada-uni train reads its data with `datasets`: pip install 'llada-uni[train]'.")
@@ -436,15 +435,16 @@ def train(args) -> dict:
     )
     # The adapter's initialisation and everything after it follow the seed, in every process alike.
     set_seed(args.seed)
-    bundle = ModelBundle(args.model, device=str(training_args.device), dtype="auto", progress=args.progress,
-                         log=lambda message: None)
-    model = _load_model(args, training_args, bundle)
+    model_path = Path(args.model)
+    # The processor reads either layout (the released one keeps its image settings in image_tokenizer/).
+    processor = LLaDAUniProcessor.from_pretrained(model_path)
+    model = _load_model(args, training_args, model_path)
     data_path = Path(args.data)
     encoder = LLaDAUniTrainingDataEncoder(
-        bundle.tokenizer,
+        processor.tokenizer,
         model.config,
-        image_tokenizer=_LazyImageTokenizer(bundle, args.image_tokenizer),
-        processor=bundle.processor,
+        image_tokenizer=_LazyImageTokenizer(model_path, args.image_tokenizer, training_args.device),
+        processor=processor,
         max_length=args.max_length,
         base_dir=str(data_path.parent if data_path.is_file() else data_path) if data_path.exists() else None,
     )
@@ -471,7 +471,7 @@ def train(args) -> dict:
     trainer.accelerator.wait_for_everyone()
     if is_main:
         # The tokenizer and processor beside the weights: `from_pretrained(final)` finds everything it needs.
-        bundle.processor.save_pretrained(str(staging))
+        processor.save_pretrained(str(staging))
         replace_directory(staging, final)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
