@@ -488,11 +488,11 @@ class AppEngine:
             thinking=first.thinking,
             steps=first.steps,
             cfg_scale=first.cfg_scale,
-            generation_kwargs={"callback": self._block_callback(progress, gen_length, "codes")},
             decoder=first.decoder,
             num_inference_steps=first.decoder_steps,
             generator=[_generator(r.seed) for r in requests],
-            decoder_kwargs=self._decoder_kwargs(progress, len(requests), first.decoder, first.decoder_steps),
+            callback_on_step_end=self._step_callback(progress, len(requests), gen_length, first.decoder,
+                                                     first.decoder_steps),
         )
         return [
             ImageResult(image=image, grid=tuple(grid), codes=codes.tolist(), seed=r.seed,
@@ -512,11 +512,11 @@ class AppEngine:
             cfg_image_scale=first.cfg_image_scale,
             crop_mode=first.crop_mode,
             image_kwargs=image_kwargs,
-            generation_kwargs={"callback": self._block_callback(progress, None, "codes")},
             decoder=first.decoder,
             num_inference_steps=first.decoder_steps,
             generator=[_generator(r.seed) for r in requests],
-            decoder_kwargs=self._decoder_kwargs(progress, len(requests), first.decoder, first.decoder_steps),
+            callback_on_step_end=self._step_callback(progress, len(requests), None, first.decoder,
+                                                     first.decoder_steps),
         )
         return [
             ImageResult(image=image, grid=tuple(grid), codes=codes.tolist(), seed=r.seed)
@@ -537,31 +537,27 @@ class AppEngine:
         )
         return streamer.text()
 
-    def _block_callback(self, progress: ProgressFn | None, gen_length: int | None, unit: str):
-        """The language model's per-step callback -> per-request progress: the share of committed positions."""
+    def _step_callback(self, progress: ProgressFn | None, count: int, gen_length: int | None, decoder: str,
+                       decoder_steps: int | None):
+        """The pipelines' `callback_on_step_end` -> per-request progress: during the language model, the share of
+        committed codes (`callback_kwargs["image_tokens"]`, -1 where masked); during the decoder, its steps."""
         if progress is None:
             return None
-        mask = self.text_to_image_pipeline.processor.special_token_ids.mask_token_id
+        total_steps = decoder_steps or self.default_decoder_steps(decoder)
 
-        def callback(step: int, block: int, generated: torch.LongTensor):
-            total = gen_length or generated.shape[1]
-            filled = (generated[:, :total] != mask).sum(dim=1).tolist()
-            for index, done in enumerate(filled):
-                progress(index, done / total, f"Block {block + 1}: {done} / {total} {unit}")
-
-        return callback
-
-    def _decoder_kwargs(self, progress: ProgressFn | None, count: int, decoder: str, decoder_steps: int | None):
-        if progress is None:
-            return None
-        total = decoder_steps or self.default_decoder_steps(decoder)
-
-        def on_step_end(pipe, step, timestep, callback_kwargs):
+        def on_step_end(pipe, step, block_or_timestep, callback_kwargs):
+            codes = callback_kwargs.get("image_tokens")
+            if codes is not None:
+                total = gen_length or codes.shape[1]
+                filled = (codes[:, :total] >= 0).sum(dim=1).tolist()
+                for index, done in enumerate(filled):
+                    progress(index, done / total, f"Block {block_or_timestep + 1}: {done} / {total} codes")
+                return {}
             for index in range(count):
-                progress(index, (step + 1) / total, f"Decoding: step {step + 1} / {total}")
+                progress(index, (step + 1) / total_steps, f"Decoding: step {step + 1} / {total_steps}")
             return {}
 
-        return {"callback_on_step_end": on_step_end}
+        return on_step_end
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
