@@ -8,6 +8,7 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,7 +18,7 @@ from llada_uni_cli.main import build_parser, main
 from conftest import IMAGES, TINY_RELEASED
 
 
-SUBCOMMANDS = ["demo", "t2i", "understand", "edit", "decode", "convert"]
+SUBCOMMANDS = ["demo", "t2i", "understand", "edit", "inpaint", "outpaint", "chat", "decode", "convert", "app"]
 
 
 def _console_script() -> list[str]:
@@ -112,12 +113,19 @@ def test_demo_offline_from_the_console_script(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     out_dir = tmp_path / "llada-uni-demo"
     t2i, edit, text = out_dir / "t2i.png", out_dir / "edit.png", out_dir / "understanding.txt"
-    for path in (t2i, edit, text):
+    inpaint = out_dir / "inpaint.png"
+    for path in (t2i, edit, text, inpaint):
         assert path.is_file(), path
         assert str(path.resolve()) in result.stdout  # the demo says where its files are
     assert "RANDOM weights" in result.stdout
     assert Image.open(t2i).size == (256, 256)
     assert Image.open(edit).size[0] > 0
+    # Editing resolution: 16 px per code in, 32 px per code out. Away from the repainted top-left quarter (and its
+    # feathered border) the pixels are the source's, upscaled as the pipeline pastes them back.
+    repainted = np.asarray(Image.open(inpaint).convert("RGB"))
+    assert repainted.shape == (512, 512, 3)
+    source = np.asarray(Image.open(t2i).convert("RGB").resize((512, 512), Image.BICUBIC))
+    assert np.array_equal(repainted[320:, 320:], source[320:, 320:])
     answer = text.read_text()
     assert "random weights" in answer and "Q: Describe this image." in answer
     assert "Answer:" in result.stdout
