@@ -53,8 +53,8 @@ def create_app(model: str | os.PathLike | None = None, device: str | torch.devic
 
 
 def launch(model: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 7860,
-           device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None, settings: AppSettings | None = None,
-           block: bool = True, quiet: bool = False) -> gr.Blocks:
+           device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+           settings: AppSettings | None = None, block: bool = True, quiet: bool = False) -> gr.Blocks:
     r"""
     Serves the app on `host:port`.
 
