@@ -67,7 +67,8 @@ def expected_backbone_shapes(config: LLaDAUniConfig) -> dict[str, tuple[int, ...
     return shapes
 
 
-def inspect_backbone(src: Path, released_config: dict, tokenizer: PreTrainedTokenizerBase, image_codebook_size: int) -> BackbonePlan:
+def inspect_backbone(src: Path, released_config: dict, tokenizer: PreTrainedTokenizerBase,
+                     image_codebook_size: int) -> BackbonePlan:
     """The converted config and the weight plan, every shard header checked against the config's shapes."""
     config = build_llada_config(released_config, tokenizer, image_codebook_size, src)
     infos = read_sharded(src, BACKBONE_INDEX_NAME, BACKBONE_WEIGHTS_NAME, "backbone")

@@ -52,7 +52,8 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
 
 
-def verify_written(plan: WeightPlan, out_dir: Path, dtype: torch.dtype | None, where: str, limit: int = 20) -> list[str]:
+def verify_written(plan: WeightPlan, out_dir: Path, dtype: torch.dtype | None, where: str,
+                   limit: int = 20) -> list[str]:
     """Every written tensor equals its source tensor (cast as written) bit for bit, read one at a time from both
     files, so the whole checkpoint is compared in the memory of two tensors."""
     problems = []
