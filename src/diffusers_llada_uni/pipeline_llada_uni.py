@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from transformers_llada_uni.released_layout_llada_uni import IMAGE_TOKENIZER_DIR
 
 from .pipeline_llada_uni_decoder import LLaDAUniDecoderPipeline, _is_int, check_generators, prepare_image_codes
 from .saving_llada_uni import save_folder, write_end_to_end_files
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 
 logger = logging.get_logger(__name__)
@@ -607,7 +610,7 @@ class LLaDAUniTextToImagePipeline(_LLaDAUniPipelineBase):
         temperature: float | None = None,
         use_sprint: bool | None = None,
         generation_kwargs: dict | None = None,
-        image_tokens=None,
+        image_tokens: torch.Tensor | np.ndarray | Sequence[int] | Sequence[Sequence[int]] | None = None,
         grid_size: tuple[int, int] | None = None,
         decoder: str | None = None,
         num_inference_steps: int | None = None,
@@ -721,9 +724,15 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
     @torch.no_grad()
     def __call__(
         self,
-        image=None,
+        image: PIL.Image.Image
+        | str
+        | os.PathLike
+        | np.ndarray
+        | torch.Tensor
+        | Sequence[PIL.Image.Image | str | os.PathLike]
+        | None = None,
         prompt: str | list[str] | None = None,
-        image_tokens=None,
+        image_tokens: dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]] | None = None,
         steps: int | None = None,
         block_length: int | None = None,
         cfg_text_scale: float | None = None,
@@ -807,9 +816,15 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
     @torch.no_grad()
     def __call__(
         self,
-        image=None,
+        image: PIL.Image.Image
+        | str
+        | os.PathLike
+        | np.ndarray
+        | torch.Tensor
+        | Sequence[PIL.Image.Image | str | os.PathLike]
+        | None = None,
         prompt: str | list[str] | None = None,
-        image_tokens=None,
+        image_tokens: dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]] | None = None,
         steps: int | None = None,
         block_length: int | None = None,
         gen_length: int | None = None,

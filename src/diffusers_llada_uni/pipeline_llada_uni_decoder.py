@@ -130,7 +130,7 @@ def load_released_transformer(
     return transformer.eval()
 
 
-def check_grid_size(grid_size) -> tuple[int, int]:
+def check_grid_size(grid_size: tuple[int, int] | list[int]) -> tuple[int, int]:
     r"""Validates a code grid `(h, w)` of positive ints."""
     if not isinstance(grid_size, (tuple, list)) or len(grid_size) != 2:
         raise TypeError(f"`grid_size` must be a pair (h, w) of ints, got {grid_size!r}.")
@@ -142,7 +142,7 @@ def check_grid_size(grid_size) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def check_generators(generator, num_images: int):
+def check_generators(generator: torch.Generator | list[torch.Generator] | None, num_images: int) -> None:
     r"""A list of generators must hold one per image (diffusers' rule); a single one serves them all."""
     if isinstance(generator, list) and len(generator) != num_images:
         raise ValueError(
@@ -151,7 +151,11 @@ def check_generators(generator, num_images: int):
         )
 
 
-def prepare_image_codes(image_tokens, grid_size: tuple[int, int] | None, codebook_size: int) -> torch.LongTensor:
+def prepare_image_codes(
+    image_tokens: torch.Tensor | np.ndarray | Sequence[int] | Sequence[Sequence[int]],
+    grid_size: tuple[int, int] | None,
+    codebook_size: int,
+) -> torch.LongTensor:
     r"""
     Validates image codes and returns them as a `(batch_size, h, w)` LongTensor.
 
@@ -368,8 +372,8 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
         variant: str | None = None,
         max_shard_size: int | str | None = None,
         push_to_hub: bool = False,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         r"""
         As [`DiffusionPipeline.save_pretrained`], and the folder carries this pipeline's code (so
         `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` loads it without our package) and a model
@@ -393,7 +397,9 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
     # ------------------------------------------------------------------ LoRA: safetensors only
 
     @classmethod
-    def lora_state_dict(cls, pretrained_model_name_or_path_or_dict, **kwargs):
+    def lora_state_dict(
+        cls, pretrained_model_name_or_path_or_dict: str | os.PathLike | dict[str, torch.Tensor], **kwargs: Any
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
         # diffusers falls back to pickled `.bin` LoRA files when `use_safetensors` is left unset.
         kwargs.setdefault("use_safetensors", True)
         return super().lora_state_dict(pretrained_model_name_or_path_or_dict, **kwargs)
@@ -401,23 +407,23 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
     # ------------------------------------------------------------------ properties
 
     @property
-    def guidance_scale(self):
+    def guidance_scale(self) -> float:
         return self._guidance_scale
 
     @property
-    def do_classifier_free_guidance(self):
+    def do_classifier_free_guidance(self) -> bool:
         return self._guidance_scale > 0
 
     @property
-    def attention_kwargs(self):
+    def attention_kwargs(self) -> dict[str, Any] | None:
         return self._attention_kwargs
 
     @property
-    def num_timesteps(self):
+    def num_timesteps(self) -> int:
         return self._num_timesteps
 
     @property
-    def interrupt(self):
+    def interrupt(self) -> bool:
         return self._interrupt
 
     @property
@@ -440,14 +446,18 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
     def _check_grid_size(grid_size) -> tuple[int, int]:
         return check_grid_size(grid_size)
 
-    def prepare_image_tokens(self, image_tokens, grid_size: tuple[int, int] | None = None) -> torch.LongTensor:
+    def prepare_image_tokens(
+        self,
+        image_tokens: torch.Tensor | np.ndarray | Sequence[int] | Sequence[Sequence[int]],
+        grid_size: tuple[int, int] | None = None,
+    ) -> torch.LongTensor:
         r"""Validated codes `(batch_size, h, w)`: see [`prepare_image_codes`]; the codebook is the SigVQ's."""
         return prepare_image_codes(image_tokens, grid_size, self.codebook_size)
 
     @torch.no_grad()
     def encode_image_tokens(
         self,
-        image_tokens,
+        image_tokens: torch.Tensor | np.ndarray | Sequence[int] | Sequence[Sequence[int]],
         grid_size: tuple[int, int] | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
@@ -458,7 +468,17 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
         features = self.vq_embedder(codes.to(device))
         return features.to(dtype or self.transformer.dtype)
 
-    def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator, latents=None):
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_channels_latents: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         r"""Initial noise `(batch_size, C, height, width)` in latent pixels (Z-Image's 4-D layout)."""
         shape = (batch_size, num_channels_latents, height, width)
         check_generators(generator, batch_size)
@@ -470,7 +490,13 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
             raise ValueError(f"`latents` must have shape {shape} for this grid and batch, got {tuple(latents.shape)}.")
         return latents.to(device=device, dtype=dtype)
 
-    def check_inputs(self, output_type, num_inference_steps, guidance_scale, callback_on_step_end_tensor_inputs):
+    def check_inputs(
+        self,
+        output_type: str,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
+        callback_on_step_end_tensor_inputs: list[str] | None,
+    ) -> None:
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
         if num_inference_steps is not None and (not _is_int(num_inference_steps) or num_inference_steps < 1):
@@ -516,7 +542,7 @@ class LLaDAUniDecoderPipeline(LLaDAUniPipelineFolderMixin, DiffusionPipeline, ZI
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
-        image_tokens=None,
+        image_tokens: torch.Tensor | np.ndarray | Sequence[int] | Sequence[Sequence[int]] | None = None,
         grid_size: tuple[int, int] | None = None,
         num_inference_steps: int | None = None,
         sigmas: list[float] | None = None,

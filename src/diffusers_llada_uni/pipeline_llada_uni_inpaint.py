@@ -11,7 +11,7 @@ the tokenizer read 16).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,10 +106,10 @@ class LLaDAUniInpaintPipeline(_LLaDAUniPipelineBase):
     @torch.no_grad()
     def __call__(
         self,
-        image=None,
-        mask_image=None,
+        image: PIL.Image.Image | str | os.PathLike | Sequence[PIL.Image.Image | str | os.PathLike] | None = None,
+        mask_image: PIL.Image.Image | str | os.PathLike | np.ndarray | torch.Tensor | Sequence[Any] | None = None,
         prompt: str | list[str] | None = None,
-        image_tokens=None,
+        image_tokens: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
         conditioning: str = "edit",
         pad_left: int = 0,
         pad_right: int = 0,

@@ -12,12 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.utils import BaseOutput
 
 from .pipeline_llada_uni import _LLaDAUniPipelineBase
+
+if TYPE_CHECKING:
+    from transformers.generation.streamers import BaseStreamer
+
+    from transformers_llada_uni import LLaDAUniChatHistory
 
 
 @dataclass
@@ -75,7 +80,7 @@ class LLaDAUniInterleavedPipeline(_LLaDAUniPipelineBase):
     def __call__(
         self,
         messages: Sequence[dict] | str,
-        history=None,
+        history: LLaDAUniChatHistory | None = None,
         image_size: tuple[int, int] | None = None,
         max_new_tokens: int | None = None,
         steps: int | None = None,
@@ -90,7 +95,7 @@ class LLaDAUniInterleavedPipeline(_LLaDAUniPipelineBase):
         generation_kwargs: dict | None = None,
         decoder_kwargs: dict | None = None,
         callback: Callable | None = None,
-        streamer=None,
+        streamer: BaseStreamer | None = None,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
     ) -> LLaDAUniInterleavedPipelineOutput | tuple:

@@ -20,7 +20,12 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 
 CARD_NAME = "README.md"
@@ -51,7 +56,7 @@ def _own_package(cls) -> str:
     return cls.__module__.rpartition(".")[0]
 
 
-def write_pipeline_code(pipeline, folder: str | os.PathLike, include_code: bool = True) -> None:
+def write_pipeline_code(pipeline: DiffusionPipeline, folder: str | os.PathLike, include_code: bool = True) -> None:
     """Make the pipeline folder `folder` (written by `save_pretrained` / `save_config`) carry its code: rewrite
     `model_index.json` to name the pipeline and this package's components by file, and copy their modules. Without
     `include_code`, only the machine-specific `_name_or_path` is dropped from `model_index.json`."""
@@ -95,7 +100,7 @@ class LLaDAUniPipelineFolderMixin:
     """
 
     @classmethod
-    def load_config(cls, *args, **kwargs):
+    def load_config(cls, *args: Any, **kwargs: Any) -> dict[str, Any] | tuple[dict[str, Any] | str | None, ...]:
         loaded = super().load_config(*args, **kwargs)
         config = loaded[0] if isinstance(loaded, tuple) else loaded
         name = config.get("_class_name")
@@ -116,7 +121,9 @@ class LLaDAUniPipelineFolderMixin:
         return loaded
 
     @classmethod
-    def extract_init_dict(cls, config_dict, **kwargs):
+    def extract_init_dict(
+        cls, config_dict: dict[str, Any], **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         init_dict, unused_kwargs, hidden = super().extract_init_dict(config_dict, **kwargs)
         package = _own_package(cls)
         for name, value in init_dict.items():
@@ -279,8 +286,8 @@ def write_model_card(
     return path
 
 
-def write_pipeline_files(pipeline, folder: str | os.PathLike, include_code: bool = True, card: dict | None = None,
-                         source: str | os.PathLike | None = None) -> None:
+def write_pipeline_files(pipeline: DiffusionPipeline, folder: str | os.PathLike, include_code: bool = True,
+                         card: dict | None = None, source: str | os.PathLike | None = None) -> None:
     """Everything a pipeline folder holds besides weights and configs: the code (see `write_pipeline_code`) and the
     model card, with the license and citation of `source`'s card (or of `card`)."""
     write_pipeline_code(pipeline, folder, include_code=include_code)
@@ -290,7 +297,8 @@ def write_pipeline_files(pipeline, folder: str | os.PathLike, include_code: bool
     write_model_card(folder, kind, turbo=turbo, remote_code=include_code, **info)
 
 
-def write_end_to_end_files(folder: str | os.PathLike, pipeline_class, components: dict, source=None,
+def write_end_to_end_files(folder: str | os.PathLike, pipeline_class: type[DiffusionPipeline],
+                           components: dict[str, type | None], source: str | os.PathLike | None = None,
                            card: dict | None = None) -> None:
     """The top-level `model_index.json` and model card of an end-to-end folder (language model, processor and image
     tokenizer from transformers, the decoder pipelines in their sub-folders).
@@ -316,7 +324,7 @@ def write_end_to_end_files(folder: str | os.PathLike, pipeline_class, components
     write_model_card(folder, "end_to_end", remote_code=any(folder.glob("*.py")), **info)
 
 
-def write_folder(final: str | os.PathLike, write) -> Path:
+def write_folder(final: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """`write(folder)` into a folder that appears at `final` complete or not at all (our packages' atomic writer).
     A remote-code copy of this module on a machine without our packages writes in place, as diffusers does."""
     try:
@@ -328,8 +336,8 @@ def write_folder(final: str | os.PathLike, write) -> Path:
     return io_utils.write_directory_atomically(final, write)
 
 
-def save_folder(pipeline, save_directory: str | os.PathLike, write, safe_serialization: bool = True,
-                push_to_hub: bool = False, **kwargs) -> None:
+def save_folder(pipeline: DiffusionPipeline, save_directory: str | os.PathLike, write: Callable[[Path], None],
+                safe_serialization: bool = True, push_to_hub: bool = False, **kwargs: Any) -> None:
     """What every LLaDA2.0-Uni pipeline's `save_pretrained` does around writing its parts: check the options, write
     the folder atomically with `write(folder)`, and upload it with diffusers' hub options (`repo_id`, `token`,
     `private`, `commit_message`, `create_pr`) when `push_to_hub`."""
@@ -344,8 +352,9 @@ def save_folder(pipeline, save_directory: str | os.PathLike, write, safe_seriali
         push_folder_to_hub(pipeline, save_directory, **hub_kwargs)
 
 
-def push_folder_to_hub(pipeline, folder: str | os.PathLike, repo_id: str | None = None, token: str | None = None,
-                       private: bool | None = None, commit_message: str | None = None, create_pr: bool = False) -> None:
+def push_folder_to_hub(pipeline: DiffusionPipeline, folder: str | os.PathLike, repo_id: str | None = None,
+                       token: str | None = None, private: bool | None = None, commit_message: str | None = None,
+                       create_pr: bool = False) -> None:
     """Upload a saved folder as `DiffusionPipeline.save_pretrained(push_to_hub=True)` does, keeping its own card."""
     from huggingface_hub import create_repo
 

@@ -95,7 +95,7 @@ class LLaDAUniFlowMatchScheduler(FlowMatchEulerDiscreteScheduler):
         sigmas: list[float] | None = None,
         mu: float | None = None,
         timesteps: list[float] | None = None,
-    ):
+    ) -> None:
         r"""
         Sets the schedule. With only `num_inference_steps` it is the original's: `num_inference_steps` model calls at
         `t = linspace(0, 1, num_inference_steps + 1)[:-1]` mapped by `t / (t + shift - shift * t)`, ending at `t = 1`.

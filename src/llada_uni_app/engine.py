@@ -18,6 +18,7 @@ from typing import Any
 
 import PIL.Image
 import torch
+from transformers import PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 from diffusers_llada_uni import (
@@ -283,7 +284,7 @@ class AppEngine:
     # ------------------------------------------------------------------------------------------ what it offers
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         return self.text_to_image_pipeline.tokenizer
 
     @property
@@ -303,7 +304,7 @@ class AppEngine:
     # ------------------------------------------------------------------------------------------ validation
 
     @staticmethod
-    def load_picture(picture, name: str | None = None) -> PIL.Image.Image:
+    def load_picture(picture: str | os.PathLike | PIL.Image.Image | None, name: str | None = None) -> PIL.Image.Image:
         """A path or PIL image -> a loaded PIL image, or a ValueError that names the upload."""
         from transformers_llada_uni.image_processing_llada_uni import LLaDAUniImageProcessor
 
@@ -333,7 +334,7 @@ class AppEngine:
         if not number or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}.")
 
-    def check_size(self, height, width) -> tuple[int, int]:
+    def check_size(self, height: int, width: int) -> tuple[int, int]:
         """The code grid of a requested picture size, or a ValueError that says which sizes work."""
         for label, value in (("Height", height), ("Width", width)):
             if not _is_int(value) or value <= 0:
@@ -379,7 +380,7 @@ class AppEngine:
             f"picture.{hint}"
         )
 
-    def validate(self, request) -> None:
+    def validate(self, request: TextToImageRequest | EditRequest | ChatRequest) -> None:
         """Raises a ValueError / TypeError, worded for the page, when `request` cannot run."""
         if isinstance(request, TextToImageRequest):
             if not isinstance(request.prompt, str) or not request.prompt.strip():

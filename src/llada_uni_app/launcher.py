@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from .settings import AppSettings
 
 
 def _quiet_environment():
@@ -25,7 +31,7 @@ def launch_options() -> dict:
 
 
 def create_app(model: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               dtype: torch.dtype | str | None = None, settings=None):
+               dtype: torch.dtype | str | None = None, settings: AppSettings | None = None) -> gr.Blocks:
     r"""
     Loads `model` once and builds the page on it (queue configured, not launched).
 
@@ -47,8 +53,8 @@ def create_app(model: str | os.PathLike | None = None, device: str | torch.devic
 
 
 def launch(model: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 7860,
-           device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None, settings=None,
-           block: bool = True, quiet: bool = False):
+           device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+           settings: AppSettings | None = None, block: bool = True, quiet: bool = False) -> gr.Blocks:
     r"""
     Serves the app on `host:port`.
 

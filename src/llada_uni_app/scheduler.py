@@ -38,7 +38,7 @@ class Update:
 class Job:
     r"""A submitted request: iterate `updates()` for its progress; `result()` waits for the outcome (or raises)."""
 
-    def __init__(self, request):
+    def __init__(self, request: TextToImageRequest | EditRequest | ChatRequest):
         self.request = request
         self.key = request.batch_key()
         self.submitted = time.monotonic()
@@ -66,14 +66,14 @@ class Job:
                 return
             yield update
 
-    def result(self, timeout: float | None = None):
+    def result(self, timeout: float | None = None) -> Any:
         if not self._done.wait(timeout):
             raise TimeoutError("The request did not finish in time.")
         if self._error is not None:
             raise self._error
         return self._result
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Skips the job if the worker has not started it (the page was closed)."""
         self.cancelled = True
 
@@ -109,7 +109,7 @@ class RequestScheduler:
         self._thread = threading.Thread(target=self._work, name="llada-uni-app-worker", daemon=True)
         self._thread.start()
 
-    def submit(self, request) -> Job:
+    def submit(self, request: TextToImageRequest | EditRequest | ChatRequest) -> Job:
         """Validates `request` (ValueError / TypeError for the page) and queues it."""
         if type(request) not in self._runners:
             raise TypeError(f"Unknown request type {type(request).__name__}.")
@@ -124,7 +124,7 @@ class RequestScheduler:
         job._report(Update("queued", 0.0, f"Waiting for the model ({ahead} ahead)" if ahead else "Starting"))
         return job
 
-    def close(self, timeout: float = 30.0):
+    def close(self, timeout: float = 30.0) -> None:
         """Stops taking requests, fails the waiting ones and waits for the running call."""
         with self._condition:
             self._closed = True

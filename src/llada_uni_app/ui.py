@@ -133,7 +133,7 @@ RANDOM_WEIGHTS_NOTICE = (
 )
 
 
-def chat_tab(page: _Page):
+def chat_tab(page: _Page) -> None:
     r"""A conversation with pictures: upload, ask, the answer streams block by block."""
     engine, settings = page.engine, page.settings
     with gr.Tab("Chat", id="chat"):
@@ -194,7 +194,7 @@ def chat_tab(page: _Page):
     clear.click(lambda: ([], None, None), None, [chatbot, session, message], queue=False, api_visibility="private")
 
 
-def create_tab(page: _Page):
+def create_tab(page: _Page) -> None:
     r"""Text-to-image: prompt, size, decoder, thinking, seed; a progress bar follows the blocks, then the decoder."""
     settings = page.settings
     with gr.Tab("Create", id="create"):
@@ -245,7 +245,7 @@ def create_tab(page: _Page):
     page.components.update(generated_image=image, send_to_edit=send)
 
 
-def edit_tab(page: _Page):
+def edit_tab(page: _Page) -> None:
     r"""Editing: a picture and an instruction."""
     engine, settings = page.engine, page.settings
     with gr.Tab("Edit", id="edit"):

@@ -17,7 +17,7 @@ _port = number_in_range(int, 1, 65535, expected="a TCP port (1..65535)")
 _at_least_one = number_in_range(int, 1, expected="an integer >= 1")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "app", help="serve the web app (chat about pictures, text-to-image, editing)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError as err:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from .common import (
     add_common_options,
@@ -24,7 +25,7 @@ HELP = ("Type a message and press Enter. `/image PATH` attaches a picture to you
         "`/quit` (or end of input) ends the conversation.")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "chat", help="talk with the model about pictures; it answers in text and pictures",
         description="Interactive conversation: each answer may interleave text and pictures; the pictures it draws "
@@ -44,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args, stdin=None) -> int:
+def run(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     from diffusers_llada_uni import LLaDAUniInterleavedPipeline
 
     stdin = stdin or sys.stdin

@@ -8,10 +8,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import torch
+
+if TYPE_CHECKING:
+    import PIL.Image
+    from diffusers import DiffusionPipeline
+
+    from diffusers_llada_uni import LLaDAUniDecoderPipeline
 
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
@@ -38,7 +46,9 @@ def _device(value: str) -> str:
     return str(device)
 
 
-def number_in_range(kind, low=None, high=None, *, low_inclusive=True, high_inclusive=True, expected=None):
+def number_in_range(kind: type[int] | type[float], low: float | None = None, high: float | None = None, *,
+                    low_inclusive: bool = True, high_inclusive: bool = True,
+                    expected: str | None = None) -> Callable[[str], int | float]:
     """An argparse `type=` that parses an int or float and checks it lies in the given range (bounds optional)."""
     if expected is None:
         parts = []
@@ -97,7 +107,8 @@ def model_location(value: str) -> Path | str:
     return value
 
 
-def add_model_option(parser, required=True, default=None, help_text=None):
+def add_model_option(parser: argparse.ArgumentParser, required: bool = True, default: str | None = None,
+                     help_text: str | None = None) -> None:
     parser.add_argument(
         "--model",
         metavar="PATH",
@@ -109,24 +120,27 @@ def add_model_option(parser, required=True, default=None, help_text=None):
     )
 
 
-def add_seed_option(parser, help_text="random seed (generation is greedy; the seed drives the decoder's noise)"):
+def add_seed_option(parser: argparse.ArgumentParser,
+                    help_text: str = "random seed (generation is greedy; the seed drives the decoder's noise)") -> None:
     parser.add_argument("--seed", type=_seed, default=0, help=f"{help_text} (default: 0)")
 
 
-def add_device_option(parser, help_text="device to run on"):
+def add_device_option(parser: argparse.ArgumentParser, help_text: str = "device to run on") -> None:
     default = "cuda" if torch.cuda.is_available() else "cpu"
     parser.add_argument("--device", type=_device, default=default, help=f"{help_text} (default: {default})")
 
 
-def add_dtype_option(parser, help_text="dtype of the weights ('auto': the checkpoint's)"):
+def add_dtype_option(parser: argparse.ArgumentParser,
+                     help_text: str = "dtype of the weights ('auto': the checkpoint's)") -> None:
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help=f"{help_text} (default: auto)")
 
 
-def add_progress_option(parser):
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
 
 
-def add_common_options(parser, model_required=True, model_default=None, model_help=None):
+def add_common_options(parser: argparse.ArgumentParser, model_required: bool = True, model_default: str | None = None,
+                       model_help: str | None = None) -> None:
     add_model_option(parser, required=model_required, default=model_default, help_text=model_help)
     add_seed_option(parser)
     add_device_option(parser)
@@ -139,14 +153,14 @@ def add_common_options(parser, model_required=True, model_default=None, model_he
 FROM_CONFIG = "default: the model's generation config"
 
 
-def add_generation_options(parser, steps_field: str = "steps"):
+def add_generation_options(parser: argparse.ArgumentParser, steps_field: str = "steps") -> None:
     parser.add_argument("--steps", type=positive_int, default=None,
                         help=f"denoising steps per block ({FROM_CONFIG}, `{steps_field}`)")
     parser.add_argument("--block-length", type=positive_int, default=None,
                         help=f"tokens per block ({FROM_CONFIG})")
 
 
-def add_decoder_options(parser):
+def add_decoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", choices=("turbo", "normal"), default="turbo",
                         help="turbo: the distilled 8-step decoder; normal: the 50-step one (default: turbo)")
     parser.add_argument("--decoder-steps", type=positive_int, default=None,
@@ -188,7 +202,7 @@ def _damaged_file(folder: Path) -> tuple[Path, str] | None:
 
 
 @contextmanager
-def naming(path: Path | str):
+def naming(path: Path | str) -> Iterator[None]:
     """Any failure inside becomes a `CommandError` that names `path` (the file or folder being read or written); for
     a folder, the damaged file inside it when one is found."""
     try:
@@ -235,7 +249,7 @@ def resolve_model(location: Path | str) -> Path:
         ) from err
 
 
-def open_model(args, banner_file=sys.stderr) -> tuple[Path, bool]:
+def open_model(args: argparse.Namespace, banner_file: TextIO = sys.stderr) -> tuple[Path, bool]:
     """`(folder, random_weights)` of `--model`; prints the random-weights banner, and silences the libraries' own
     bars with `--no-progress`."""
     path = resolve_model(args.model)
@@ -259,7 +273,8 @@ def dtype_from_name(name: str) -> torch.dtype | str:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def load_pipeline(pipeline_class, path: Path, args, decoders=(), image_tokenizer: bool = True):
+def load_pipeline(pipeline_class: type[DiffusionPipeline], path: Path, args: argparse.Namespace,
+                  decoders: Sequence[str] = (), image_tokenizer: bool = True) -> DiffusionPipeline:
     """An end-to-end pipeline of `path` with only the parts a command needs, on `--device`."""
     print(f"Loading {path} ...", file=sys.stderr)
     parts = {} if image_tokenizer else {"image_tokenizer": None}
@@ -269,7 +284,7 @@ def load_pipeline(pipeline_class, path: Path, args, decoders=(), image_tokenizer
     return pipe.to(args.device)
 
 
-def load_decoder(path: Path, args):
+def load_decoder(path: Path, args: argparse.Namespace) -> LLaDAUniDecoderPipeline:
     """The `--decoder` decoder pipeline of `path` alone, on `--device`."""
     from diffusers_llada_uni.pipeline_llada_uni import load_decoder_pipeline
 
@@ -283,7 +298,7 @@ def load_decoder(path: Path, args):
 # ---------------------------------------------------------------------------------------------------- files
 
 
-def load_picture(path: Path):
+def load_picture(path: Path) -> PIL.Image.Image:
     """A picture as the image processor loads it (the project's one picture loader)."""
     from transformers_llada_uni.image_processing_llada_uni import LLaDAUniImageProcessor
 
@@ -316,7 +331,7 @@ def json_output(value: str | Path) -> Path:
     return path
 
 
-def write_file(path: Path, write) -> Path:
+def write_file(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """`write(binary file)` into `path`, atomically: a failure leaves an existing file as it was."""
     from transformers_llada_uni.io_utils_llada_uni import write_file_atomically
 
@@ -324,7 +339,7 @@ def write_file(path: Path, write) -> Path:
         return write_file_atomically(path, write)
 
 
-def save_image(image, path: Path) -> Path:
+def save_image(image: PIL.Image.Image, path: Path) -> Path:
     from PIL import Image
 
     image_format = Image.registered_extensions()[path.suffix.lower()]
@@ -335,7 +350,7 @@ def save_text(path: Path, text: str) -> Path:
     return write_file(path, lambda file: file.write(text.encode("utf-8")))
 
 
-def save_codes(path: Path, codes, h: int, w: int, **extra) -> Path:
+def save_codes(path: Path, codes: torch.Tensor | Sequence[int], h: int, w: int, **extra: Any) -> Path:
     """Image codes as JSON (`llada-uni decode --codes` reads it back)."""
     data = {"token_ids": [int(c) for c in torch.as_tensor(codes).flatten().tolist()], "h": int(h), "w": int(w)}
     data.update(extra)

@@ -34,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     return parser
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "convert",
         usage="llada-uni convert [options] SRC DST",
@@ -57,7 +57,7 @@ def _src_dst(args, parser_error) -> tuple[Path, Path]:
     return Path(paths[0]), Path(paths[1])
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     def value_error(message):
         raise ValueError(message)
 

@@ -20,7 +20,7 @@ from .common import (
 )
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "decode", help="render image codes to an image with the image decoder",
         description="Decode image codes with the flow-matching decoder. The codes file is JSON: "
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     output = image_output(args.output)
     token_ids, h, w = load_codes(args.codes)
     path, _ = open_model(args)

@@ -26,7 +26,7 @@ from .common import (
 )
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "demo", help="run text-to-image, understanding, editing and inpainting on a tiny bundled model (no download)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from diffusers_llada_uni import (

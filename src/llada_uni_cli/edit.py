@@ -23,7 +23,7 @@ from .common import (
 )
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "edit", help="edit an image following an instruction",
         description="Image editing: the source picture is cropped to the nearest editing size and tokenized, the "
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from diffusers_llada_uni import LLaDAUniImageEditPipeline
 
     output = image_output(args.output)

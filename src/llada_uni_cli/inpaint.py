@@ -57,7 +57,7 @@ def _add_shared_options(parser):
     parser.add_argument("--save-codes", metavar="JSON", default=None, help="also write the result's codes")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`llada-uni inpaint` (`outpaint.py` registers `llada-uni outpaint` with [`add_outpaint_parser`])."""
     inpaint = subparsers.add_parser(
         "inpaint", help="regenerate the masked region of a picture",
@@ -78,7 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return inpaint
 
 
-def add_outpaint_parser(subparsers) -> argparse.ArgumentParser:
+def add_outpaint_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     outpaint = subparsers.add_parser(
         "outpaint", help="extend a picture onto a larger canvas",
         description="Outpainting: the source codes are placed on a larger canvas (cells added with --pad-*, or a "
@@ -96,7 +96,7 @@ def add_outpaint_parser(subparsers) -> argparse.ArgumentParser:
     return outpaint
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from diffusers_llada_uni import LLaDAUniInpaintPipeline
 
     output = image_output(args.output)

@@ -22,7 +22,7 @@ from .common import (
 )
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "t2i", help="generate an image from a text prompt",
         description="Text-to-image: the language model writes the image codes, the decoder renders them to an image.",
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from diffusers_llada_uni import LLaDAUniTextToImagePipeline
 
     output = image_output(args.output)

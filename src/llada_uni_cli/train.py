@@ -41,8 +41,12 @@ import shutil
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 from .common import _device, existing_dir, non_negative_int, positive_float, positive_int, probability
 
@@ -169,7 +173,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
         help="fine-tuning (LoRA, QLoRA, full; text, text-to-image, editing) with the masked-diffusion objective",
@@ -211,7 +215,7 @@ def _convert_training_arg(name: str, text: str, action: argparse.Action):
     return value
 
 
-def build_training_arguments(args):
+def build_training_arguments(args: argparse.Namespace) -> TrainingArguments:
     """The `TrainingArguments` of a `train` command line: its options, then every `--training-arg` on top (each value
     converted to its field's type as transformers' `HfArgumentParser` does)."""
     from transformers import HfArgumentParser, TrainingArguments
@@ -396,7 +400,7 @@ def _encoded(path, split, args, encoder):
     return encode_training_dataset(dataset, encoder, source=str(path))
 
 
-def train(args) -> dict:
+def train(args: argparse.Namespace) -> dict:
     """Runs a `train` command line; returns a summary (steps, logged losses, output folders, the trained model)."""
     from transformers import set_seed
     from transformers.utils import logging as transformers_logging
@@ -490,7 +494,7 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         summary = train(args)
     except KeyboardInterrupt:
@@ -506,7 +510,7 @@ def run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     return run(build_parser().parse_args(argv))
 
 

@@ -18,7 +18,7 @@ from .common import (
 )
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "understand", help="answer a question about an image",
         description="Image understanding: the image tokenizer turns the picture into codes, the language model "
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from diffusers_llada_uni import LLaDAUniUnderstandingPipeline
 
     pictures = [load_picture(picture) for picture in args.image]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers_llada_uni.released_layout_llada_uni import (
@@ -18,6 +19,12 @@ from transformers_llada_uni.released_layout_llada_uni import (
 from .remote_code import add_remote_code
 from .verification import compare, float_tolerance, release_memory
 from .weights import WeightPlan, check_shapes, meta_shapes, read_sharded, write_weights
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+    from transformers import PreTrainedTokenizerBase
+
+    from transformers_llada_uni import LLaDAUniConfig
 
 
 @dataclass
@@ -33,7 +40,7 @@ class BackbonePlan:
         return self.weights
 
 
-def expected_backbone_shapes(config) -> dict[str, tuple[int, ...]]:
+def expected_backbone_shapes(config: LLaDAUniConfig) -> dict[str, tuple[int, ...]]:
     """Released key -> shape for a backbone config, derived from the model itself (built on the meta device).
 
     The model holds the routed experts fused (`experts.gate_up_proj` [E, 2I, H], `experts.down_proj` [E, H, I]); the
@@ -60,7 +67,8 @@ def expected_backbone_shapes(config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def inspect_backbone(src: Path, released_config: dict, tokenizer, image_codebook_size: int) -> BackbonePlan:
+def inspect_backbone(src: Path, released_config: dict, tokenizer: PreTrainedTokenizerBase,
+                     image_codebook_size: int) -> BackbonePlan:
     """The converted config and the weight plan, every shard header checked against the config's shapes."""
     config = build_llada_config(released_config, tokenizer, image_codebook_size, src)
     infos = read_sharded(src, BACKBONE_INDEX_NAME, BACKBONE_WEIGHTS_NAME, "backbone")
@@ -71,7 +79,8 @@ def inspect_backbone(src: Path, released_config: dict, tokenizer, image_codebook
     return BackbonePlan(config, weights)
 
 
-def write_backbone(plan: BackbonePlan, out: Path, dtype, include_remote_code: bool, progress) -> None:
+def write_backbone(plan: BackbonePlan, out: Path, dtype: torch.dtype | None, include_remote_code: bool,
+                   progress: tqdm | None) -> None:
     from transformers_llada_uni import LLaDAUniConfig, LLaDAUniForConditionalGeneration, LLaDAUniModel
     from transformers_llada_uni.generation_llada_uni import LLaDAUniGenerationConfig
 
@@ -91,7 +100,8 @@ def write_backbone(plan: BackbonePlan, out: Path, dtype, include_remote_code: bo
     LLaDAUniGenerationConfig.from_model_config(config).save_pretrained(out)
 
 
-def verify_backbone(src: Path, out: Path, config, dtype, device, generator, num_layers: int | None = None) -> list[str]:
+def verify_backbone(src: Path, out: Path, config: LLaDAUniConfig, dtype: torch.dtype | None, device: str | torch.device,
+                    generator: torch.Generator, num_layers: int | None = None) -> list[str]:
     """Logits of the converted and the released backbone on random ids. `num_layers` truncates both models to their
     first layers (the weights of deeper layers are compared bit for bit by `verify_written` instead), which bounds
     the memory of verifying a checkpoint larger than one shard."""

@@ -121,7 +121,8 @@ def inspect_released(src: str | os.PathLike) -> ReleasedCheckpoint:
     return ReleasedCheckpoint(src, tokenizer, backbone, image_tokenizer, decoders)
 
 
-def verify_conversion(ckpt: ReleasedCheckpoint, out: Path, dtype=None, device="cpu", seed=0) -> list[str]:
+def verify_conversion(ckpt: ReleasedCheckpoint, out: Path, dtype: torch.dtype | None = None,
+                      device: str | torch.device = "cpu", seed: int = 0) -> list[str]:
     """Every difference between the source and the converted folder `out`, as readable lines (empty: identical)."""
     generator = torch.Generator().manual_seed(seed)
     problems = verify_written(ckpt.backbone.output_plan, out, dtype, "backbone weights")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers_llada_uni.released_layout_llada_uni import (
@@ -26,6 +27,9 @@ from transformers_llada_uni.released_layout_llada_uni import (
 from .safetensors_stream import TensorInfo, read_header, read_tensor, write_streaming
 from .verification import compare, float_tolerance, release_memory, same_bits
 from .weights import WeightPlan, check_shapes, meta_shapes, require, target_dtype, write_weights
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 
 @dataclass
@@ -91,7 +95,8 @@ def inspect_decoder(src: Path, turbo: bool) -> DecoderPlan:
                        sigvq_config)
 
 
-def write_decoder(plan: DecoderPlan, out: Path, dtype, progress, include_remote_code: bool = True) -> None:
+def write_decoder(plan: DecoderPlan, out: Path, dtype: torch.dtype | None, progress: tqdm | None,
+                  include_remote_code: bool = True) -> None:
     """A `LLaDAUniDecoderPipeline` folder: configs, code and card from the pipeline's own saving, weights streamed."""
     from diffusers import AutoencoderKL, ZImageTransformer2DModel
 
@@ -129,7 +134,8 @@ def write_decoder(plan: DecoderPlan, out: Path, dtype, progress, include_remote_
     del state
 
 
-def verify_decoder(plan: DecoderPlan, out: Path, dtype, device, generator) -> list[str]:
+def verify_decoder(plan: DecoderPlan, out: Path, dtype: torch.dtype | None, device: str | torch.device,
+                   generator: torch.Generator) -> list[str]:
     """Each component of the converted pipeline against `LLaDAUniDecoderPipeline.from_released` on random inputs."""
     from diffusers_llada_uni import LLaDAUniDecoderPipeline
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers_llada_uni.released_layout_llada_uni import (
@@ -20,6 +21,9 @@ from .remote_code import add_remote_code
 from .safetensors_stream import read_header
 from .verification import compare, float_tolerance, release_memory
 from .weights import WeightPlan, check_shapes, meta_shapes, require, write_weights
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 
 @dataclass
@@ -57,7 +61,8 @@ def inspect_image_tokenizer(src: Path) -> ImageTokenizerPlan:
     return ImageTokenizerPlan(folder, config, WeightPlan({"model.safetensors": sorted(found.items())}))
 
 
-def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, include_remote_code=True) -> None:
+def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype: torch.dtype | None, progress: tqdm | None,
+                          include_remote_code: bool = True) -> None:
     from transformers_llada_uni.configuration_llada_uni_image_tokenizer import LLaDAUniImageVQConfig
     from transformers_llada_uni.modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
@@ -75,7 +80,8 @@ def write_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, progress, 
     write_weights(plan.weights, out, dtype, progress=progress)
 
 
-def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype, device, generator) -> list[str]:
+def verify_image_tokenizer(plan: ImageTokenizerPlan, out: Path, dtype: torch.dtype | None, device: str | torch.device,
+                           generator: torch.Generator) -> list[str]:
     """Codes and features of the converted and the released image tokenizer on random patches."""
     from transformers import AutoModel
 

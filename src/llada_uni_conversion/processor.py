@@ -5,11 +5,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers_llada_uni.released_layout_llada_uni import MissingFileError
 
 from .remote_code import strip_remote_code
 from .weights import require
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from transformers_llada_uni import LLaDAUniConfig
 
 
 # Loading options end up in the tokenizer's init kwargs and would be saved into tokenizer_config.json (e.g.
@@ -18,7 +24,7 @@ _LOADING_OPTIONS = ("local_files_only", "trust_remote_code", "cache_dir", "force
                     "_commit_hash", "subfolder")
 
 
-def load_tokenizer(src: Path):
+def load_tokenizer(src: Path) -> PreTrainedTokenizerBase:
     """The released tokenizer (our package resolves its type: the released `auto_map` names code that is not
     shipped)."""
     from transformers import AutoTokenizer
@@ -29,7 +35,7 @@ def load_tokenizer(src: Path):
     return AutoTokenizer.from_pretrained(src, trust_remote_code=False)
 
 
-def write_processor(src: Path, out: Path, config, include_remote_code: bool = True) -> None:
+def write_processor(src: Path, out: Path, config: LLaDAUniConfig, include_remote_code: bool = True) -> None:
     """Tokenizer files, `preprocessor_config.json` and `processor_config.json`, through the processor's own loader
     of the released layout."""
     from transformers_llada_uni.processing_llada_uni import LLaDAUniProcessor
@@ -51,7 +57,7 @@ def write_processor(src: Path, out: Path, config, include_remote_code: bool = Tr
         strip_remote_code(out)
 
 
-def verify_processor(out: Path, tokenizer) -> list[str]:
+def verify_processor(out: Path, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The converted tokenizer gives the released one's ids (special tokens and non-ASCII text included)."""
     from transformers import AutoProcessor
 

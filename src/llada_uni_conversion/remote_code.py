@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
-def code_files(classes) -> list[Path]:
+def code_files(classes: Iterable[type]) -> list[Path]:
     """The module files of `classes` and everything they import relatively."""
     from transformers.dynamic_module_utils import get_relative_import_files
 
@@ -22,7 +27,7 @@ def code_files(classes) -> list[Path]:
     return files
 
 
-def add_remote_code(config, classes: dict, out: Path) -> None:
+def add_remote_code(config: PretrainedConfig, classes: dict[str, type], out: Path) -> None:
     """Copy the code of `classes` ({auto class name: class}) into `out` and point `config.auto_map` at it."""
     config.auto_map = {auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in classes.items()}
     for path in code_files(classes.values()):

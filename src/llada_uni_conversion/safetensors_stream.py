@@ -201,7 +201,7 @@ class ShardReader:
         except Exception as err:  # safetensors raises its own error types
             raise CheckpointError(f"{path}: cannot read tensor {name!r} ({err}).") from None
 
-    def close(self):
+    def close(self) -> None:
         if self._handle is not None:
             # safe_open handles are context managers; leaving drops the memory map.
             self._handle.__exit__(None, None, None)

@@ -18,7 +18,8 @@ class VerificationError(RuntimeError):
     """The converted folder does not reproduce the source; the message lists every difference."""
 
 
-def compare(name: str, reference: torch.Tensor, converted: torch.Tensor, problems: list[str], rtol: float = 0.0):
+def compare(name: str, reference: torch.Tensor, converted: torch.Tensor, problems: list[str],
+            rtol: float = 0.0) -> None:
     """Integers must match exactly; floats within `rtol` of the reference's largest magnitude.
 
     The same weights loaded through two paths can sit in differently aligned memory, and CPU kernels then sum in
@@ -51,7 +52,8 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
 
 
-def verify_written(plan: WeightPlan, out_dir: Path, dtype, where: str, limit: int = 20) -> list[str]:
+def verify_written(plan: WeightPlan, out_dir: Path, dtype: torch.dtype | None, where: str,
+                   limit: int = 20) -> list[str]:
     """Every written tensor equals its source tensor (cast as written) bit for bit, read one at a time from both
     files, so the whole checkpoint is compared in the memory of two tensors."""
     problems = []

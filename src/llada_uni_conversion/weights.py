@@ -8,11 +8,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers_llada_uni.released_layout_llada_uni import CheckpointError, MissingFileError, read_json
 
 from .safetensors_stream import ShardReader, TensorInfo, read_header, write_streaming
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 
 @dataclass
@@ -102,7 +106,7 @@ def write_weights(
     out_dir: Path,
     dtype: torch.dtype | None = None,
     index_name: str | None = None,
-    progress=None,
+    progress: tqdm | None = None,
 ) -> None:
     """Write the planned files tensor by tensor; with `index_name`, also the `weight_map` index."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
 """Configuration of the LLaDA2.0-Uni MoE masked-diffusion backbone."""
 
+from typing import Any
+
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
@@ -151,7 +153,9 @@ class LLaDAUniConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     @classmethod
-    def from_dict(cls, config_dict: dict, **kwargs):
+    def from_dict(
+        cls, config_dict: dict, **kwargs: Any
+    ) -> PreTrainedConfig | tuple[PreTrainedConfig, dict[str, Any]]:
         """As [`PreTrainedConfig.from_dict`], but a dict (a `config.json`) without the size fields is an error: it
         would otherwise build the full released size (16 B parameters) before failing on the weights."""
         missing = [name for name in cls.size_fields if name not in config_dict and name not in kwargs]

@@ -3,6 +3,7 @@
 
 import os
 import warnings
+from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
@@ -77,7 +78,9 @@ class LLaDAUniImageVQConfig(PreTrainedConfig):
         return self.vq_config.num_embeddings
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> PreTrainedConfig | tuple[PreTrainedConfig, dict[str, Any]]:
         r"""As [`~PreTrainedConfig.from_pretrained`]; a released GLM-Image style `config.json` is accepted without the
         model-type mismatch warning, since this class reads exactly its vision and VQ parts."""
         config_dict, kwargs = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)

@@ -26,7 +26,7 @@ import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -43,6 +43,13 @@ from .prompting_llada_uni import (
     parse_image_header,
     validate_image_token_ids,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+    from transformers.generation.streamers import BaseStreamer
+
+    from .generation_llada_uni import LLaDAUniGenerationConfig, LLaDAUniGenerationMixin
+    from .prompting_llada_uni import LLaDAUniSpecialTokenIds
 
 
 logger = hf_logging.get_logger(__name__)
@@ -139,7 +146,8 @@ def _image_entry(part, where):
     return image
 
 
-def build_conversation_prompt(tokenizer, messages: Sequence[dict], special, add_generation_prompt: bool = True,
+def build_conversation_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict],
+                              special: LLaDAUniSpecialTokenIds, add_generation_prompt: bool = True,
                               chat_template: str | None = None) -> list[int]:
     """The prompt ids of a conversation: the processor's chat template around the messages, each image part's image
     block (`header + ids + <|/image|>`) and each text part's `token_ids` (the ids the model wrote) spliced in as ids,
@@ -201,7 +209,8 @@ def build_conversation_prompt(tokenizer, messages: Sequence[dict], special, add_
     return ids
 
 
-def build_conversation_unconditional_prompt(tokenizer, messages: Sequence[dict], special,
+def build_conversation_unconditional_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict],
+                                            special: LLaDAUniSpecialTokenIds,
                                             chat_template: str | None = None) -> list[int]:
     """The unconditional branch of a picture's guidance in a conversation: the same conversation with the last user
     message's content replaced by `<uncondition>` (thinking mode's rule: the request is replaced, the history kept)."""
@@ -320,10 +329,14 @@ class _OffsetRules:
         return logits
 
 
-def interleaved_generate(model, tokenizer, config, special, prompts: Sequence[Sequence[int]],
-                         unconditional: Sequence[Sequence[int]] | None, prefixes=None, image_size=None,
-                         logit_rules: Sequence[Callable] = (), callback=None, streamer=None,
-                         generator=None) -> list[LLaDAUniInterleavedOutput]:
+def interleaved_generate(model: LLaDAUniGenerationMixin, tokenizer: PreTrainedTokenizerBase,
+                         config: LLaDAUniGenerationConfig, special: LLaDAUniSpecialTokenIds,
+                         prompts: Sequence[Sequence[int]], unconditional: Sequence[Sequence[int]] | None,
+                         prefixes: Sequence[LLaDAUniPrefixCache | None] | None = None,
+                         image_size: tuple[int, int] | None = None, logit_rules: Sequence[Callable] = (),
+                         callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None,
+                         streamer: BaseStreamer | None = None,
+                         generator: torch.Generator | None = None) -> list[LLaDAUniInterleavedOutput]:
     """Interleaved text-and-image generation after each prompt (see the module docstring); the callers validate.
 
     `config` is the call's text settings; a picture uses the same with `steps = image_steps`. `unconditional[s]` is
@@ -492,8 +505,12 @@ def is_conversation(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(m, dict) for m in value)
 
 
-def chat_turn(model, tokenizer, config, special, conversations, histories, image_size=None, logit_rules=(),
-              callback=None, streamer=None, generator=None, chat_template=None) -> list[LLaDAUniInterleavedOutput]:
+def chat_turn(model: LLaDAUniGenerationMixin, tokenizer: PreTrainedTokenizerBase, config: LLaDAUniGenerationConfig,
+              special: LLaDAUniSpecialTokenIds, conversations: Sequence[Sequence[dict]],
+              histories: Sequence[LLaDAUniChatHistory | None], image_size: tuple[int, int] | None = None,
+              logit_rules: Sequence[Callable] = (), callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None,
+              streamer: BaseStreamer | None = None, generator: torch.Generator | None = None,
+              chat_template: str | None = None) -> list[LLaDAUniInterleavedOutput]:
     """One assistant turn for each conversation (the callers validate the settings)."""
     prompts = [build_conversation_prompt(tokenizer, messages, special, chat_template=chat_template)
                for messages in conversations]

@@ -26,7 +26,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -53,6 +53,15 @@ from .prompting_llada_uni import (
     parse_image_inputs,
     validate_image_token_ids,
 )
+
+if TYPE_CHECKING:
+    import os
+
+    import numpy as np
+    from transformers import PreTrainedConfig, PreTrainedTokenizerBase
+    from transformers.generation.streamers import BaseStreamer
+
+    from .conversation_llada_uni import LLaDAUniChatHistory, LLaDAUniInterleavedOutput, LLaDAUniStepInfo
 
 
 logger = hf_logging.get_logger(__name__)
@@ -196,7 +205,7 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         sprint_attend_padding: bool = True,
         mask_token_id: int | None = None,
         show_progress_bar: bool = True,
-        **kwargs,
+        **kwargs: Any,
     ):
         kwargs.setdefault("use_cache", True)
         for old, new in _DEPRECATED_SWITCHES.items():
@@ -234,7 +243,7 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_model_config(cls, model_config) -> "LLaDAUniGenerationConfig":
+    def from_model_config(cls, model_config: PreTrainedConfig | dict) -> "LLaDAUniGenerationConfig":
         # The parent compares every attribute against a plain `GenerationConfig()`, which lacks the diffusion
         # fields: derive the generic part there and take the diffusion fields the model config carries.
         base = GenerationConfig.from_model_config(model_config).to_dict()
@@ -251,14 +260,14 @@ class LLaDAUniGenerationConfig(GenerationConfig):
         config._original_object_hash = hash(config)
         return config
 
-    def validate(self, strict=False, user_set_attributes=None):
+    def validate(self, strict: bool = False, user_set_attributes: set[str] | None = None) -> None:
         super().validate(strict=strict, user_set_attributes=user_set_attributes)
         # `validate` also runs inside `GenerationConfig.__init__`, before the subclass fields exist in some paths.
         if not hasattr(self, "show_progress_bar"):
             return
         self.validate_diffusion()
 
-    def validate_diffusion(self):
+    def validate_diffusion(self) -> None:
         """Raise a ValueError naming the first invalid diffusion setting and what is allowed."""
 
         def positive_int(name):
@@ -689,7 +698,9 @@ class LLaDAUniBlockScheduler:
                    minimal_topk=config.minimal_topk, remasking_strategy=config.remasking_strategy,
                    temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, adaptive=adaptive)
 
-    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None):
+    def sample(
+        self, logits: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.LongTensor, torch.Tensor, torch.Tensor]:
         """Candidate token, its probability and the remasking score per position (`logits`: `(..., vocab)`)."""
         if self.temperature > 0:
             logits = logits / self.temperature if self.temperature != 1.0 else logits
@@ -1165,7 +1176,7 @@ class LLaDAUniGenerationMixin:
 
     # ------------------------------------------------------------------------------------------- plumbing
     def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
-                                      **kwargs) -> dict[str, Any]:
+                                      **kwargs: Any) -> dict[str, Any]:
         """The forward inputs of one step: transformers' generation hook, which PEFT's causal-LM wrapper requires and
         calls. Unlike autoregressive decoding, nothing is cut off for the cache: the window given is the one to run.
         (The block-diffusion engine calls the decoder and the LM head itself, to read prefix confidences for SPRINT.)
@@ -1177,14 +1188,17 @@ class LLaDAUniGenerationMixin:
         """
         return {"input_ids": input_ids, "attention_mask": attention_mask, **kwargs}
 
-    def set_tokenizer(self, tokenizer):
+    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> LLaDAUniGenerationMixin:
         """Remember `tokenizer` for the methods that build prompts (`understand_image`, `generate_image`, ...)."""
         self.tokenizer = tokenizer
         return self
 
-    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
-                             cache_dir=None, force_download=False, proxies=None, local_files_only=False, token=None,
-                             revision=None, subfolder="", trust_remote_code=None, **kwargs):
+    def adjust_generation_fn(self, generation_config: GenerationConfig | None, from_auto_class: bool,
+                             from_pipeline: str | None, pretrained_model_name_or_path: str | os.PathLike | None,
+                             cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+                             proxies: dict[str, str] | None = None, local_files_only: bool = False,
+                             token: str | bool | None = None, revision: str | None = None, subfolder: str = "",
+                             trust_remote_code: bool | None = None, **kwargs: Any) -> None:
         """Called by `from_pretrained`: load `generation_config.json` as a [`LLaDAUniGenerationConfig`]."""
         if generation_config is not None:
             self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
@@ -1376,9 +1390,11 @@ class LLaDAUniGenerationMixin:
         return rules, stop_strings
 
     def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-                 generation_config: GenerationConfig | None = None, *, tokenizer=None, streamer=None,
+                 generation_config: GenerationConfig | None = None, *,
+                 tokenizer: PreTrainedTokenizerBase | None = None, streamer: BaseStreamer | None = None,
                  callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
-                 generator: torch.Generator | None = None, return_dict_in_generate: bool | None = None, **kwargs):
+                 generator: torch.Generator | None = None, return_dict_in_generate: bool | None = None,
+                 **kwargs: Any) -> torch.LongTensor | LLaDAUniGenerateOutput:
         r"""
         Block-diffusion text generation (the original `generate_bd`), batched.
 
@@ -1480,13 +1496,20 @@ class LLaDAUniGenerationMixin:
         return torch.tensor([p + g for p, g in zip(left, right)], dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------------------------------- understanding
-    def understand_image(self, image_tokens, h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
-                         question: str | Sequence[str] | None = None, tokenizer=None, steps: int | None = None,
+    def understand_image(self,
+                         image_tokens: Sequence[int] | Sequence[Sequence[int]] | torch.LongTensor | dict[str, Any]
+                         | Sequence[dict[str, Any] | Sequence[dict[str, Any]]],
+                         h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
+                         question: str | Sequence[str] | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
+                         steps: int | None = None,
                          block_length: int | None = None, gen_length: int | None = None,
                          temperature: float | None = None, threshold: float | None = None,
                          use_chat_template: bool = False, return_dict: bool = False,
-                         generation_config: GenerationConfig | None = None, callback=None, streamer=None,
-                         generator=None, **kwargs):
+                         generation_config: GenerationConfig | None = None,
+                         callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
+                         streamer: BaseStreamer | None = None,
+                         generator: torch.Generator | None = None, **kwargs: Any,
+                         ) -> str | LLaDAUniUnderstandingOutput | list[str] | list[LLaDAUniUnderstandingOutput]:
         """Answer `question` about an image given as `h * w` image ids (codes plus `image_token_offset`), or about
         several images. Without `h` and `w`, `image_tokens` is what `processor.encode_images` returns: one dict, or
         the list of one prompt's dicts (`model.understand_image(encoded, question=...)`).
@@ -1503,6 +1526,28 @@ class LLaDAUniGenerationMixin:
 
         Settings not given as keywords come from `generation_config=`, then `model.generation_config` (`steps`,
         `gen_length`; transformers' `max_new_tokens` / `max_length`, `stop_strings`, `min_new_tokens` apply too).
+
+        Args:
+            image_tokens: one image's flat image ids (with `h`, `w`), one id sequence per image (with `h`, `w`
+                sequences), or without `h` and `w` what `processor.encode_images` returns (a dict, a list of one
+                prompt's dicts, or for a batch one such entry per question).
+            h, w (`int` or `Sequence[int]`, *optional*): the code grid of each image when `image_tokens` holds bare
+                ids.
+            question (`str` or `list[str]`): the question; a list makes a batch.
+            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
+            steps, block_length, gen_length, temperature, threshold (*optional*): the sampling settings of
+                [`LLaDAUniGenerationConfig`] for this call.
+            use_chat_template (`bool`, defaults to `False`): wrap image and question in the tokenizer's chat template.
+            return_dict (`bool`, defaults to `False`): return [`LLaDAUniUnderstandingOutput`]s instead of strings.
+            generation_config (`GenerationConfig`, *optional*): its set values override `model.generation_config`.
+            callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step, as in
+                [`~LLaDAUniGenerationMixin.generate`].
+            streamer (`BaseStreamer`, *optional*): receives the prompt, then each finished block (one question only).
+            generator (`torch.Generator`, *optional*): randomness for sampling.
+            kwargs: other [`LLaDAUniGenerationConfig`] settings.
+
+        Returns:
+            `str` (or [`LLaDAUniUnderstandingOutput`] with `return_dict=True`), a list of them for a batch.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "understand_image")
         config = self._generation_settings(
@@ -1578,14 +1623,17 @@ class LLaDAUniGenerationMixin:
             )
         return gen_length
 
-    def generate_image(self, prompt: str | Sequence[str], tokenizer=None, image_h: int | None = None,
+    def generate_image(self, prompt: str | Sequence[str], tokenizer: PreTrainedTokenizerBase | None = None,
+                       image_h: int | None = None,
                        image_w: int | None = None, steps: int | None = None, block_length: int | None = None,
                        cfg_scale: float | None = None, gen_length: int | None = None, temperature: float | None = None,
                        mode: str = "normal", use_sprint: bool | None = None, keep_ratio: float | None = None,
                        cache_warmup_steps: int | None = None, confidence_alpha: float | None = None,
                        remasking_strategy: str | None = None, thinking_steps: int | None = None,
                        thinking_gen_length: int | None = None, generation_config: GenerationConfig | None = None,
-                       callback=None, generator=None, **kwargs):
+                       callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
+                       generator: torch.Generator | None = None,
+                       **kwargs: Any) -> LLaDAUniImageGenerationOutput | list[LLaDAUniImageGenerationOutput]:
         """Text-to-image: generate the image codes of `prompt` (a string, or a list of strings for a batch).
 
         The grid is `h = (image_h // 2) // 16` by `w = (image_w // 2) // 16` codes; `gen_length` defaults to `h * w`
@@ -1602,6 +1650,25 @@ class LLaDAUniGenerationMixin:
         Settings not given as keywords come from `generation_config=`, then `model.generation_config`: `steps` is its
         `image_steps`, and `image_h`, `image_w`, `cfg_scale`, `thinking_steps`, `thinking_gen_length` and the SPRINT
         settings its fields of those names.
+
+        Args:
+            prompt (`str` or `list[str]`): the caption; a list makes a batch.
+            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
+            image_h, image_w (`int`, *optional*): the picture size in pixels the code grid is derived from.
+            steps (`int`, *optional*): denoising steps per block (the config's `image_steps`).
+            block_length, gen_length, temperature, remasking_strategy (*optional*): sampling settings.
+            cfg_scale (`float`, *optional*): classifier-free guidance scale.
+            mode (`str`, defaults to `"normal"`): `"normal"` or `"thinking"` (reason first, then draw).
+            use_sprint, keep_ratio, cache_warmup_steps, confidence_alpha (*optional*): SPRINT acceleration settings.
+            thinking_steps, thinking_gen_length (`int`, *optional*): the reasoning text's steps and length limit.
+            generation_config (`GenerationConfig`, *optional*): its set values override `model.generation_config`.
+            callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step, as in
+                [`~LLaDAUniGenerationMixin.generate`].
+            generator (`torch.Generator`, *optional*): randomness for sampling.
+            kwargs: other [`LLaDAUniGenerationConfig`] settings.
+
+        Returns:
+            [`LLaDAUniImageGenerationOutput`], or a list of them for a list of prompts.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "generate_image")
         batched = not isinstance(prompt, str)
@@ -1674,12 +1741,15 @@ class LLaDAUniGenerationMixin:
             texts.append(tokenizer.decode(ids, skip_special_tokens=True))
         return thinking_ids, texts, decoder.nfe
 
-    def edit_image(self, image_tokens, h: int | None = None, w: int | None = None,
-                   instruction: str | Sequence[str] | None = None, tokenizer=None, steps: int | None = None,
+    def edit_image(self, image_tokens: Sequence[int] | torch.LongTensor | dict[str, Any] | Sequence[dict[str, Any]],
+                   h: int | None = None, w: int | None = None, instruction: str | Sequence[str] | None = None,
+                   tokenizer: PreTrainedTokenizerBase | None = None, steps: int | None = None,
                    block_length: int | None = None, cfg_text_scale: float | None = None,
                    cfg_image_scale: float | None = None, temperature: float | None = None,
                    gen_length: int | None = None, generation_config: GenerationConfig | None = None,
-                   callback=None, generator=None, **kwargs):
+                   callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
+                   generator: torch.Generator | None = None,
+                   **kwargs: Any) -> LLaDAUniImageGenerationOutput | list[LLaDAUniImageGenerationOutput]:
         """Edit an image (`h * w` image ids, codes plus `image_token_offset`) following `instruction`. Without `h` and
         `w`, `image_tokens` is what `processor.encode_images(..., mode="edit")` returns (one dict).
 
@@ -1693,6 +1763,24 @@ class LLaDAUniGenerationMixin:
 
         Settings not given as keywords come from `generation_config=`, then `model.generation_config`: `steps` is its
         `edit_steps`, and `cfg_text_scale`, `cfg_image_scale` its fields of those names.
+
+        Args:
+            image_tokens: the source's `h * w` image ids (with `h`, `w`), or `encode_images(..., mode="edit")`
+                dict(s), one per instruction.
+            h, w (`int`, *optional*): the source's code grid when `image_tokens` holds bare ids.
+            instruction (`str` or `list[str]`): the edit to make; a list makes a batch.
+            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
+            steps (`int`, *optional*): denoising steps per block (the config's `edit_steps`).
+            block_length, temperature, gen_length (*optional*): sampling settings.
+            cfg_text_scale, cfg_image_scale (`float`, *optional*): guidance scales of the text and image conditions.
+            generation_config (`GenerationConfig`, *optional*): its set values override `model.generation_config`.
+            callback (`Callable[[int, int, torch.LongTensor], Any]`, *optional*): called after every step, as in
+                [`~LLaDAUniGenerationMixin.generate`].
+            generator (`torch.Generator`, *optional*): randomness for sampling.
+            kwargs: other [`LLaDAUniGenerationConfig`] settings.
+
+        Returns:
+            [`LLaDAUniImageGenerationOutput`], or a list of them for a list of instructions.
         """
         tokenizer = self._resolve_tokenizer(tokenizer, "edit_image")
         batched = isinstance(instruction, (list, tuple))
@@ -1735,14 +1823,18 @@ class LLaDAUniGenerationMixin:
         return results if batched else results[0]
 
     # ------------------------------------------------------------------------------------------- inpainting
-    def inpaint_image(self, image_tokens, mask=None, h: int | None = None, w: int | None = None,
-                      prompt: str | Sequence[str] | None = None, tokenizer=None, conditioning: str = "edit",
+    def inpaint_image(self, image_tokens: Sequence[int] | torch.LongTensor | dict[str, Any] | Sequence[dict[str, Any]],
+                      mask: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | None = None,
+                      h: int | None = None, w: int | None = None, prompt: str | Sequence[str] | None = None,
+                      tokenizer: PreTrainedTokenizerBase | None = None, conditioning: str = "edit",
                       pad_left: int = 0, pad_right: int = 0, pad_top: int = 0, pad_bottom: int = 0,
                       canvas_size: tuple[int, int] | None = None, mask_dilation: int = 0, steps: int | None = None,
                       block_length: int | None = None, cfg_scale: float | None = None,
                       cfg_text_scale: float | None = None, cfg_image_scale: float | None = None,
                       temperature: float | None = None, generation_config: GenerationConfig | None = None,
-                      callback=None, generator=None, **kwargs):
+                      callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
+                      generator: torch.Generator | None = None,
+                      **kwargs: Any) -> LLaDAUniImageGenerationOutput | list[LLaDAUniImageGenerationOutput]:
         """Inpaint or outpaint an image (`h * w` image ids; without `h` and `w`, an `encode_images(..., mode="edit")`
         dict): the cells of `mask` are generated again following `prompt`, every other cell keeps its source code.
         The engine's canvas starts from the source codes with the mask id on the cells to repaint; blocks with no
@@ -1763,6 +1855,8 @@ class LLaDAUniGenerationMixin:
             pad_left, pad_right, pad_top, pad_bottom (`int`): outpainting, cells added on each side; or
             canvas_size (`tuple[int, int]`): the outpainting canvas grid, the source centred. The canvas grid must
                 have size tokens.
+            h, w (`int`, *optional*): the source's code grid when `image_tokens` holds bare ids.
+            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
             mask_dilation (`int`, defaults to 0): grow the mask by this many cells.
             steps, block_length, cfg_scale, cfg_text_scale, cfg_image_scale, temperature, generation_config,
                 callback, generator, kwargs: as in `edit_image` / `generate_image`; settings not given come from
@@ -1803,11 +1897,16 @@ class LLaDAUniGenerationMixin:
                              f"{image_size!r}.")
         return tuple(image_size)
 
-    def generate_interleaved(self, prompt, tokenizer=None, unconditional_ids=None, image_size=None,
+    def generate_interleaved(self, prompt: str | Sequence[dict] | Sequence[int] | torch.LongTensor,
+                             tokenizer: PreTrainedTokenizerBase | None = None,
+                             unconditional_ids: Sequence[int] | torch.LongTensor | None = None,
+                             image_size: tuple[int, int] | None = None,
                              steps: int | None = None, image_steps: int | None = None,
                              max_new_tokens: int | None = None, cfg_scale: float | None = None,
                              generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
-                             callback=None, streamer=None, generator=None, **kwargs):
+                             callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None,
+                             streamer: BaseStreamer | None = None, generator: torch.Generator | None = None,
+                             **kwargs: Any) -> LLaDAUniInterleavedOutput:
         """Interleaved text-and-image generation: text until EOS or the length limit, and wherever the model opens a
         picture (an image header ending in `<boi>`) its `h * w` codes with image ids only and text-to-image guidance,
         then `<|/image|>` and text again (see `conversation_llada_uni`).
@@ -1816,6 +1915,9 @@ class LLaDAUniGenerationMixin:
             prompt: a string (one user turn of the chat template), a conversation (`messages`, see `chat`), or the
                 prompt ids (`list[int]` / 1-D tensor), with `unconditional_ids` the unconditional branch's ids (the
                 guidance of pictures; without it pictures are unguided).
+            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
+            unconditional_ids (`list[int]` or 1-D `torch.LongTensor`, *optional*): with prompt ids, the unconditional
+                branch's ids.
             image_size (`tuple[int, int]`, *optional*): force every picture's grid (codes); by default the header's.
                 A header whose sides are not size tokens gets the default grid (`image_h` x `image_w`), with a warning.
             steps, image_steps (`int`, *optional*): steps per block of text and of pictures.
@@ -1864,10 +1966,15 @@ class LLaDAUniGenerationMixin:
             generator=generator,
         )[0]
 
-    def chat(self, messages, history=None, tokenizer=None, image_size=None, steps: int | None = None,
+    def chat(self, messages: Sequence[dict] | Sequence[Sequence[dict]],
+             history: LLaDAUniChatHistory | Sequence[LLaDAUniChatHistory | None] | None = None,
+             tokenizer: PreTrainedTokenizerBase | None = None, image_size: tuple[int, int] | None = None,
+             steps: int | None = None,
              image_steps: int | None = None, max_new_tokens: int | None = None, cfg_scale: float | None = None,
              generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
-             callback=None, streamer=None, generator=None, **kwargs):
+             callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None, streamer: BaseStreamer | None = None,
+             generator: torch.Generator | None = None,
+             **kwargs: Any) -> LLaDAUniInterleavedOutput | list[LLaDAUniInterleavedOutput]:
         """One assistant turn of a conversation with pictures; the answer is interleaved text and pictures.
 
         Args:

@@ -12,8 +12,12 @@ from the checkpoint's `image_tokenizer/` subfolder in the model's dtype and on i
 model's modules, so it is neither saved with the language model's weights nor expected in its checkpoint.
 """
 
+from typing import TYPE_CHECKING
 import torch
 from transformers.utils import TransformersKwargs
+
+if TYPE_CHECKING:
+    from .modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
 
 IMAGE_TOKENIZER_SUBFOLDER = "image_tokenizer"
@@ -24,7 +28,7 @@ IMAGE_INPUT_NAMES = ("pixel_values", "image_grid_thw", "mm_token_type_ids")
 class LLaDAUniImageInputsMixin:
     """`forward` / `generate` of [`LLaDAUniForConditionalGeneration`] take the processor's picture inputs."""
 
-    def set_image_tokenizer(self, image_tokenizer):
+    def set_image_tokenizer(self, image_tokenizer: "LLaDAUniImageVQModel") -> "LLaDAUniImageInputsMixin":
         """Attach the image tokenizer that turns the processor's `pixel_values` into image ids.
 
         Args:
@@ -42,7 +46,7 @@ class LLaDAUniImageInputsMixin:
         self.__dict__["_image_tokenizer"] = image_tokenizer
         return self
 
-    def get_image_tokenizer(self):
+    def get_image_tokenizer(self) -> "LLaDAUniImageVQModel":
         """The attached image tokenizer, or the checkpoint's `image_tokenizer/`, loaded once on first use."""
         image_tokenizer = self.__dict__.get("_image_tokenizer")
         if image_tokenizer is not None:

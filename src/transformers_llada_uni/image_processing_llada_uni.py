@@ -25,6 +25,7 @@ transparent pictures on white (or another colour) instead.
 
 import math
 import os
+from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +34,10 @@ from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_base import BatchFeature
 from transformers.image_utils import ChannelDimension, PILImageResampling
 from transformers.processing_utils import ImagesKwargs, Unpack
+
+if TYPE_CHECKING:
+    import torch
+    from transformers.image_utils import ImageInput
 
 
 MODES = ("understand", "edit", "edit_resize_crop")
@@ -238,14 +243,19 @@ class LLaDAUniImageProcessor(PilBackend):
             )
 
     # -------------------------------------------------------------------------------------------------- loading --
-    def fetch_images(self, image_url_or_urls):
+    def fetch_images(
+        self, image_url_or_urls: "ImageInput | str | list[str] | list[list[str]]"
+    ) -> "ImageInput | str | list[str] | list[list[str]]":
         """Pictures are read by [`load_image`] when they are processed (paths, PIL images, arrays; URLs are refused
         there with a clear error), so that alpha and orientation stay as the original reads them: nothing is fetched
         or converted here."""
         return image_url_or_urls
 
     @staticmethod
-    def load_image(image, input_data_format=None) -> PIL.Image.Image:
+    def load_image(
+        image: "str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor",
+        input_data_format: str | ChannelDimension | None = None,
+    ) -> PIL.Image.Image:
         """Any accepted input -> a loaded PIL image; clear errors for paths that do not exist, files that are not
         images, empty images and unsupported types. `input_data_format` (`"channels_first"` / `"channels_last"`) says
         how a 3-D array is laid out; without it the layout is inferred from the shape."""
@@ -278,7 +288,9 @@ class LLaDAUniImageProcessor(PilBackend):
             raise ValueError(f"Image has zero size ({image.width} x {image.height}); every side must be >= 1 px.")
         return image
 
-    def convert_to_rgb(self, image: PIL.Image.Image, rgba_background=None) -> PIL.Image.Image:
+    def convert_to_rgb(
+        self, image: PIL.Image.Image, rgba_background: list[int] | tuple[int, ...] | None = None
+    ) -> PIL.Image.Image:
         """RGB, as the model reads it: palette, grayscale, CMYK, 16-bit, ... converted; alpha dropped (the original)
         or composited on `rgba_background`."""
         if image.mode == "P":
@@ -301,7 +313,7 @@ class LLaDAUniImageProcessor(PilBackend):
 
     # ------------------------------------------------------------------------------------------------- geometry --
     def get_processed_size(
-        self, width: int, height: int, mode: str | None = None, images_in_prompt: int = 1, **overrides
+        self, width: int, height: int, mode: str | None = None, images_in_prompt: int = 1, **overrides: Any
     ) -> tuple[int, int]:
         """`(width, height)` a `width x height` picture is processed to in `mode`."""
         settings = self._settings(mode=mode, **overrides)
@@ -447,7 +459,9 @@ class LLaDAUniImageProcessor(PilBackend):
             raise ValueError("`rescale_factor` must be set when `do_rescale=True`.")
 
     # --------------------------------------------------------------------------------------------- postprocess --
-    def postprocess(self, images, output_type: str = "pil"):
+    def postprocess(
+        self, images: "torch.Tensor | np.ndarray", output_type: str = "pil"
+    ) -> list[PIL.Image.Image] | np.ndarray:
         r"""
         Decoded images in [0, 1] -> PIL images or numpy.
 

@@ -20,8 +20,10 @@ changes; blocks with no masked cell run no forward. This module holds what is pa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
@@ -36,6 +38,12 @@ from .prompting_llada_uni import (
     parse_image_inputs,
     validate_image_token_ids,
 )
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedTokenizerBase
+
+    from .generation_llada_uni import LLaDAUniGenerationMixin, LLaDAUniImageGenerationOutput
+    from .image_processing_llada_uni import LLaDAUniImageProcessor
 
 
 CONDITIONINGS = ("edit", "text_to_image")
@@ -76,7 +84,8 @@ def _check_mask_settings(mask_threshold, mask_dilation):
         raise ValueError(f"`mask_dilation` must be a non-negative int (cells), got {mask_dilation!r}.")
 
 
-def as_code_mask(mask, h: int, w: int, mask_dilation: int = 0, name: str = "mask") -> torch.BoolTensor:
+def as_code_mask(mask: np.ndarray | torch.Tensor | Sequence[bool] | Sequence[Sequence[bool]], h: int, w: int,
+                 mask_dilation: int = 0, name: str = "mask") -> torch.BoolTensor:
     """A code-level mask (`h x w` bool array or tensor, True = repaint; a flat `h * w` one in raster order is
     accepted too) as an `(h, w)` `torch.BoolTensor`, grown by `mask_dilation` cells.
 
@@ -99,10 +108,11 @@ def as_code_mask(mask, h: int, w: int, mask_dilation: int = 0, name: str = "mask
     return dilate_code_mask(mask.clone(), mask_dilation)
 
 
-def mask_image_to_code_mask(mask_image, image_processor, picture_size: tuple[int, int] | None = None,
+def mask_image_to_code_mask(mask_image: str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor,
+                            image_processor: LLaDAUniImageProcessor, picture_size: tuple[int, int] | None = None,
                             mode: str = "edit", mask_threshold: float | None = None, mask_dilation: int = 0,
                             grid: tuple[int, int] | None = None, name: str = "mask_image",
-                            **image_kwargs) -> torch.BoolTensor:
+                            **image_kwargs: Any) -> torch.BoolTensor:
     """Map a picture-level mask onto the code grid the picture gets (see the module docstring).
 
     Args:
@@ -164,8 +174,8 @@ def mask_image_to_code_mask(mask_image, image_processor, picture_size: tuple[int
     return dilate_code_mask(repaint, mask_dilation)
 
 
-def processed_picture(image_processor, picture: PIL.Image.Image, mode: str = "edit",
-                      **image_kwargs) -> PIL.Image.Image:
+def processed_picture(image_processor: LLaDAUniImageProcessor, picture: PIL.Image.Image, mode: str = "edit",
+                      **image_kwargs: Any) -> PIL.Image.Image:
     """`picture` after the crop / resize of `mode` that `image_processor` applies before tokenising (the pixels the
     codes stand for; a float (`"F"`) mask goes through the same geometry). RGB conversion is the caller's."""
     # The processor keeps its geometry private; this is the one place outside it that applies it.
@@ -233,14 +243,19 @@ def _as_list(value, count: int, name: str) -> list:
     return [value] * count
 
 
-def inpaint_image(model, image_tokens, mask=None, h: int | None = None, w: int | None = None,
-                  prompt: str | Sequence[str] | None = None, tokenizer=None, conditioning: str = "edit",
+def inpaint_image(model: LLaDAUniGenerationMixin,
+                  image_tokens: Sequence[int] | torch.LongTensor | dict[str, Any] | Sequence[dict[str, Any]],
+                  mask: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | None = None,
+                  h: int | None = None, w: int | None = None, prompt: str | Sequence[str] | None = None,
+                  tokenizer: PreTrainedTokenizerBase | None = None, conditioning: str = "edit",
                   pad_left: int = 0, pad_right: int = 0, pad_top: int = 0, pad_bottom: int = 0,
                   canvas_size: tuple[int, int] | None = None, mask_dilation: int = 0, steps: int | None = None,
                   block_length: int | None = None, cfg_scale: float | None = None,
                   cfg_text_scale: float | None = None, cfg_image_scale: float | None = None,
-                  temperature: float | None = None, generation_config=None, callback=None, generator=None,
-                  **kwargs):
+                  temperature: float | None = None, generation_config: GenerationConfig | None = None,
+                  callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
+                  generator: torch.Generator | None = None,
+                  **kwargs: Any) -> LLaDAUniImageGenerationOutput | list[LLaDAUniImageGenerationOutput]:
     """The body of `LLaDAUniGenerationMixin.inpaint_image` (see its docstring)."""
     from .generation_llada_uni import LLaDAUniImageGenerationOutput, _Guidance
 

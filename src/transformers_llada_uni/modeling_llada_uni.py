@@ -7,6 +7,7 @@ parameters (a registered conversion mapping reads and writes the released per-ex
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ def block_causal_mask_function(block_length: int) -> Callable:
 
 
 class LLaDAUniRMSNorm(nn.Module):
-    def __init__(self, hidden_size, eps: float = 1e-6) -> None:
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(hidden_size))
         self.variance_epsilon = eps
@@ -77,14 +78,14 @@ class LLaDAUniRMSNorm(nn.Module):
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
         return self.weight * hidden_states.to(input_dtype)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
 
 
 class LLaDAUniRotaryEmbedding(nn.Module):
     inv_freq: torch.Tensor
 
-    def __init__(self, config: LLaDAUniConfig, device=None):
+    def __init__(self, config: LLaDAUniConfig, device: torch.device | None = None):
         super().__init__()
         self.max_seq_len_cached = config.max_position_embeddings
         self.original_max_seq_len = config.max_position_embeddings
@@ -98,7 +99,9 @@ class LLaDAUniRotaryEmbedding(nn.Module):
         self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
 
     @staticmethod
-    def compute_default_rope_parameters(config: LLaDAUniConfig, device=None, **kwargs) -> tuple[torch.Tensor, float]:
+    def compute_default_rope_parameters(
+        config: LLaDAUniConfig, device: torch.device | None = None, **kwargs: Any
+    ) -> tuple[torch.Tensor, float]:
         base = config.rope_parameters["rope_theta"]
         partial_rotary_factor = config.rope_parameters.get("partial_rotary_factor", 1.0)
         dim = int(config.head_dim * partial_rotary_factor)
@@ -107,7 +110,7 @@ class LLaDAUniRotaryEmbedding(nn.Module):
 
     @torch.no_grad()
     @dynamic_rope_update
-    def forward(self, x, position_ids):
+    def forward(self, x: torch.Tensor, position_ids: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
         inv_freq_expanded = self.inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1).to(x.device)
         position_ids_expanded = position_ids[:, None, :].float()
         device_type = x.device.type if isinstance(x.device.type, str) and x.device.type != "mps" else "cpu"
@@ -119,13 +122,15 @@ class LLaDAUniRotaryEmbedding(nn.Module):
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
 
-def rotate_half(x):
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1 = x[..., : x.shape[-1] // 2]
     x2 = x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
 
 
-def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
+def apply_rotary_pos_emb(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """NeoX-style RoPE on the first `cos.shape[-1]` dims of each head; the remaining dims pass through."""
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
@@ -154,7 +159,7 @@ def eager_attention_forward(
     scaling: float,
     dropout: float = 0.0,
     **kwargs: Unpack[TransformersKwargs],
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     key_states = repeat_kv(key, module.num_key_value_groups)
     value_states = repeat_kv(value, module.num_key_value_groups)
     attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
@@ -250,7 +255,7 @@ class LLaDAUniMLP(nn.Module):
         self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
         self.act_fn = ACT2FN[config.hidden_act]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -273,7 +278,7 @@ class LLaDAUniTopkRouter(nn.Module):
         # A buffer, not a parameter: it is updated by load statistics in pre-training, never by gradients.
         self.register_buffer("expert_bias", torch.zeros(self.num_experts, dtype=torch.float32))
 
-    def forward(self, hidden_states: torch.Tensor):
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden_states = hidden_states.reshape(-1, self.hidden_dim)
         router_logits = F.linear(hidden_states.float(), self.weight.float())
         scores = router_logits.sigmoid()
@@ -405,7 +410,9 @@ class LLaDAUniPreTrainedModel(PreTrainedModel):
     }
 
     @classmethod
-    def from_pretrained(cls, *args, allow_missing_weights: bool = False, **kwargs):
+    def from_pretrained(
+        cls, *args: Any, allow_missing_weights: bool = False, **kwargs: Any
+    ) -> "LLaDAUniPreTrainedModel":
         r"""
         As [`~PreTrainedModel.from_pretrained`], but a checkpoint that lacks weights the model needs is an error (a
         16 B diffusion model with randomly initialised layers produces plausible-looking garbage).
@@ -500,10 +507,10 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self):
+    def get_input_embeddings(self) -> nn.Module:
         return self.word_embeddings
 
-    def set_input_embeddings(self, value):
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.word_embeddings = value
 
     def _build_attention_mask(self, attention_mask, inputs_embeds, cache, block_length):
@@ -641,10 +648,10 @@ class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerat
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_output_embeddings(self):
+    def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def set_output_embeddings(self, new_embeddings):
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
         self.lm_head = new_embeddings
 
     @can_return_tuple

@@ -8,6 +8,7 @@ implementation's recordings, they compute the same codes.
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -155,7 +156,7 @@ class LLaDAUniImageVQModel(LLaDAUniImageVQPreTrainedModel):
         pixel_values: torch.Tensor,
         image_grid_thw: torch.LongTensor,
         return_hidden_states: bool = True,
-        **kwargs,
+        **kwargs: Any,
     ) -> LLaDAUniImageVQOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(total_patches, 3 * patch_size * patch_size)`):

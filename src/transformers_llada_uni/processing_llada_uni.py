@@ -42,6 +42,7 @@ Example (image ids for the mode methods):
 import os
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers.feature_extraction_utils import BatchFeature
@@ -68,6 +69,13 @@ from .prompting_llada_uni import (
     validate_image_token_ids,
 )
 from .released_layout_llada_uni import released_image_processor_dir
+
+if TYPE_CHECKING:
+    import PIL.Image
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from .modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
 
 
 # The released chat template (the tokenizer's `chat_template.jinja`), extended to content given as a list of parts. A
@@ -233,12 +241,12 @@ class LLaDAUniProcessor(ProcessorMixin):
 
     def __init__(
         self,
-        image_processor=None,
-        tokenizer=None,
-        chat_template=None,
+        image_processor: LLaDAUniImageProcessor | None = None,
+        tokenizer: "PreTrainedTokenizerBase | None" = None,
+        chat_template: str | None = None,
         image_token_offset: int | None = None,
         image_codebook_size: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         if image_processor is None:
             image_processor = LLaDAUniImageProcessor()
@@ -257,7 +265,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         self.image_token_id = _require_token_id(tokenizer, self.image_token)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "LLaDAUniProcessor":
         r"""
         As [`~ProcessorMixin.from_pretrained`]. A released LLaDA2.0-Uni folder (tokenizer at the top, the GLM-Image
         style `preprocessor_config.json` in `image_tokenizer/`) is read as well.
@@ -272,7 +280,7 @@ class LLaDAUniProcessor(ProcessorMixin):
             return cls(image_processor=image_processor, tokenizer=tokenizer)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
         r"""As [`~ProcessorMixin.save_pretrained`] (with the code files and `auto_map` for remote code)."""
         # Writing `auto_map` sets it on the processor object as well (the parent removes it from the tokenizer the same
         # way), while a loaded processor does not keep it: saving must not make the two differ.
@@ -311,7 +319,9 @@ class LLaDAUniProcessor(ProcessorMixin):
         """
         return super().__call__(images=images, text=text, **kwargs)
 
-    def prepare_inputs_layout(self, images=None, text=None, **kwargs):
+    def prepare_inputs_layout(
+        self, images: ImageInput | None = None, text: TextInput | list[TextInput] | None = None, **kwargs: Any
+    ) -> tuple[Any, Any, Any, Any]:
         """Group the pictures by prompt (the image processor gives a prompt with several pictures the smaller
         per-picture budget), and put them before the text where it holds no `image_token` at all."""
         images, text, videos, audio = super().prepare_inputs_layout(images=images, text=text, **kwargs)
@@ -334,7 +344,9 @@ class LLaDAUniProcessor(ProcessorMixin):
         # Anything else is left for `validate_inputs` to refuse.
         return groups, text, videos, audio
 
-    def validate_inputs(self, images=None, text=None, **kwargs):
+    def validate_inputs(
+        self, images: ImageInput | None = None, text: TextInput | list[TextInput] | None = None, **kwargs: Any
+    ) -> None:
         """One picture per `image_token` (paths count as pictures)."""
         if images is None and text is None:
             raise ValueError("Give `images`, `text` or both.")
@@ -355,7 +367,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         count = len(processed["image_grid_thw"])
         return processed, [self.replace_image_token(processed, image_idx=index) for index in range(count)]
 
-    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs) -> str:
+    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs: Any) -> str:
         """The image block of picture `image_idx`, as text: its header (grid from `image_grid_thw`), one
         `image_token` per image code, `<|/image|>`."""
         _, rows, columns = (int(value) for value in image_inputs["image_grid_thw"][image_idx])
@@ -374,7 +386,13 @@ class LLaDAUniProcessor(ProcessorMixin):
             vision_data.update({"num_image_tokens": patches, "num_image_patches": patches})
         return MultiModalData(**vision_data)
 
-    def apply_chat_template(self, conversation, chat_template: str | None = None, images=None, **kwargs):
+    def apply_chat_template(
+        self,
+        conversation: list[dict[str, Any]] | list[list[dict[str, Any]]],
+        chat_template: str | None = None,
+        images: ImageInput | None = None,
+        **kwargs: Any,
+    ) -> str | list[str] | list[int] | list[list[int]] | BatchFeature:
         r"""
         As [`~ProcessorMixin.apply_chat_template`]; content may be a string (the released form) or a list of
         `{"type": "text", "text": ...}` and `{"type": "image"}` parts.
@@ -396,7 +414,9 @@ class LLaDAUniProcessor(ProcessorMixin):
         return super().apply_chat_template(conversation, chat_template, **kwargs)
 
     # ---------------------------------------------------------------------------------------------------- images --
-    def encode_images(self, images, image_tokenizer, mode: str = "understand", **image_kwargs):
+    def encode_images(
+        self, images: ImageInput, image_tokenizer: "LLaDAUniImageVQModel", mode: str = "understand", **image_kwargs: Any
+    ) -> dict[str, Any] | list[dict[str, Any]] | list[list[dict[str, Any]]]:
         r"""
         Pictures -> image ids ready for the model: runs the image processor and `image_tokenizer` (a
         [`LLaDAUniImageVQModel`]) and adds `image_token_offset`.
@@ -489,7 +509,12 @@ class LLaDAUniProcessor(ProcessorMixin):
         return parsed, texts
 
     def build_understanding_prompt(
-        self, image, question, use_chat_template: bool = False, system_prompt: str | None = None, return_tensors=None
+        self,
+        image: dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]],
+        question: str | Sequence[str],
+        use_chat_template: bool = False,
+        system_prompt: str | None = None,
+        return_tensors: str | None = None,
     ) -> BatchFeature:
         r"""
         Understanding prompt(s): `header + image ids + <|/image|> + question` as the original (no system prompt, no
@@ -510,7 +535,12 @@ class LLaDAUniProcessor(ProcessorMixin):
         return BatchFeature(data=self._batch(prompts, "input_ids", return_tensors), tensor_type=return_tensors)
 
     def build_text_to_image_prompt(
-        self, prompt, image_h: int = 1024, image_w: int = 1024, thinking: bool = False, return_tensors=None
+        self,
+        prompt: str | Sequence[str],
+        image_h: int = 1024,
+        image_w: int = 1024,
+        thinking: bool = False,
+        return_tensors: str | None = None,
     ) -> BatchFeature:
         r"""
         Text-to-image prompt(s) for a requested picture size: `input_ids` (system turn + prompt + assistant turn +
@@ -527,7 +557,12 @@ class LLaDAUniProcessor(ProcessorMixin):
         data["image_grid_thw"] = [[1, h, w]] * len(prompts)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def build_editing_prompts(self, image, instruction, return_tensors=None) -> BatchFeature:
+    def build_editing_prompts(
+        self,
+        image: dict[str, Any] | Sequence[dict[str, Any]],
+        instruction: str | Sequence[str],
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
         r"""
         The three editing branches: `input_ids` (system turn + image block + instruction + assistant turn + header),
         `no_text_input_ids` (instruction replaced by `<uncondition>`) and `no_image_input_ids` (a bare `<|image|>`
@@ -546,7 +581,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         data["image_grid_thw"] = grids
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def build_thinking_prompt(self, prompt, return_tensors=None) -> BatchFeature:
+    def build_thinking_prompt(self, prompt: str | Sequence[str], return_tensors: str | None = None) -> BatchFeature:
         r"""Phase 1 of thinking mode: thinking system turn + prompt + assistant turn (the model then writes its
         reasoning and the image header)."""
         prompts, _ = self._as_list(prompt, "prompt")
@@ -554,7 +589,12 @@ class LLaDAUniProcessor(ProcessorMixin):
         return BatchFeature(data=self._batch(sequences, "input_ids", return_tensors), tensor_type=return_tensors)
 
     def build_thinking_image_prompt(
-        self, prompt: str, thinking_ids: Sequence[int], image_h: int = 1024, image_w: int = 1024, return_tensors=None
+        self,
+        prompt: str,
+        thinking_ids: Sequence[int],
+        image_h: int = 1024,
+        image_w: int = 1024,
+        return_tensors: str | None = None,
     ) -> BatchFeature:
         r"""Phase 2 of thinking mode: the phase-1 prompt + the model's reasoning ids + the requested header, and the
         unconditional branch (thinking system prompt, `<uncondition>`, requested header)."""
@@ -569,7 +609,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     # -------------------------------------------------------------------------------------------------- decoding --
-    def decode_text(self, ids, skip_special_tokens: bool = True, **kwargs) -> str:
+    def decode_text(self, ids: "Sequence[int] | torch.Tensor", skip_special_tokens: bool = True, **kwargs: Any) -> str:
         r"""Generated ids -> text. Image ids (codes) are dropped: they are not text."""
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
@@ -580,7 +620,9 @@ class LLaDAUniProcessor(ProcessorMixin):
         text_ids = [int(t) for t in ids if int(t) < offset]
         return self.tokenizer.decode(text_ids, skip_special_tokens=skip_special_tokens, **kwargs)
 
-    def decode_image_tokens(self, ids, h: int | None = None, w: int | None = None) -> dict:
+    def decode_image_tokens(
+        self, ids: "Sequence[int] | torch.Tensor", h: int | None = None, w: int | None = None
+    ) -> dict:
         r"""
         Generated ids -> image codes and grid: `{"image_tokens": LongTensor (h * w,), "grid_size": (h, w)}` (the
         arguments of the decoder pipeline). `ids` are either exactly the `h * w` image ids, or a sequence that holds
@@ -613,7 +655,7 @@ class LLaDAUniProcessor(ProcessorMixin):
         offset = self.special_token_ids.image_token_offset
         return {"image_tokens": torch.tensor([c - offset for c in codes], dtype=torch.long), "grid_size": (h, w)}
 
-    def image_ids_to_codes(self, image_token_ids) -> list[int]:
+    def image_ids_to_codes(self, image_token_ids: "Sequence[int] | torch.Tensor") -> list[int]:
         """Image ids -> codebook indices (subtract `image_token_offset`)."""
         offset, size = self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size
         if hasattr(image_token_ids, "tolist"):
@@ -625,7 +667,7 @@ class LLaDAUniProcessor(ProcessorMixin):
             out.append(int(t) - offset)
         return out
 
-    def codes_to_image_ids(self, codes) -> list[int]:
+    def codes_to_image_ids(self, codes: "Sequence[int] | torch.Tensor") -> list[int]:
         """Codebook indices -> image ids (add `image_token_offset`)."""
         offset, size = self.special_token_ids.image_token_offset, self.special_token_ids.image_codebook_size
         if hasattr(codes, "tolist"):
@@ -637,7 +679,9 @@ class LLaDAUniProcessor(ProcessorMixin):
             out.append(int(c) + offset)
         return out
 
-    def postprocess(self, images, output_type: str = "pil"):
+    def postprocess(
+        self, images: "torch.Tensor | np.ndarray", output_type: str = "pil"
+    ) -> "list[PIL.Image.Image] | np.ndarray":
         """Decoded images in [0, 1] -> PIL images or numpy (see [`LLaDAUniImageProcessor.postprocess`])."""
         return self.image_processor.postprocess(images, output_type=output_type)
 

@@ -23,9 +23,12 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers.utils import logging
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 T2I_SYSTEM_PROMPT = "You are a text-to-image generation assistant."
@@ -99,14 +102,14 @@ def _require_token_id(tokenizer, token: str) -> int:
     return token_id
 
 
-def encode_text(tokenizer, text: str) -> list[int]:
+def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """Token ids of `text` alone: no BOS/EOS and no chat template (how the original tokenises each prompt piece)."""
     if not isinstance(text, str):
         raise TypeError(f"Expected a string to tokenise, got {type(text).__name__}.")
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def get_special_token_ids(tokenizer=None, config: Any = None,
+def get_special_token_ids(tokenizer: PreTrainedTokenizerBase | None = None, config: Any = None,
                           required: Sequence[str] = ALL_SPECIAL_TOKENS) -> LLaDAUniSpecialTokenIds:
     """Resolve the special token ids, from `config` (the model config, or a view of it with a generation config's
     values on top) first, then `tokenizer`. The one resolver of the project.
@@ -218,7 +221,7 @@ def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int,
     return ids, mask
 
 
-def valid_image_grid_sizes(tokenizer) -> list[int]:
+def valid_image_grid_sizes(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Grid side lengths `N` (image codes per row or column) that have a `<|reserved_token_N|>` in this tokenizer.
 
     For the released tokenizer: 8, 10, ..., 34 and 36..255 (odd sizes below 36 are other special tokens).
@@ -277,7 +280,7 @@ def image_grid_size(image_h: int, image_w: int) -> tuple[int, int]:
     return (image_h // 2) // 16, (image_w // 2) // 16
 
 
-def image_header_ids(tokenizer, h: int, w: int, unknown_sides: str = "raise") -> list[int]:
+def image_header_ids(tokenizer: PreTrainedTokenizerBase, h: int, w: int, unknown_sides: str = "raise") -> list[int]:
     """`<|image|><|reserved_token_{h}|><|reserved_token_{w}|><boi>`: the header that opens an image of h x w codes.
 
     A side without a `<|reserved_token_N|>` token (the released vocabulary lacks 1..7 and odd sizes below 36):
@@ -311,7 +314,7 @@ def image_header_ids(tokenizer, h: int, w: int, unknown_sides: str = "raise") ->
     return ids
 
 
-def parse_image_header(tokenizer, ids: Sequence[int]) -> tuple[int, int] | None:
+def parse_image_header(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> tuple[int, int] | None:
     """Inverse of [`image_header_ids`]: `(h, w)` if `ids` ends with a well-formed header, else None."""
     ids = list(ids)
     if len(ids) < 4:
@@ -432,7 +435,10 @@ def _prompt_images(image_tokens, h, w) -> list[tuple[str, list, int, int]]:
     return images
 
 
-def parse_image_inputs(image_tokens, h=None, w=None, texts: str | Sequence[str] | None = None,
+def parse_image_inputs(image_tokens: Sequence[int] | Sequence[Sequence[int]]
+                       | dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]],
+                       h: int | Sequence[int] | None = None, w: int | Sequence[int] | None = None,
+                       texts: str | Sequence[str] | None = None,
                        what: str = "question") -> list[list[tuple[str, list, int, int]]]:
     """The images of each request of a call, in prompt order, as `(name, ids, h, w)`: the one parser of the image
     arguments (`image_tokens`, `h`, `w`) and of what `processor.encode_images` returns.
@@ -468,19 +474,23 @@ def parse_image_inputs(image_tokens, h=None, w=None, texts: str | Sequence[str] 
     return [_prompt_images(entry, None, None) for entry in image_tokens]
 
 
-def unpack_encoded_images(images):
+def unpack_encoded_images(images: dict[str, Any] | Sequence[dict[str, Any]]) -> tuple[Any, Any, Any]:
     """Deprecated: use [`parse_image_inputs`]."""
     warnings.warn("`unpack_encoded_images` is deprecated; use `parse_image_inputs`.", FutureWarning, stacklevel=2)
     return _unpack_entry(images)
 
 
-def understanding_images(image_tokens, h=None, w=None) -> list[tuple[str, list, int, int]]:
+def understanding_images(image_tokens: Sequence[int] | Sequence[Sequence[int]]
+                         | dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]],
+                         h: int | Sequence[int] | None = None,
+                         w: int | Sequence[int] | None = None) -> list[tuple[str, list, int, int]]:
     """Deprecated: use [`parse_image_inputs`] (this is its one-request form)."""
     warnings.warn("`understanding_images` is deprecated; use `parse_image_inputs`.", FutureWarning, stacklevel=2)
     return _prompt_images(image_tokens, h, w)
 
 
-def build_text_to_image_prompt(tokenizer, prompt: str, h: int, w: int, thinking: bool = False) -> list[int]:
+def build_text_to_image_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, h: int, w: int,
+                               thinking: bool = False) -> list[int]:
     """Conditional text-to-image prompt: system turn + `prompt` + assistant turn + image header (h x w codes).
 
     `thinking=True` uses the thinking system prompt (the phase-2 prompt of thinking mode adds the thinking text; see
@@ -496,7 +506,8 @@ def build_text_to_image_prompt(tokenizer, prompt: str, h: int, w: int, thinking:
     )
 
 
-def build_text_to_image_unconditional_prompt(tokenizer, h: int, w: int, thinking: bool = False) -> list[int]:
+def build_text_to_image_unconditional_prompt(tokenizer: PreTrainedTokenizerBase, h: int, w: int,
+                                             thinking: bool = False) -> list[int]:
     """Unconditional branch of text-to-image guidance: the prompt is replaced by the plain text `<uncondition>`."""
     system = THINKING_SYSTEM_PROMPT if thinking else T2I_SYSTEM_PROMPT
     return (
@@ -507,7 +518,7 @@ def build_text_to_image_unconditional_prompt(tokenizer, h: int, w: int, thinking
     )
 
 
-def build_thinking_prompt(tokenizer, prompt: str) -> list[int]:
+def build_thinking_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
     """Phase 1 of thinking mode: thinking system turn + `prompt` + assistant turn; the model writes its reasoning and
     then the image header."""
     _check_prompt("prompt", prompt)
@@ -518,13 +529,15 @@ def build_thinking_prompt(tokenizer, prompt: str) -> list[int]:
     )
 
 
-def build_thinking_image_prompt(tokenizer, prompt: str, thinking_ids: Sequence[int], h: int, w: int) -> list[int]:
+def build_thinking_image_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, thinking_ids: Sequence[int], h: int,
+                                w: int) -> list[int]:
     """Phase 2 of thinking mode: the phase-1 prompt, the model's reasoning (`thinking_ids`, without the header it
     wrote) and the header of the requested grid."""
     return build_thinking_prompt(tokenizer, prompt) + [int(t) for t in thinking_ids] + image_header_ids(tokenizer, h, w)
 
 
-def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int, unknown_sides: str = "raise") -> list[int]:
+def image_block_ids(tokenizer: PreTrainedTokenizerBase, image_tokens: Sequence[int], h: int, w: int,
+                    unknown_sides: str = "raise") -> list[int]:
     """`header + image ids + <|/image|>`: an image inside a prompt (ids already carry `image_token_offset`);
     `unknown_sides` as in [`image_header_ids`]."""
     return image_header_ids(tokenizer, h, w, unknown_sides) + [int(t) for t in image_tokens] + [
@@ -532,7 +545,8 @@ def image_block_ids(tokenizer, image_tokens: Sequence[int], h: int, w: int, unkn
     ]
 
 
-def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence[Sequence[int]],
+def build_understanding_prompt(tokenizer: PreTrainedTokenizerBase,
+                               image_tokens: Sequence[int] | Sequence[Sequence[int]],
                                h: int | Sequence[int] | None, w: int | Sequence[int] | None, question: str,
                                use_chat_template: bool = False, system_prompt: str | None = None) -> list[int]:
     """Image-understanding prompt, for one image or several.
@@ -565,7 +579,8 @@ def build_understanding_prompt(tokenizer, image_tokens: Sequence[int] | Sequence
     return encode_text(tokenizer, before) + image + encode_text(tokenizer, after)
 
 
-def build_editing_prompts(tokenizer, image_tokens: Sequence[int], h: int, w: int, instruction: str,
+def build_editing_prompts(tokenizer: PreTrainedTokenizerBase, image_tokens: Sequence[int], h: int, w: int,
+                          instruction: str,
                           output_grid: tuple[int, int] | None = None) -> tuple[list[int], list[int], list[int]]:
     """The three branches of editing guidance, `(full, no_text, no_image)`.
 

@@ -54,7 +54,7 @@ def _register_multimodal_classes():
     LLaDAUniProcessor.register_for_auto_class("AutoProcessor")
 
 
-def register_auto_classes():
+def register_auto_classes() -> None:
     from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
     from .modeling_llada_uni import (
         LLaDA2MoeForConditionalGeneration,

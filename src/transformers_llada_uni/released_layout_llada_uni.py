@@ -25,12 +25,18 @@ import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 # The image tokenizer's released weight file is named where its config reads it; re-exported with the other names.
 from .configuration_llada_uni_image_tokenizer import (  # noqa: F401
     RELEASED_WEIGHTS_NAME as RELEASED_IMAGE_TOKENIZER_WEIGHTS_NAME,
 )
 from .prompting_llada_uni import get_special_token_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .configuration_llada_uni import LLaDAUniConfig
 
 
 CONFIG_NAME = "config.json"
@@ -206,7 +212,8 @@ def released_image_processor_dir(root: str | os.PathLike) -> Path | None:
 _RELEASED_ONLY_KEYS = ("auto_map", "architectures", "model_type", "transformers_version", "torch_dtype")
 
 
-def build_llada_config(released_config: dict, tokenizer, image_codebook_size: int | None, source: str | os.PathLike):
+def build_llada_config(released_config: dict, tokenizer: "PreTrainedTokenizerBase", image_codebook_size: int | None,
+                       source: str | os.PathLike) -> "LLaDAUniConfig":
     """The converted `LLaDAUniConfig`: every released field, plus the special ids the model needs, resolved by
     `get_special_token_ids` from the released config and the tokenizer, and checked against each other.
 

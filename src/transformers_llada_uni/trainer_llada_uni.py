@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shutil
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -45,6 +46,13 @@ from .training_checkpoint_llada_uni import (
 )
 from .training_data_llada_uni import DataCollatorForMaskedDiffusion
 from .training_objective_llada_uni import MaskedDiffusionConfig, masked_diffusion_loss
+
+if TYPE_CHECKING:
+    import optuna
+    from torch import nn
+    from transformers.trainer_utils import TrainOutput
+
+    from .training_objective_llada_uni import MaskedDiffusionLossOutput
 
 
 logger = logging.get_logger(__name__)
@@ -105,7 +113,7 @@ class LLaDAUniMaskedDiffusionTrainer(Trainer):
         ```
     """
 
-    def __init__(self, *args, overwrite_output_dir: bool = False, **kwargs):
+    def __init__(self, *args: Any, overwrite_output_dir: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if not isinstance(self.data_collator, DataCollatorForMaskedDiffusion):
             raise TypeError(
@@ -132,13 +140,25 @@ class LLaDAUniMaskedDiffusionTrainer(Trainer):
         collator = self.data_collator
         return dataclasses.replace(collator.config, block_length=collator.block_length)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, MaskedDiffusionLossOutput]:
         # The loss is normalised per sequence, then averaged over the batch (the public recipe): a token count
         # across the accumulated batches (`num_items_in_batch`) does not apply.
         output = masked_diffusion_loss(model, inputs, self.objective)
         return (output.loss, output) if return_outputs else output.loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, None, None]:
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = masked_diffusion_loss(model, inputs, self.objective).loss
@@ -178,7 +198,13 @@ class LLaDAUniMaskedDiffusionTrainer(Trainer):
         return torch.distributed.is_available() and torch.distributed.is_initialized()
 
     # ------------------------------------------------------------------------------------------------- resume --
-    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: optuna.Trial | dict[str, Any] | None = None,
+        ignore_keys_for_eval: list[str] | None = None,
+        **kwargs: Any,
+    ) -> TrainOutput:
         """As [`~transformers.Trainer.train`]; `resume_from_checkpoint=True` takes the newest complete checkpoint of
         `output_dir`. The checkpoint is checked before anything loads (see the class docstring)."""
         output_dir = self.args.output_dir
@@ -291,7 +317,7 @@ class LLaDAUniMaskedDiffusionTrainer(Trainer):
             check_tensor_names(state, expected, resume_from_checkpoint, "model weights")
         self._set_model_state(unwrapped, state)
 
-    def save_model(self, output_dir=None, _internal_call: bool = False) -> None:
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         if not self.is_fsdp_enabled:
             return super().save_model(output_dir, _internal_call=_internal_call)
         # Gathered here rather than by accelerate: only the adapter's tensors for a PEFT model, and full tensors

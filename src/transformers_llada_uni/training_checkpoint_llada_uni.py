@@ -25,10 +25,13 @@ import os
 import random
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 
 CHECKPOINT_INFO_NAME = "llada_uni_checkpoint.json"
@@ -55,7 +58,7 @@ def rng_file_name(world_size: int, process_index: int) -> str:
     return "rng_state.safetensors" if world_size <= 1 else f"rng_state_{process_index}.safetensors"
 
 
-def base_model_identity(config) -> dict[str, Any]:
+def base_model_identity(config: PreTrainedConfig) -> dict[str, Any]:
     """A digest of the base model configuration's architecture fields (`_IDENTITY_FIELDS`), with its path for
     messages."""
     fields = {name: getattr(config, name, None) for name in _IDENTITY_FIELDS}
@@ -90,7 +93,8 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise ValueError(f"{path} cannot be read as the {what} ({type(error).__name__}: {error}).") from None
 
 
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata=None) -> None:
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                     metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, os.fspath(path), metadata=metadata)
@@ -259,7 +263,7 @@ def check_optimizer_groups(
                 )
 
 
-def scheduler_state_to_json(scheduler) -> dict[str, Any]:
+def scheduler_state_to_json(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
     state = scheduler.state_dict()
     try:
         json.dumps(state, default=_json_value)

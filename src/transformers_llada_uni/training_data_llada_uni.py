@@ -35,9 +35,9 @@ import hashlib
 import json
 import os
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -50,6 +50,15 @@ from .prompting_llada_uni import (
     get_special_token_ids,
 )
 from .training_objective_llada_uni import MaskedDiffusionConfig
+
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+    import PIL.Image
+    from transformers import PreTrainedConfig, PreTrainedTokenizerBase
+
+    from .modeling_llada_uni_image_tokenizer import LLaDAUniImageVQModel
+    from .processing_llada_uni import LLaDAUniProcessor
 
 
 TASK_TEXT = "text"
@@ -249,10 +258,10 @@ class LLaDAUniTrainingDataEncoder:
 
     def __init__(
         self,
-        tokenizer,
-        config,
-        image_tokenizer=None,
-        processor=None,
+        tokenizer: PreTrainedTokenizerBase,
+        config: PreTrainedConfig,
+        image_tokenizer: LLaDAUniImageVQModel | Callable[[Any, str], tuple[Any, tuple[int, int]]] | None = None,
+        processor: LLaDAUniProcessor | None = None,
         text_to_image_mode: str = "edit_resize_crop",
         editing_mode: str = "edit",
         max_length: int | None = None,
@@ -357,7 +366,13 @@ class LLaDAUniTrainingDataEncoder:
             out_codes, tuple(int(g) for g in out_grid), self.special.image_codebook_size, image_column, image_column
         )
 
-    def encode_text_to_image(self, prompt: str, image=None, image_codes=None, grid=None) -> MaskedDiffusionExample:
+    def encode_text_to_image(
+        self,
+        prompt: str,
+        image: str | os.PathLike | PIL.Image.Image | np.ndarray | dict[str, Any] | None = None,
+        image_codes: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
+        grid: Sequence[int] | None = None,
+    ) -> MaskedDiffusionExample:
         """Text-to-image: the generation prompt (system + caption + assistant + image header) is the prompt and the
         image codes (with the offset) are the target. The `<uncondition>` prompt is kept for condition dropout.
 
@@ -385,12 +400,12 @@ class LLaDAUniTrainingDataEncoder:
     def encode_image_editing(
         self,
         instruction: str,
-        source_image=None,
-        edited_image=None,
-        source_codes=None,
-        source_grid=None,
-        edited_codes=None,
-        edited_grid=None,
+        source_image: str | os.PathLike | PIL.Image.Image | np.ndarray | dict[str, Any] | None = None,
+        edited_image: str | os.PathLike | PIL.Image.Image | np.ndarray | dict[str, Any] | None = None,
+        source_codes: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
+        source_grid: Sequence[int] | None = None,
+        edited_codes: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
+        edited_grid: Sequence[int] | None = None,
     ) -> MaskedDiffusionExample:
         """Editing: system + source image block + instruction + assistant + header is the prompt, the edited image's
         codes are the target (same grid as the source, as at inference).
@@ -518,7 +533,12 @@ def _encode_row(encoder: LLaDAUniTrainingDataEncoder, locate: _RowLocator):
     return encode
 
 
-def encode_training_dataset(data, encoder: LLaDAUniTrainingDataEncoder, *, source: str | None = None):
+def encode_training_dataset(
+    data: datasets.Dataset | datasets.IterableDataset | Sequence[Mapping[str, Any]],
+    encoder: LLaDAUniTrainingDataEncoder,
+    *,
+    source: str | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
     """Encodes training records into rows of [`ENCODED_COLUMNS`], ready for [`DataCollatorForMaskedDiffusion`].
 
     Args:
@@ -633,7 +653,9 @@ def _scan_json_document(path: str) -> None:
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
-def load_training_dataset(path: str | os.PathLike, split: str = "train", streaming: bool = False):
+def load_training_dataset(
+    path: str | os.PathLike, split: str = "train", streaming: bool = False
+) -> datasets.Dataset | datasets.IterableDataset:
     """Training records from a file, a folder or a data set name, through `datasets`.
 
     Args:
@@ -731,7 +753,11 @@ def _column_type_conflict(path: str) -> str | None:
     return None
 
 
-def MaskedDiffusionDataset(records, encoder: LLaDAUniTrainingDataEncoder, source: str | None = None):  # noqa: N802
+def MaskedDiffusionDataset(  # noqa: N802
+    records: datasets.Dataset | datasets.IterableDataset | Sequence[Mapping[str, Any]],
+    encoder: LLaDAUniTrainingDataEncoder,
+    source: str | None = None,
+) -> datasets.Dataset | datasets.IterableDataset:
     """Deprecated: use [`encode_training_dataset`] (this name stays for existing code).
 
     Returns `encode_training_dataset(records, encoder, source=source)`: a `datasets.Dataset` of encoded rows.
@@ -780,7 +806,7 @@ class DataCollatorForMaskedDiffusion:
         self,
         special_tokens: LLaDAUniSpecialTokenIds,
         config: MaskedDiffusionConfig | None = None,
-        model_config=None,
+        model_config: PreTrainedConfig | None = None,
         seed: int = 0,
         pad_token_id: int | None = None,
     ):

@@ -21,12 +21,16 @@ The noisy batches come from [`DataCollatorForMaskedDiffusion`] (`training_data_l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 
 FORMS = ("doubled", "one_block")
@@ -86,7 +90,7 @@ class MaskedDiffusionConfig:
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}.")
 
-    def resolved_block_length(self, model_config=None) -> int:
+    def resolved_block_length(self, model_config: PreTrainedConfig | None = None) -> int:
         if self.block_length is not None:
             return self.block_length
         if model_config is not None and getattr(model_config, "block_length", None):

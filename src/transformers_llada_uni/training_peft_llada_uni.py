@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from peft import LoraConfig, PeftModel
+    from transformers import BitsAndBytesConfig, PreTrainedModel
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    from .configuration_llada_uni import LLaDAUniConfig
 
 
 class _KernelsHubNotice(logging.Filter):
@@ -66,8 +75,8 @@ def llada_uni_lora_config(
     target_modules: str | Sequence[str] | None = None,
     train_routed_experts: bool = False,
     quantized_experts: bool = False,
-    **kwargs,
-):
+    **kwargs: Any,
+) -> LoraConfig:
     """A `peft.LoraConfig` with the LLaDA2.0-Uni default targets.
 
     Args:
@@ -144,7 +153,9 @@ def _check_lora_targets(model: nn.Module, lora_config) -> None:
             raise ValueError(f"The LoRA target parameter {item!r} is the MoE router, which stays frozen.")
 
 
-def get_llada_uni_peft_model(model: nn.Module, lora_config=None, adapter_name: str = "default", **lora_kwargs):
+def get_llada_uni_peft_model(
+    model: nn.Module, lora_config: LoraConfig | None = None, adapter_name: str = "default", **lora_kwargs: Any
+) -> PeftModel:
     """Wraps `model` with LoRA adapters (`peft.get_peft_model`), defaults from [`llada_uni_lora_config`].
 
     Every target is checked first: a target that matches nothing, or one that would adapt the MoE router, raises a
@@ -177,7 +188,7 @@ def get_llada_uni_peft_model(model: nn.Module, lora_config=None, adapter_name: s
     return peft_model
 
 
-def adapter_size_bytes(peft_model, adapter_name: str = "default") -> int:
+def adapter_size_bytes(peft_model: PeftModel, adapter_name: str = "default") -> int:
     """Bytes of the adapter's own weights (what `save_pretrained` writes, without the file headers)."""
     from peft import get_peft_model_state_dict
 
@@ -240,7 +251,7 @@ class LLaDAUniExperts4bit(nn.ModuleList):
     Same call as the fused `LLaDAUniExperts`: `(hidden_states, top_k_index, top_k_weights)`.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: LLaDAUniConfig):
         from transformers.activations import ACT2FN
 
         act_fn = ACT2FN[config.hidden_act]
@@ -249,7 +260,9 @@ class LLaDAUniExperts4bit(nn.ModuleList):
         )
         self.num_experts = config.num_experts
 
-    def forward(self, hidden_states, top_k_index, top_k_weights):
+    def forward(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
         final_hidden_states = torch.zeros_like(hidden_states)
         with torch.no_grad():
             expert_mask = F.one_hot(top_k_index, num_classes=self.num_experts).permute(2, 1, 0)
@@ -297,7 +310,7 @@ def _check_bnb_config(quantization_config):
 
 
 @torch.no_grad()
-def quantize_routed_experts(model: nn.Module, quantization_config=None) -> nn.Module:
+def quantize_routed_experts(model: nn.Module, quantization_config: BitsAndBytesConfig | None = None) -> nn.Module:
     """Replaces every fused routed-expert module of an already loaded `model` by [`LLaDAUniExperts4bit`] in 4 bits.
 
     Use it after `from_pretrained(..., quantization_config=BitsAndBytesConfig(load_in_4bit=True))` (which quantizes
@@ -391,7 +404,12 @@ def _llada_bnb_4bit_loading():
         auto.AUTO_QUANTIZER_MAPPING[key] = previous
 
 
-def load_llada_uni_4bit(pretrained_model_name_or_path, quantization_config=None, model_class=None, **kwargs):
+def load_llada_uni_4bit(
+    pretrained_model_name_or_path: str | os.PathLike,
+    quantization_config: BitsAndBytesConfig | None = None,
+    model_class: type[_BaseAutoModelClass] | type[PreTrainedModel] | None = None,
+    **kwargs: Any,
+) -> PreTrainedModel:
     """`from_pretrained` with bitsandbytes 4-bit quantization of every linear AND of the routed experts.
 
     Plain `from_pretrained(..., quantization_config=BitsAndBytesConfig(load_in_4bit=True))` leaves the fused 3-D
