@@ -45,7 +45,7 @@ from .prompting_llada_uni import (
 )
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import GenerationConfig, PreTrainedTokenizerBase
     from transformers.generation.streamers import BaseStreamer
 
     from .generation_llada_uni import LLaDAUniGenerationConfig, LLaDAUniGenerationMixin
@@ -533,8 +533,135 @@ def _guided(config) -> bool:
     return config.cfg_scale != 1.0
 
 
+class LLaDAUniConversationMixin:
+    """`chat` and `generate_interleaved` for a model with [`LLaDAUniGenerationMixin`] (the engine): thin entry points
+    that resolve settings as the other modes do; prompts, spans and history reuse are this module's functions."""
+
+    def _interleaved_settings(self, tokenizer, what, generation_config, kwargs):
+        tokenizer = self._resolve_tokenizer(tokenizer, what)
+        config = self._generation_settings(generation_config, mode="text", **kwargs)
+        if config.stop_strings or config.min_new_tokens or config.min_length:
+            raise ValueError(f"`{what}` does not support `stop_strings`, `min_new_tokens` or `min_length`; give "
+                             "`logit_rules` (positions count from the start of the output) instead.")
+        return tokenizer, config, self._special_ids(tokenizer, config)
+
+    @staticmethod
+    def _image_size(image_size):
+        if image_size is None:
+            return None
+        if (not isinstance(image_size, (list, tuple)) or len(image_size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)):
+            raise ValueError(f"`image_size` must be a pair of positive ints (rows, columns of codes), got "
+                             f"{image_size!r}.")
+        return tuple(image_size)
+
+    def generate_interleaved(self, prompt: str | Sequence[dict] | Sequence[int] | torch.LongTensor,
+                             tokenizer: PreTrainedTokenizerBase | None = None,
+                             unconditional_ids: Sequence[int] | torch.LongTensor | None = None,
+                             image_size: tuple[int, int] | None = None,
+                             steps: int | None = None, image_steps: int | None = None,
+                             max_new_tokens: int | None = None, cfg_scale: float | None = None,
+                             generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
+                             callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None,
+                             streamer: BaseStreamer | None = None, generator: torch.Generator | None = None,
+                             **kwargs: Any) -> LLaDAUniInterleavedOutput:
+        """Interleaved text-and-image generation: text until EOS or the length limit, and wherever the model opens a
+        picture (an image header ending in `<boi>`) its `h * w` codes with image ids only and text-to-image guidance,
+        then `<|/image|>` and text again (see `conversation_llada_uni`).
+
+        Args:
+            prompt: a string (one user turn of the chat template), a conversation (`messages`, see `chat`), or the
+                prompt ids (`list[int]` / 1-D tensor), with `unconditional_ids` the unconditional branch's ids (the
+                guidance of pictures; without it pictures are unguided).
+            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
+            unconditional_ids (`list[int]` or 1-D `torch.LongTensor`, *optional*): with prompt ids, the unconditional
+                branch's ids.
+            image_size (`tuple[int, int]`, *optional*): force every picture's grid (codes); by default the header's.
+                A header whose sides are not size tokens gets the default grid (`image_h` x `image_w`), with a warning.
+            steps, image_steps (`int`, *optional*): steps per block of text and of pictures.
+            max_new_tokens (`int`, *optional*): every generated id counts (default `gen_length`); an opened picture
+                is always finished.
+            cfg_scale (`float`, *optional*): pictures' guidance scale (guidance off at 1.0).
+            generation_config (`GenerationConfig`, *optional*), kwargs: other settings, as in `generate`.
+            logit_rules (`Sequence[Callable]`): `rule(logits, positions) -> logits` on text spans, `positions` counted
+                from the start of the output (e.g. to force a header at a chosen position).
+            callback (`Callable[[LLaDAUniStepInfo], bool | None]`, *optional*): after every step of every span
+                (pictures report `block` / `num_blocks`); returning True stops generation.
+            streamer (`BaseStreamer`, *optional*): receives the prompt, then the text spans' blocks.
+            generator (`torch.Generator`, *optional*): randomness for sampling.
+
+        Returns a [`LLaDAUniInterleavedOutput`] (`.segments`, `.sequences`).
+        """
+        tokenizer, config, special = self._interleaved_settings(
+            tokenizer, "generate_interleaved", generation_config,
+            dict(steps=steps, image_steps=image_steps, max_new_tokens=max_new_tokens, cfg_scale=cfg_scale, **kwargs))
+        guided = config.cfg_scale != 1.0
+        if isinstance(prompt, str) or is_conversation(prompt):
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+            ids = build_conversation_prompt(tokenizer, messages, special)
+            if unconditional_ids is None and guided:
+                unconditional_ids = build_conversation_unconditional_prompt(tokenizer, messages, special)
+        else:
+            ids = prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt
+            if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(t, int) for t in ids):
+                raise TypeError("`prompt` must be a string, a list of messages or a non-empty flat list of ids, got "
+                                f"{type(prompt).__name__}.")
+        if isinstance(unconditional_ids, torch.Tensor):
+            unconditional_ids = unconditional_ids.tolist()
+        if guided and unconditional_ids is None:
+            raise ValueError("Guided pictures (`cfg_scale` != 1) from prompt ids need `unconditional_ids`; or set "
+                             "`cfg_scale=1.0`.")
+        return interleaved_generate(
+            self, tokenizer, config, special, [list(ids)], [list(unconditional_ids)] if guided else None,
+            image_size=self._image_size(image_size), logit_rules=logit_rules, callback=callback, streamer=streamer,
+            generator=generator,
+        )[0]
+
+    def chat(self, messages: Sequence[dict] | Sequence[Sequence[dict]],
+             history: LLaDAUniChatHistory | Sequence[LLaDAUniChatHistory | None] | None = None,
+             tokenizer: PreTrainedTokenizerBase | None = None, image_size: tuple[int, int] | None = None,
+             steps: int | None = None,
+             image_steps: int | None = None, max_new_tokens: int | None = None, cfg_scale: float | None = None,
+             generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
+             callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None, streamer: BaseStreamer | None = None,
+             generator: torch.Generator | None = None,
+             **kwargs: Any) -> LLaDAUniInterleavedOutput | list[LLaDAUniInterleavedOutput]:
+        """One assistant turn of a conversation with pictures; the answer is interleaved text and pictures.
+
+        Args:
+            messages: the whole conversation (transformers' chat format): `{"role", "content"}` dicts, content a
+                string or a list of `{"type": "text", "text"}` and `{"type": "image", "image":
+                processor.encode_images(picture, image_tokenizer)}` parts. A list of conversations is a batch.
+            history (`LLaDAUniChatHistory`, *optional*): the previous turn's `output.history` (a list for a batch):
+                the keys / values of its finished blocks are reused where the new prompt starts with the same ids
+                (exact). Continue with `model.chat(output.history.messages + [next_user_message],
+                history=output.history)`.
+            Other arguments: as in [`~LLaDAUniConversationMixin.generate_interleaved`].
+
+        Returns a [`LLaDAUniInterleavedOutput`] (a list for a batch): `.segments` (the reply), `.history`.
+        """
+        batched = isinstance(messages, (list, tuple)) and bool(messages) and all(
+            is_conversation(conversation) for conversation in messages)
+        if not batched and not is_conversation(messages):
+            raise TypeError("`messages` must be a list of message dicts (one conversation) or a list of such lists.")
+        conversations = list(messages) if batched else [messages]
+        histories = history if batched and history is not None else [history] * (1 if not batched else len(messages))
+        if len(histories) != len(conversations):
+            raise ValueError(f"Got {len(conversations)} conversations and {len(histories)} histories.")
+        if streamer is not None and len(conversations) > 1:
+            raise ValueError("A streamer follows one conversation: give one, not a batch.")
+        tokenizer, config, special = self._interleaved_settings(
+            tokenizer, "chat", generation_config,
+            dict(steps=steps, image_steps=image_steps, max_new_tokens=max_new_tokens, cfg_scale=cfg_scale, **kwargs))
+        outputs = chat_turn(self, tokenizer, config, special, conversations, histories,
+                            image_size=self._image_size(image_size), logit_rules=logit_rules, callback=callback,
+                            streamer=streamer, generator=generator)
+        return outputs if batched else outputs[0]
+
+
 __all__ = [
     "LLaDAUniChatHistory",
+    "LLaDAUniConversationMixin",
     "LLaDAUniInterleavedOutput",
     "LLaDAUniPrefixCache",
     "LLaDAUniStepInfo",

@@ -29,8 +29,10 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_llada_uni import LLaDA2MoeConfig, LLaDAUniConfig
+from .conversation_llada_uni import LLaDAUniConversationMixin
 from .generation_llada_uni import LLaDAUniGenerationMixin
 from .image_inputs_llada_uni import LLaDAUniImageInputsMixin
+from .inpainting_llada_uni import LLaDAUniInpaintingMixin
 
 
 # The released checkpoint stores one Linear per routed expert; the model holds them fused.
@@ -631,7 +633,10 @@ class LLaDAUniModel(LLaDAUniPreTrainedModel):
         return MoeModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
 
 
-class LLaDAUniForConditionalGeneration(LLaDAUniImageInputsMixin, LLaDAUniGenerationMixin, LLaDAUniPreTrainedModel):
+class LLaDAUniForConditionalGeneration(
+    LLaDAUniImageInputsMixin, LLaDAUniInpaintingMixin, LLaDAUniConversationMixin, LLaDAUniGenerationMixin,
+    LLaDAUniPreTrainedModel,
+):
     """The backbone with its LM head. Logits are float32; position i predicts token i (no shift)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.word_embeddings.weight"}
