@@ -193,6 +193,37 @@ def test_guidance_off_at_scale_one_uses_one_branch(model, tokenizer, no_progress
         handle.remove()
 
 
+def test_negative_prompt_is_the_unconditional_branch_text(model, tokenizer, no_progress):
+    from transformers_llada_uni.prompting_llada_uni import build_text_to_image_unconditional_prompt
+
+    seen = []
+    handle = model.model.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
+    try:
+        default = model.generate_image("A fox", tokenizer=tokenizer, **SMALL_IMAGE)
+        first_default = seen[0]
+        seen.clear()
+        explicit = model.generate_image("A fox", tokenizer=tokenizer, negative_prompt="<uncondition>", **SMALL_IMAGE)
+        assert torch.equal(seen[0], first_default) and torch.equal(explicit.token_ids, default.token_ids)
+        seen.clear()
+        model.generate_image(["A fox", "A boat"], tokenizer=tokenizer, negative_prompt=["blurry", "dark"],
+                             **SMALL_IMAGE)
+    finally:
+        handle.remove()
+    h, w = default.h, default.w
+    rows = [row.tolist() for row in seen[0]]  # branches of a sample are adjacent rows: [fox, blurry, boat, dark]
+    for row, text in ((rows[1], "blurry"), (rows[3], "dark")):
+        expected = build_text_to_image_unconditional_prompt(tokenizer, h, w, text=text)
+        assert any(row[i : i + len(expected)] == expected for i in range(len(row) - len(expected) + 1)), text
+    blurry_branch = build_text_to_image_unconditional_prompt(tokenizer, h, w, text="blurry")
+    assert not any(rows[0][i : i + len(blurry_branch)] == blurry_branch for i in range(len(rows[0]) - len(blurry_branch) + 1))
+    with pytest.raises(ValueError, match="2 prompts and 3 negative prompts"):
+        model.generate_image(["A fox", "A boat"], tokenizer=tokenizer, negative_prompt=["a", "b", "c"], **SMALL_IMAGE)
+    with pytest.raises(ValueError, match="`negative_prompt` must be non-empty text"):
+        model.generate_image("A fox", tokenizer=tokenizer, negative_prompt=" ", **SMALL_IMAGE)
+
+
 # ------------------------------------------------------------------------------------------------ progress
 def test_callback_sees_every_step(model, tokenizer, no_progress):
     calls = []

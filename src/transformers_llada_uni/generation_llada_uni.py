@@ -1625,7 +1625,8 @@ class LLaDAUniGenerationMixin:
                        image_h: int | None = None,
                        image_w: int | None = None, steps: int | None = None, block_length: int | None = None,
                        cfg_scale: float | None = None, gen_length: int | None = None, temperature: float | None = None,
-                       mode: str = "normal", use_sprint: bool | None = None, keep_ratio: float | None = None,
+                       mode: str = "normal", negative_prompt: str | Sequence[str] | None = None,
+                       use_sprint: bool | None = None, keep_ratio: float | None = None,
                        cache_warmup_steps: int | None = None, confidence_alpha: float | None = None,
                        remasking_strategy: str | None = None, thinking_steps: int | None = None,
                        thinking_gen_length: int | None = None, generation_config: GenerationConfig | None = None,
@@ -1657,6 +1658,8 @@ class LLaDAUniGenerationMixin:
             block_length, gen_length, temperature, remasking_strategy (*optional*): sampling settings.
             cfg_scale (`float`, *optional*): classifier-free guidance scale.
             mode (`str`, defaults to `"normal"`): `"normal"` or `"thinking"` (reason first, then draw).
+            negative_prompt (`str` or `list[str]`, *optional*): the text of the unconditional guidance branch instead
+                of the original's `<uncondition>` (one shared by every prompt, or one per prompt).
             use_sprint, keep_ratio, cache_warmup_steps, confidence_alpha (*optional*): SPRINT acceleration settings.
             thinking_steps, thinking_gen_length (`int`, *optional*): the reasoning text's steps and length limit.
             generation_config (`GenerationConfig`, *optional*): its set values override `model.generation_config`.
@@ -1682,6 +1685,14 @@ class LLaDAUniGenerationMixin:
                 raise ValueError("`prompt` is empty; give a non-empty text.")
         if mode not in ("normal", "thinking"):
             raise ValueError(f"`mode` must be 'normal' or 'thinking', got {mode!r}.")
+        negatives = [negative_prompt] * len(prompts) if negative_prompt is None or isinstance(negative_prompt, str) \
+            else list(negative_prompt)
+        if len(negatives) != len(prompts):
+            raise ValueError(f"Got {len(prompts)} prompts and {len(negatives)} negative prompts: give one negative "
+                             "prompt, or one per prompt.")
+        for text in negatives:
+            if text is not None and (not isinstance(text, str) or not text.strip()):
+                raise ValueError(f"`negative_prompt` must be non-empty text, got {text!r}.")
         config = self._generation_settings(
             generation_config, mode="text_to_image", image_h=image_h, image_w=image_w, steps=steps, block_length=block_length,
             temperature=temperature, cfg_scale=cfg_scale, use_sprint=use_sprint, keep_ratio=keep_ratio,
@@ -1702,8 +1713,9 @@ class LLaDAUniGenerationMixin:
             conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
         guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale)
         if guidance.guided:
-            unconditional = build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=mode == "thinking")
-            branches = [[c, unconditional] for c in conditional]
+            branches = [[c, build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=mode == "thinking",
+                                                                     text=n)]
+                        for c, n in zip(conditional, negatives)]
         else:
             branches = [[c] for c in conditional]
         decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id,

@@ -507,12 +507,13 @@ def build_text_to_image_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, 
 
 
 def build_text_to_image_unconditional_prompt(tokenizer: PreTrainedTokenizerBase, h: int, w: int,
-                                             thinking: bool = False) -> list[int]:
-    """Unconditional branch of text-to-image guidance: the prompt is replaced by the plain text `<uncondition>`."""
+                                             thinking: bool = False, text: str | None = None) -> list[int]:
+    """Unconditional branch of text-to-image guidance: the prompt is replaced by the plain text `<uncondition>` (the
+    original's), or by `text` (a negative prompt)."""
     system = THINKING_SYSTEM_PROMPT if thinking else T2I_SYSTEM_PROMPT
     return (
         _system_turn(tokenizer, system)
-        + encode_text(tokenizer, UNCONDITIONAL_TEXT)
+        + encode_text(tokenizer, UNCONDITIONAL_TEXT if text is None else text)
         + encode_text(tokenizer, ASSISTANT_TURN)
         + image_header_ids(tokenizer, h, w)
     )
