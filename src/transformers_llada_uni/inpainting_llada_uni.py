@@ -256,7 +256,38 @@ def inpaint_image(model: LLaDAUniGenerationMixin,
                   callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
                   generator: torch.Generator | None = None,
                   **kwargs: Any) -> LLaDAUniImageGenerationOutput | list[LLaDAUniImageGenerationOutput]:
-    """The body of `LLaDAUniGenerationMixin.inpaint_image` (see its docstring)."""
+    """Inpaint or outpaint an image (`h * w` image ids; without `h` and `w`, an `encode_images(..., mode="edit")`
+    dict): the cells of `mask` are generated again following `prompt`, every other cell keeps its source code.
+    The engine's canvas starts from the source codes with the mask id on the cells to repaint; blocks with no
+    masked cell run no forward (an empty mask returns the source codes with no forward at all).
+
+    Args:
+        model: the model (`self` when called as `model.inpaint_image`).
+        image_tokens: the source's image ids (codes plus `image_token_offset`), or `encode_images` dict(s).
+        mask: an `(h, w)` bool array or tensor, True on the codes to repaint (a picture-level mask is mapped by
+            `inpainting_llada_uni.mask_image_to_code_mask`, which the inpaint pipeline calls); one per prompt, or
+            one shared. Optional when outpainting (then only the new cells are generated).
+        prompt (`str` or `list[str]`): the instruction (`conditioning="edit"`) or the caption
+            (`"text_to_image"`); a list is a batch, with one `encode_images` dict per prompt, all of one grid.
+        conditioning (`str`, defaults to `"edit"`): `"edit"`: the editing prompt, the source as the reference (so
+            blocks decoded before later given cells still see them) and editing guidance (`cfg_text_scale`,
+            `cfg_image_scale`; `steps` is `edit_steps`); `"text_to_image"`: the caption alone, text-to-image
+            guidance (`cfg_scale`; `steps` is `image_steps`). A full mask gives exactly `edit_image` resp.
+            `generate_image` on that grid.
+        pad_left, pad_right, pad_top, pad_bottom (`int`): outpainting, cells added on each side; or
+        canvas_size (`tuple[int, int]`): the outpainting canvas grid, the source centred. The canvas grid must
+            have size tokens.
+        h, w (`int`, *optional*): the source's code grid when `image_tokens` holds bare ids.
+        tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
+        mask_dilation (`int`, defaults to 0): grow the mask by this many cells.
+        steps, block_length, cfg_scale, cfg_text_scale, cfg_image_scale, temperature, generation_config,
+            callback, generator, kwargs: as in `edit_image` / `generate_image`; settings not given come from
+            `generation_config=`, then `model.generation_config`.
+
+    Returns:
+        [`LLaDAUniImageGenerationOutput`] (`.token_ids` the canvas codes without offset, `.h`, `.w` the canvas
+        grid), or a list of them for a list of prompts.
+    """
     from .generation_llada_uni import LLaDAUniImageGenerationOutput, _Guidance
 
     tokenizer = model._resolve_tokenizer(tokenizer, "inpaint_image")
@@ -346,59 +377,10 @@ def repaint_region(image_tokens_h: int, image_tokens_w: int, repaint: torch.Bool
 
 
 class LLaDAUniInpaintingMixin:
-    """`inpaint_image` for a model with [`LLaDAUniGenerationMixin`] (the engine): the mode's entry point, kept with
-    the mode's code so that the engine does not import its users."""
+    """`inpaint_image` for a model with [`LLaDAUniGenerationMixin`] (the engine), kept with the mode's code so that
+    the engine does not import its users: `model.inpaint_image(...)` is [`inpaint_image`]`(model, ...)`."""
 
-    def inpaint_image(self, image_tokens: Sequence[int] | torch.LongTensor | dict[str, Any] | Sequence[dict[str, Any]],
-                      mask: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | None = None,
-                      h: int | None = None, w: int | None = None, prompt: str | Sequence[str] | None = None,
-                      tokenizer: PreTrainedTokenizerBase | None = None, conditioning: str = "edit",
-                      pad_left: int = 0, pad_right: int = 0, pad_top: int = 0, pad_bottom: int = 0,
-                      canvas_size: tuple[int, int] | None = None, mask_dilation: int = 0, steps: int | None = None,
-                      block_length: int | None = None, cfg_scale: float | None = None,
-                      cfg_text_scale: float | None = None, cfg_image_scale: float | None = None,
-                      temperature: float | None = None, generation_config: GenerationConfig | None = None,
-                      callback: Callable[[int, int, torch.LongTensor], Any] | None = None,
-                      generator: torch.Generator | None = None,
-                      **kwargs: Any) -> LLaDAUniImageGenerationOutput | list[LLaDAUniImageGenerationOutput]:
-        """Inpaint or outpaint an image (`h * w` image ids; without `h` and `w`, an `encode_images(..., mode="edit")`
-        dict): the cells of `mask` are generated again following `prompt`, every other cell keeps its source code.
-        The engine's canvas starts from the source codes with the mask id on the cells to repaint; blocks with no
-        masked cell run no forward (an empty mask returns the source codes with no forward at all).
-
-        Args:
-            image_tokens: the source's image ids (codes plus `image_token_offset`), or `encode_images` dict(s).
-            mask: an `(h, w)` bool array or tensor, True on the codes to repaint (a picture-level mask is mapped by
-                `inpainting_llada_uni.mask_image_to_code_mask`, which the inpaint pipeline calls); one per prompt, or
-                one shared. Optional when outpainting (then only the new cells are generated).
-            prompt (`str` or `list[str]`): the instruction (`conditioning="edit"`) or the caption
-                (`"text_to_image"`); a list is a batch, with one `encode_images` dict per prompt, all of one grid.
-            conditioning (`str`, defaults to `"edit"`): `"edit"`: the editing prompt, the source as the reference (so
-                blocks decoded before later given cells still see them) and editing guidance (`cfg_text_scale`,
-                `cfg_image_scale`; `steps` is `edit_steps`); `"text_to_image"`: the caption alone, text-to-image
-                guidance (`cfg_scale`; `steps` is `image_steps`). A full mask gives exactly `edit_image` resp.
-                `generate_image` on that grid.
-            pad_left, pad_right, pad_top, pad_bottom (`int`): outpainting, cells added on each side; or
-            canvas_size (`tuple[int, int]`): the outpainting canvas grid, the source centred. The canvas grid must
-                have size tokens.
-            h, w (`int`, *optional*): the source's code grid when `image_tokens` holds bare ids.
-            tokenizer ([`PreTrainedTokenizerBase`], *optional*): defaults to the one set with `set_tokenizer`.
-            mask_dilation (`int`, defaults to 0): grow the mask by this many cells.
-            steps, block_length, cfg_scale, cfg_text_scale, cfg_image_scale, temperature, generation_config,
-                callback, generator, kwargs: as in `edit_image` / `generate_image`; settings not given come from
-                `generation_config=`, then `model.generation_config`.
-
-        Returns:
-            [`LLaDAUniImageGenerationOutput`] (`.token_ids` the canvas codes without offset, `.h`, `.w` the canvas
-            grid), or a list of them for a list of prompts.
-        """
-        return inpaint_image(
-            self, image_tokens, mask, h=h, w=w, prompt=prompt, tokenizer=tokenizer, conditioning=conditioning,
-            pad_left=pad_left, pad_right=pad_right, pad_top=pad_top, pad_bottom=pad_bottom, canvas_size=canvas_size,
-            mask_dilation=mask_dilation, steps=steps, block_length=block_length, cfg_scale=cfg_scale,
-            cfg_text_scale=cfg_text_scale, cfg_image_scale=cfg_image_scale, temperature=temperature,
-            generation_config=generation_config, callback=callback, generator=generator, **kwargs,
-        )
+    inpaint_image = inpaint_image
 
 
 __all__ = [
