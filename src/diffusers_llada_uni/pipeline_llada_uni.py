@@ -42,6 +42,10 @@ from .saving_llada_uni import save_folder, write_end_to_end_files
 if TYPE_CHECKING:
     import PIL.Image
 
+    # What the picture arguments take: a picture, a path, an array or tensor (a batch when 4-D), or a list of them.
+    PictureInput = (
+        PIL.Image.Image | str | os.PathLike | np.ndarray | torch.Tensor | Sequence[PIL.Image.Image | str | os.PathLike]
+    )
 
 logger = logging.get_logger(__name__)
 
@@ -724,13 +728,7 @@ class LLaDAUniImageEditPipeline(_LLaDAUniPipelineBase):
     @torch.no_grad()
     def __call__(
         self,
-        image: PIL.Image.Image
-        | str
-        | os.PathLike
-        | np.ndarray
-        | torch.Tensor
-        | Sequence[PIL.Image.Image | str | os.PathLike]
-        | None = None,
+        image: PictureInput | None = None,
         prompt: str | list[str] | None = None,
         image_tokens: dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]] | None = None,
         steps: int | None = None,
@@ -816,13 +814,7 @@ class LLaDAUniUnderstandingPipeline(_LLaDAUniPipelineBase):
     @torch.no_grad()
     def __call__(
         self,
-        image: PIL.Image.Image
-        | str
-        | os.PathLike
-        | np.ndarray
-        | torch.Tensor
-        | Sequence[PIL.Image.Image | str | os.PathLike]
-        | None = None,
+        image: PictureInput | None = None,
         prompt: str | list[str] | None = None,
         image_tokens: dict[str, Any] | Sequence[dict[str, Any] | Sequence[dict[str, Any]]] | None = None,
         steps: int | None = None,
