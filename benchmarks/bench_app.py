@@ -2,11 +2,12 @@
 """Load check of the web app: concurrent Gradio Python clients against one server on the loopback interface.
 
 1. `--clients` clients (default 8), each in its own thread, send `--requests` requests one after another (default 5),
-   mixed tasks: text-to-image (all of one size, so the worker can batch them), a question about a picture (the chat
-   endpoint, streamed), an edit. Every request must come back (none lost), and every answer must equal the same call
-   made directly on the engine afterwards: the answer text exactly; for pictures the language model's codes exactly
-   (their digest) and the PNG pixels within one 8-bit level (a batched decoder call rounds the last bit of a few
-   pixels differently from a single one).
+   mixed tasks: text-to-image (all of one size, so the worker can batch them), questions about pictures (the chat
+   endpoint, streamed; a client's questions are turns of one conversation, its Gradio session), an edit, an
+   inpainting with a painted mask. Every request must come back (none lost), and every answer must equal the same
+   call made directly on the engine afterwards (each client's conversation replayed turn by turn): the answer text
+   exactly; for pictures the language model's codes exactly (their digest) and the PNG pixels within one 8-bit level
+   (a batched decoder call rounds the last bit of a few pixels differently from a single one).
 2. Past the queue limit the server must refuse with its busy message: every client submits `--burst` text-to-image
    requests at once; those beyond the running batch and the bounded queue are refused ("Queue is full"; the page says
    "This application is currently busy"), and every accepted one still completes correctly.
@@ -22,6 +23,7 @@ the app's queueing, batching and transport around a very small model).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import socket
@@ -50,12 +52,13 @@ IMAGE_SIZE, DECODER_STEPS, LM_STEPS, EDIT_SIZE, ANSWER_LENGTH = 256, 2, 8, 128, 
 
 @dataclass
 class PoolItem:
-    """One distinct request: how a client sends it and how to make the same call directly on the engine."""
+    """One distinct request: how a client sends it and how to make the same call directly on the engine (for a chat
+    turn: `direct(engine, session)` -> `(reply, session after it)`, the session being the client's conversation)."""
 
     kind: str
     api_name: str
     client_args: Callable[[], tuple]
-    direct: Callable[[Any], Any]
+    direct: Callable[..., Any]
 
 
 def free_port() -> int:
@@ -79,10 +82,10 @@ def start_server(model: str | None = None, max_queue_size: int = 8, max_batch_si
 
 
 def request_pool() -> list[PoolItem]:
-    """Ten distinct requests: four prompts, three questions, three edits."""
+    """Ten distinct requests: four prompts, three questions, two edits, one inpainting."""
     from gradio_client import handle_file
 
-    from llada_uni_app import ChatRequest, EditRequest, TextToImageRequest
+    from llada_uni_app import EditRequest, InpaintRequest, TextToImageRequest
 
     questions_on = sorted(PICTURES.glob("*.png"))
     # Editing writes the source's grid, so its pictures must crop to grids with size tokens at the small budget.
@@ -107,14 +110,13 @@ def request_pool() -> list[PoolItem]:
         ))
     for index, (picture, question) in enumerate(zip(questions_on, ["What is in this picture?", "Describe the colours.",
                                                                "How many shapes are there?"])):
-        messages = [{"role": "user", "content": [{"type": "image", "image": str(picture)},
-                                                  {"type": "text", "text": question}]}]
         items.append(PoolItem(
             "chat", "/chat",
-            lambda p=picture, q=question: ({"text": q, "files": [handle_file(str(p))]}, ANSWER_LENGTH, LM_STEPS),
-            lambda engine, m=messages: engine.chat(ChatRequest(m, gen_length=ANSWER_LENGTH, steps=LM_STEPS)),
+            lambda p=picture, q=question: ({"text": q, "files": [handle_file(str(p))]}, ANSWER_LENGTH, LM_STEPS,
+                                           "turbo", DECODER_STEPS, 0),
+            lambda engine, session, p=picture, q=question: _chat_turn(engine, session, q, str(p)),
         ))
-    for index, (picture, instruction) in enumerate(zip(to_edit, ["Make it blue.", "Add a hat.", "Turn it to night."])):
+    for index, (picture, instruction) in enumerate(zip(to_edit[1:], ["Make it blue.", "Add a hat."])):
         items.append(PoolItem(
             "edit", "/edit",
             lambda p=picture, i=instruction, s=index: (handle_file(str(p)), i, "edit", EDIT_SIZE, "turbo",
@@ -123,14 +125,39 @@ def request_pool() -> list[PoolItem]:
                 engine.load_picture(p), i, edit_size=EDIT_SIZE, decoder_steps=DECODER_STEPS, steps=LM_STEPS, seed=s,
             )])[0],
         ))
+    # Inpainting: a layer painted over the middle of the 128 px picture, as the page's brush leaves it.
+    picture, box = to_edit[1], (32, 32, 96, 80)
+    layer = Image.new("RGBA", (128, 128), (0, 0, 0, 0))
+    layer.paste((255, 0, 255, 140), box)
+    layer.save(folder / "layer.png")
+    mask = Image.new("L", (128, 128), 0)
+    mask.paste(255, box)
+    items.append(PoolItem(
+        "inpaint", "/inpaint",
+        lambda p=picture: ({"background": handle_file(str(p)), "layers": [handle_file(str(folder / "layer.png"))],
+                            "composite": None}, "A yellow sun.", "edit", 0, "edit", EDIT_SIZE, "turbo", DECODER_STEPS,
+                           5, LM_STEPS, 4.0, 0.0),
+        lambda engine, p=picture: engine.inpaint([InpaintRequest(
+            engine.load_picture(p), mask, "A yellow sun.", edit_size=EDIT_SIZE, decoder_steps=DECODER_STEPS,
+            steps=LM_STEPS, seed=5,
+        )])[0],
+    ))
     return items
+
+
+def _chat_turn(engine, session, question: str, picture: str):
+    """One chat turn made directly, as the page makes it for a client: `(reply, session after it)`."""
+    session = session.with_user_turn(question, [picture])
+    reply = engine.chat(session.request(gen_length=ANSWER_LENGTH, steps=LM_STEPS, decoder="turbo",
+                                        decoder_steps=DECODER_STEPS, seed=0))
+    return reply, session.with_reply(reply, [f"picture-{i}.png" for i in range(len(reply.images))])
 
 
 def _answer(kind: str, output) -> Any:
     """The comparable part of an endpoint's output: the answer text, or (codes digest, picture path)."""
     if kind == "chat":
         chat, _ = output
-        return chat[-1]["content"][-1]["text"]
+        return "".join(part.get("text", "") for part in chat[-1]["content"] if part.get("type") == "text")
     picture, *rest = output
     details = rest[-1]
     return details["codes_sha256"], picture
@@ -138,7 +165,9 @@ def _answer(kind: str, output) -> Any:
 
 def _same(kind: str, served, direct) -> tuple[bool, str]:
     if kind == "chat":
-        return served == direct, f"text {served!r} != {direct!r}"
+        # Gradio's chatbot shows a text as `inspect.cleandoc` leaves it (outer blank space dropped).
+        shown = inspect.cleandoc(direct.text)
+        return served == shown, f"text {served!r} != {shown!r}"
     digest, path = served
     if digest != direct.codes_digest:
         return False, f"codes {digest} != {direct.codes_digest}"
@@ -177,6 +206,7 @@ def run_load(url: str, pool: list[PoolItem], clients: int = 8, per_client: int =
                     record = {"pool": index, "kind": item.kind, "answer": _answer(item.kind, output)}
                 except Exception as err:  # noqa: BLE001 - a lost request is a finding, not a crash
                     record = {"pool": index, "kind": item.kind, "error": f"{type(err).__name__}: {err}"}
+                record.update(client=client_index, order=j)
                 record["latency_s"] = time.perf_counter() - start
                 with lock:
                     outcomes.append(record)
@@ -231,13 +261,24 @@ def run_burst(url: str, pool: list[PoolItem], clients: int = 8, burst: int = 4, 
 
 
 def compare_with_direct(engine, pool: list[PoolItem], outcomes: list[dict]) -> list[str]:
-    """Runs each distinct request once directly on the engine and lists every served answer that differs."""
+    """Runs each distinct request once directly on the engine (each client's chat turns as one conversation, in its
+    order) and lists every served answer that differs."""
+    from llada_uni_app import ChatSession
+
     direct: dict[int, Any] = {}
     problems = []
-    for outcome in outcomes:
+    sessions: dict[int, Any] = {}
+    for outcome in sorted(outcomes, key=lambda o: (o.get("client", -1), o.get("order", 0))):
         if "error" in outcome:
             continue
         index = outcome["pool"]
+        if outcome["kind"] == "chat":
+            session = sessions.get(outcome["client"], ChatSession())
+            reply, sessions[outcome["client"]] = pool[index].direct(engine, session)
+            same, why = _same("chat", outcome["answer"], reply)
+            if not same:
+                problems.append(f"client {outcome['client']} turn {outcome['order']} (chat): {why}")
+            continue
         if index not in direct:
             direct[index] = pool[index].direct(engine)
         same, why = _same(outcome["kind"], outcome["answer"], direct[index])
@@ -271,8 +312,8 @@ def load_check(model: str | None = None, clients: int = 8, per_client: int = 5, 
         "p50_s": load["p50_s"],
         "p95_s": load["p95_s"],
         "wall_s": load["wall_s"],
-        "by_kind": {kind: sum(1 for o in load["outcomes"] if o["kind"] == kind) for kind in ("text_to_image", "chat",
-                                                                                            "edit")},
+        "by_kind": {kind: sum(1 for o in load["outcomes"] if o["kind"] == kind)
+                    for kind in ("text_to_image", "chat", "edit", "inpaint")},
         "burst_submitted": burst_result["submitted"],
         "burst_accepted": len(burst_result["accepted"]),
         "burst_refused": burst_result["refused"],

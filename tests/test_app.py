@@ -27,6 +27,7 @@ from llada_uni_app import (  # noqa: E402
     ChatRequest,
     ChatSession,
     EditRequest,
+    InpaintRequest,
     RequestScheduler,
     TextToImageRequest,
 )
@@ -62,7 +63,7 @@ def _question(picture, text="What is in this picture?"):
 def test_engine_labels_the_bundled_model_and_shares_one_set_of_parts(engine):
     assert engine.random_weights and engine.decoders == ["turbo", "normal"]
     parts = engine.text_to_image_pipeline.components
-    for pipe in (engine.edit_pipeline, engine.understanding_pipeline):
+    for pipe in (engine.edit_pipeline, engine.inpaint_pipeline, engine.chat_pipeline):
         assert all(pipe.components[name] is part for name, part in parts.items())
 
 
@@ -81,23 +82,69 @@ def test_engine_calls_equal_the_pipelines(engine):
     assert edited.codes == direct.image_tokens[0].tolist()
     assert np.array_equal(_pixels(edited.image), _pixels(direct.images[0]))
 
+    mask = _corner_mask(result.image.size)
+    repainted = engine.inpaint([InpaintRequest(result.image, mask, "A yellow sun.", edit_size=256, seed=2,
+                                               **SMALL)])[0]
+    direct = engine.inpaint_pipeline(result.image, mask, "A yellow sun.", steps=8,
+                                     image_kwargs={"edit_image_size": 256}, num_inference_steps=2,
+                                     generator=torch.Generator().manual_seed(2))
+    assert repainted.codes == direct.image_tokens[0].tolist()
+    assert torch.equal(repainted.repainted, direct.repaint_masks[0].cpu()) and 0 < int(repainted.repainted.sum()) < 256
+    assert np.array_equal(_pixels(repainted.image), _pixels(direct.images[0]))
+    assert "repainted" in repainted.details()
+
     picture = str(IMAGES / "landscape_150x100.png")
-    answer = engine.chat(ChatRequest(_question(picture), gen_length=64, steps=8))
-    out = engine.understanding_pipeline(picture, "What is in this picture?", steps=8, gen_length=64)
-    # The pipeline returns the text from the question on (as the original); the chat shows the answer alone.
-    ids = out.sequences[0].tolist()
-    generated = ids[len(ids) - len(engine.tokenizer(answer, add_special_tokens=False)["input_ids"]):]
-    assert answer and out.text[0].endswith(answer)
-    assert engine.tokenizer.decode(generated, skip_special_tokens=True) == answer
+    reply = engine.chat(ChatRequest(_question(picture), gen_length=64, steps=8, decoder_steps=2, seed=4))
+    direct = engine.chat_pipeline(_question(picture), max_new_tokens=64, steps=8, block_length=32,
+                                  num_inference_steps=2, generator=torch.Generator().manual_seed(4))
+    assert reply.text == direct.text != "" and len(reply.images) == len(direct.images)
+    assert reply.history.messages[-1]["content"] == direct.history.messages[-1]["content"]
 
 
-def test_single_turn_chat_uses_the_last_question_and_the_latest_picture(engine):
-    first, second = str(IMAGES / "landscape_150x100.png"), str(IMAGES / "portrait_90x200.png")
-    session = ChatSession().with_user_turn("Describe it.", [first]).with_assistant_turn("An answer.")
-    session = session.with_user_turn("And this one?", [second]).with_assistant_turn("Another.")
-    session = session.with_user_turn("What colour is it?")
-    answer = engine.chat(ChatRequest(list(session.messages), gen_length=32, steps=8))
-    assert answer == engine.chat(ChatRequest(_question(second, "What colour is it?"), gen_length=32, steps=8))
+def _corner_mask(size, box=(0, 0, 100, 80)):
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask
+
+
+def test_a_conversation_continues_with_its_history_and_reuse_changes_nothing(engine):
+    """Three turns, pictures in turns 1 and 3, as the page builds them: each turn the model gets the whole
+    conversation (the earlier pictures as ids), and reusing the finished turns' keys / values gives the same answer as
+    encoding the whole history again."""
+    from dataclasses import replace
+
+    settings = dict(gen_length=32, steps=8, decoder_steps=2)
+    session = ChatSession()
+    turns = [("Describe it.", [str(IMAGES / "landscape_150x100.png")]), ("What colour is it?", []),
+             ("And this one?", [str(IMAGES / "portrait_90x200.png")])]
+    for index, (text, pictures) in enumerate(turns):
+        session = session.with_user_turn(text, pictures)
+        request = session.request(**settings)
+        if index:
+            # The model's side of the earlier turns: the history's messages (pictures already ids), then this turn.
+            assert request.messages[:-1] == session.history.messages and request.history is session.history
+        reply = engine.chat(request)
+        again = engine.chat(replace(request, history=None))
+        assert reply.text == again.text and reply.text
+        session = session.with_reply(reply, [f"picture-{i}.png" for i in range(len(reply.images))])
+    assert [m["role"] for m in session.messages] == ["user", "assistant"] * 3
+    assert len(session.history.messages) == 6
+    first_picture = session.history.messages[0]["content"][0]["image"]
+    assert {"image_tokens", "h", "w"} <= set(first_picture)
+
+
+def test_inpainting_reports_progress_over_the_masked_codes_then_the_decoder(engine, scheduler):
+    picture = Image.open(IMAGES / "square_64x64_rgba.png")
+    job = scheduler.submit(InpaintRequest(picture, _corner_mask(picture.size, (0, 0, 32, 32)), "Make it red.",
+                                          edit_size=128, **SMALL))
+    updates = [u for u in job.updates() if u.kind == "progress"]
+    result = job.result()
+    cells = int(result.repainted.sum())
+    blocks = [u for u in updates if u.text.startswith("Block ")]
+    assert blocks and blocks[-1].text.endswith(f"{cells} / {cells} codes repainted") and blocks[-1].fraction == 1.0
+    assert [u.text for u in updates if u.text.startswith("Decoding")] == ["Decoding: step 1 / 2",
+                                                                         "Decoding: step 2 / 2"]
+    assert scheduler.batch_sizes["inpaint"] == [1]
 
 
 @pytest.mark.parametrize("request_args, message", [
@@ -108,8 +155,17 @@ def test_single_turn_chat_uses_the_last_question_and_the_latest_picture(engine):
     (("text", dict(prompt="a fox", seed=-1)), "The seed must be"),
     (("edit", dict(instruction="")), "The instruction is empty"),
     (("edit", dict(instruction="x", picture="portrait_90x200.png")), "no size token for 4 codes"),
-    (("chat", dict(messages=[{"role": "user", "content": "hi"}])), "No picture in this conversation"),
-    (("chat", dict(messages=_question(str(IMAGES / "landscape_150x100.png"), " "))), "The question is empty"),
+    (("chat", dict(messages=_question(str(IMAGES / "landscape_150x100.png"), " "))), "The message is empty"),
+    (("chat", dict(messages=[])), "The conversation is empty"),
+    (("chat", dict(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])),
+     "must end with the user's turn"),
+    (("chat", dict(messages=[{"role": "user", "content": "hi"}], gen_length=0)), "Answer length must be"),
+    (("inpaint", dict(prompt="")), "The prompt is empty"),
+    (("inpaint", dict(prompt="x", mask=(0, 0, 0, 0))), "The mask is empty"),
+    (("inpaint", dict(prompt="x", mask=(0, 0, 10, 10), size=(256, 256))), "The painted area lies outside the part"),
+    (("inpaint", dict(prompt="x", mask_size=(32, 32))), "The mask is 32 x 32 px but the picture is 64 x 64 px"),
+    (("inpaint", dict(prompt="x", conditioning="caption")), "Conditioning must be one of"),
+    (("inpaint", dict(prompt="x", mask_dilation=-1)), "Mask growth must be"),
 ])
 def test_bad_requests_are_refused_with_a_readable_message(engine, scheduler, request_args, message):
     kind, args = request_args
@@ -118,11 +174,20 @@ def test_bad_requests_are_refused_with_a_readable_message(engine, scheduler, req
     elif kind == "edit":
         picture = Image.open(IMAGES / args.pop("picture", "square_64x64_rgba.png"))
         request = EditRequest(picture, args["instruction"], edit_size=128)
+    elif kind == "inpaint":
+        picture = Image.open(IMAGES / "square_64x64_rgba.png").resize(args.pop("size", (64, 64)))
+        mask = _corner_mask(args.pop("mask_size", picture.size), args.pop("mask", (0, 0, 32, 32)))
+        request = InpaintRequest(picture, mask, edit_size=128, **args)
     else:
-        request = ChatRequest(args["messages"])
+        request = ChatRequest(**args)
     with pytest.raises(ValueError, match=message):
         scheduler.submit(request)
-    assert scheduler.batch_sizes == {"text_to_image": [], "edit": [], "chat": []}
+    assert scheduler.batch_sizes == {"text_to_image": [], "edit": [], "inpaint": [], "chat": []}
+
+
+def test_a_chat_history_of_another_kind_is_refused(engine):
+    with pytest.raises(TypeError, match="`history` must be a LLaDAUniChatHistory"):
+        engine.chat(ChatRequest([{"role": "user", "content": "hi"}], history={"messages": []}))
 
 
 def test_a_file_that_is_not_a_picture_is_named_in_the_message(engine, tmp_path):
@@ -168,8 +233,8 @@ def test_scheduler_reports_progress_per_block_then_per_decoder_step(scheduler):
 def test_chat_streams_the_answer_block_by_block(engine, scheduler):
     job = scheduler.submit(ChatRequest(_question(str(IMAGES / "landscape_150x100.png")), gen_length=64, steps=8))
     texts = [u.text for u in job.updates() if u.kind == "text"]
-    answer = job.result()
-    assert len(texts) >= 2 and texts[-1] == answer and answer
+    reply = job.result()
+    assert len(texts) >= 2 and texts[-1] == reply.text and reply.text
     assert scheduler.batch_sizes["chat"] == [1]
 
 
@@ -230,9 +295,15 @@ def test_the_page_answers_bad_inputs_with_messages_not_tracebacks(served, tmp_pa
             ((None, "make it blue", "edit", 128, "turbo", 2, 0, 8, 4.0, 0.0), "/edit", "No picture to edit"),
             ((handle_file(str(notes)), "make it blue", "edit", 128, "turbo", 2, 0, 8, 4.0, 0.0), "/edit",
              "'notes.txt' is not a picture"),
-            (({"text": "What is it?", "files": [handle_file(str(notes))]}, 32, 8), "/chat",
+            (({"text": "What is it?", "files": [handle_file(str(notes))]}, 32, 8, "turbo", 2, 0), "/chat",
              "'notes.txt' is not a picture"),
-            (({"text": "What is it?", "files": []}, 32, 8), "/chat", "No picture in this conversation"),
+            (({"text": " ", "files": []}, 32, 8, "turbo", 2, 0), "/chat", "The message is empty"),
+            ((None, "a sun", "edit", 0, "edit", 128, "turbo", 2, 0, 8, 4.0, 0.0), "/inpaint",
+             "No picture to repaint"),
+            ((_editor(notes), "a sun", "edit", 0, "edit", 128, "turbo", 2, 0, 8, 4.0, 0.0), "/inpaint",
+             "That upload is not a picture"),
+            ((_editor(IMAGES / "square_64x64_rgba.png"), "a sun", "edit", 0, "edit", 128, "turbo", 2, 0, 8, 4.0, 0.0),
+             "/inpaint", "The mask is empty"),
         ]
         for args, api_name, message in cases:
             with pytest.raises(AppError, match=message) as info:
@@ -241,8 +312,41 @@ def test_the_page_answers_bad_inputs_with_messages_not_tracebacks(served, tmp_pa
         image, reasoning, details = client.predict("a fox", 256, 256, "turbo", 2, False, 0, 8, 4.0,
                                                    api_name="/text_to_image")
         assert Image.open(image).size == (256, 256) and details["grid"] == "8 x 8 codes" and reasoning == ""
+        layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+        layer.paste((255, 0, 255, 140), (0, 0, 32, 32))
+        layer.save(tmp_path / "layer.png")
+        image, details = client.predict(_editor(IMAGES / "square_64x64_rgba.png", tmp_path / "layer.png"), "a sun",
+                                        "edit", 0, "edit", 128, "turbo", 2, 0, 8, 4.0, 0.0, api_name="/inpaint")
+        assert Image.open(image).size == (256, 256) and details["repainted"].startswith("4 of 64 codes")
     finally:
         client.close()
+
+
+def _editor(background, *layers):
+    """An image editor's value as Gradio's client sends it."""
+    from gradio_client import handle_file
+
+    return {"background": handle_file(str(background)), "layers": [handle_file(str(layer)) for layer in layers],
+            "composite": None}
+
+
+def test_a_client_session_is_one_conversation_until_it_starts_a_new_one(served, tmp_path):
+    from gradio_client import Client, handle_file
+
+    picture = str(IMAGES / "landscape_150x100.png")
+    client = Client(served, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+    try:
+        first, _ = client.predict({"text": "What is it?", "files": [handle_file(picture)]}, 32, 8, "turbo", 2, 0,
+                                  api_name="/chat")
+        second, _ = client.predict({"text": "And its colours?", "files": []}, 32, 8, "turbo", 2, 0, api_name="/chat")
+        client.predict(api_name="/new_conversation")
+        fresh, _ = client.predict({"text": "And its colours?", "files": []}, 32, 8, "turbo", 2, 0, api_name="/chat")
+    finally:
+        client.close()
+    # The second answer continues the first turn (the model saw it), the fresh one starts over.
+    assert second[: len(first)] == first and [m["role"] for m in second[len(first):]] == ["user", "assistant"]
+    assert [m["role"] for m in fresh] == ["user", "assistant"] and fresh[0] == second[len(first)]
+    assert second[-1]["content"] != fresh[-1]["content"]
 
 
 # ------------------------------------------------------------------------------------------------ command line, Space
@@ -311,6 +415,6 @@ def test_space_entry_point_builds_the_app(engine):
     demo = namespace["demo"]
     try:
         assert isinstance(demo, gr.Blocks) and demo.scheduler.engine.random_weights
-        assert {"chat", "text_to_image", "edit"} <= {fn.api_name for fn in demo.fns.values()}
+        assert {"chat", "text_to_image", "edit", "inpaint"} <= {fn.api_name for fn in demo.fns.values()}
     finally:
         demo.scheduler.close()

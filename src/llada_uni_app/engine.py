@@ -3,7 +3,8 @@
 
 Nothing here imports Gradio, so the same calls run from Python (the load check's "direct calls"), from the request
 scheduler's worker thread and from the tests. The parts are loaded once, as one [`LLaDAUniTextToImagePipeline`];
-the editing and understanding pipelines are built from its components, so every task and every user shares them.
+the editing, inpainting and conversation pipelines are built from its components, so every task and every user
+shares them.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from transformers.generation.streamers import BaseStreamer
 
 from diffusers_llada_uni import (
     LLaDAUniImageEditPipeline,
+    LLaDAUniInpaintPipeline,
+    LLaDAUniInterleavedPipeline,
     LLaDAUniTextToImagePipeline,
-    LLaDAUniUnderstandingPipeline,
 )
 from diffusers_llada_uni.pipeline_llada_uni import DECODER_FOLDERS
 from diffusers_llada_uni.pipeline_llada_uni_decoder import SAMPLER_DEFAULTS
+from transformers_llada_uni import LLaDAUniChatHistory
+from transformers_llada_uni.inpainting_llada_uni import mask_image_to_code_mask
 from transformers_llada_uni.prompting_llada_uni import image_grid_size, valid_image_grid_sizes
 
 
@@ -35,6 +39,7 @@ from transformers_llada_uni.prompting_llada_uni import image_grid_size, valid_im
 ProgressFn = Callable[[int, float, str], None]
 
 EDIT_CROP_MODES = ("edit", "edit_resize_crop")
+INPAINT_CONDITIONINGS = ("edit", "text_to_image")
 NO_IMAGE_TOKENIZER = "This model folder has no image tokenizer (`image_tokenizer/`): it cannot read pictures."
 
 
@@ -114,58 +119,148 @@ class EditRequest:
 
 
 @dataclass
-class ChatRequest:
+class InpaintRequest:
     r"""
-    The next assistant turn of a conversation.
+    One picture repainted where a mask says.
 
     Args:
-        messages: the conversation so far in the transformers chat format, ending with the user's turn: dicts with
+        image: the source picture (loaded).
+        mask: white (any non-black level) where to repaint, of the picture's size: a PIL image (mode `"L"`, `"1"` or
+            another mode, read as grey levels).
+        prompt: the instruction (`conditioning="edit"`) or the caption (`"text_to_image"`).
+        conditioning: `"edit"` (the source is the model's reference picture, the prompt an instruction) or
+            `"text_to_image"` (the prompt describes the picture).
+        mask_dilation: code cells to grow the repainted region by.
+        crop_mode, edit_size: the editing crop of the picture and the mask, as in [`EditRequest`].
+        decoder, decoder_steps, steps, seed: as in [`TextToImageRequest`].
+        cfg_scale: the text guidance scale (the instruction's or the caption's).
+        cfg_image_scale: the picture guidance scale (`conditioning="edit"` only).
+    """
+
+    image: PIL.Image.Image
+    mask: PIL.Image.Image
+    prompt: str
+    conditioning: str = "edit"
+    mask_dilation: int = 0
+    crop_mode: str = "edit"
+    edit_size: int | None = None
+    decoder: str = "turbo"
+    decoder_steps: int | None = None
+    steps: int = 8
+    cfg_scale: float = 4.0
+    cfg_image_scale: float = 0.0
+    seed: int = 0
+
+    def batch_key(self) -> tuple:
+        # As editing: equal picture sizes and crop settings give equal code grids (the masks may differ).
+        return ("inpaint", self.image.size, self.conditioning, self.mask_dilation, self.crop_mode, self.edit_size,
+                self.decoder, self.decoder_steps, self.steps, float(self.cfg_scale), float(self.cfg_image_scale))
+
+
+@dataclass
+class ChatRequest:
+    r"""
+    The next assistant turn of a conversation; the answer is text, and pictures wherever the model draws one.
+
+    Args:
+        messages: the whole conversation in the transformers chat format, ending with the user's turn: dicts with
             `role` (`"user"` / `"assistant"`) and `content`, a string or a list of parts `{"type": "text", "text": ...}`
-            / `{"type": "image", "image": PIL image or path}`.
-        gen_length: the most tokens of the answer.
-        steps: denoising steps per block.
+            / `{"type": "image", "image": PIL image, path, or image ids}`.
+        history: the previous turn's [`ChatReply.history`]: the keys / values of the finished turns are reused
+            (exact) when `messages` starts with `history.messages`, so a long conversation is not encoded again.
+        gen_length: the most tokens of the answer (a picture's codes count).
+        steps: denoising steps per block of text.
         block_length: tokens per block.
+        decoder, decoder_steps: how pictures the model draws are decoded (as in [`TextToImageRequest`]).
+        seed: the sampling's and the decoder's randomness.
     """
 
     messages: Sequence[dict]
+    history: LLaDAUniChatHistory | None = None
     gen_length: int = 512
     steps: int = 32
     block_length: int = 32
+    decoder: str = "turbo"
+    decoder_steps: int | None = None
+    seed: int = 0
 
     def batch_key(self) -> None:
         # Answers stream token blocks to one user each; the engine's streamer follows a single answer.
         return None
 
 
+@dataclass
+class ChatReply:
+    r"""
+    The assistant's turn.
+
+    Args:
+        text: the text of the answer (its text segments joined).
+        images: the pictures the model drew, in order.
+        segments: the answer in order: `{"type": "text", "text"}` and `{"type": "image", "image": PIL image}`.
+        history: pass it back as [`ChatRequest.history`] with the next turn.
+    """
+
+    text: str
+    images: list[PIL.Image.Image]
+    segments: list[dict]
+    history: LLaDAUniChatHistory | None = None
+
+
 @dataclass(frozen=True)
 class ChatSession:
     r"""
-    One visitor's conversation, in the transformers chat format (what [`ChatRequest`] takes). Turns are added by
-    building a new session, so a failed turn leaves the old one as it was.
+    One visitor's conversation: what the page shows (`messages`, pictures as file paths) and the model's side of the
+    finished turns (`history`: pictures as image ids, the reusable keys / values). Turns are added by building a new
+    session, so a failed turn leaves the old one as it was.
 
     Args:
         messages: `{"role", "content": [{"type": "image", "image": path}, {"type": "text", "text": ...}]}` dicts.
+        history: the last [`ChatReply.history`] (`None` before the first answer).
     """
 
     messages: tuple[dict, ...] = ()
+    history: LLaDAUniChatHistory | None = None
 
     def with_user_turn(self, text: str, pictures: Sequence[str] = ()) -> ChatSession:
         content = [{"type": "image", "image": picture} for picture in pictures] + [{"type": "text", "text": text}]
-        return ChatSession(self.messages + ({"role": "user", "content": content},))
+        return ChatSession(self.messages + ({"role": "user", "content": content},), self.history)
 
     def with_assistant_turn(self, text: str) -> ChatSession:
-        return ChatSession(self.messages + ({"role": "assistant", "content": [{"type": "text", "text": text}]},))
+        return ChatSession(self.messages + ({"role": "assistant", "content": [{"type": "text", "text": text}]},),
+                           self.history)
+
+    def request(self, **settings: Any) -> ChatRequest:
+        r"""The request that answers the last user turn: the model's history, then that turn (`settings`: the other
+        [`ChatRequest`] fields)."""
+        if not self.messages or self.messages[-1].get("role") != "user":
+            raise ValueError("The conversation must end with the user's turn.")
+        earlier = list(self.history.messages) if self.history is not None else list(self.messages[:-1])
+        return ChatRequest(earlier + [self.messages[-1]], history=self.history, **settings)
+
+    def with_reply(self, reply: ChatReply, pictures: Sequence[str] = ()) -> ChatSession:
+        r"""The session after `reply` (to the last user turn); `pictures` are the files the page shows for the reply's
+        pictures, in order."""
+        shown, files = [], iter(pictures)
+        for segment in reply.segments:
+            if segment["type"] == "text":
+                shown.append({"type": "text", "text": segment["text"]})
+            else:
+                shown.append({"type": "image", "image": next(files)})
+        return ChatSession(self.messages + ({"role": "assistant", "content": shown},), reply.history)
 
 
 @dataclass
 class ImageResult:
-    r"""A generated or edited picture, its code grid and codes, and the thinking text (thinking mode)."""
+    r"""A generated, edited or repainted picture, its code grid and codes, the thinking text (thinking mode) and the
+    `(h, w)` cells that were repainted (inpainting)."""
 
     image: PIL.Image.Image
     grid: tuple[int, int]
     codes: list[int]
     seed: int
     thinking: str | None = None
+    repainted: torch.BoolTensor | None = None
 
     @property
     def codes_digest(self) -> str:
@@ -174,35 +269,33 @@ class ImageResult:
 
     def details(self) -> dict[str, Any]:
         h, w = self.grid
-        return {"grid": f"{h} x {w} codes", "pixels": f"{self.image.width} x {self.image.height}", "seed": self.seed,
-                "codes_sha256": self.codes_digest}
+        details = {"grid": f"{h} x {w} codes", "pixels": f"{self.image.width} x {self.image.height}",
+                   "seed": self.seed, "codes_sha256": self.codes_digest}
+        if self.repainted is not None:
+            rows, columns = self.repainted.nonzero(as_tuple=True)
+            details["repainted"] = (f"{len(rows)} of {h * w} codes, rows {int(rows.min())}-{int(rows.max())}, "
+                                    f"columns {int(columns.min())}-{int(columns.max())}")
+        return details
 
 
 # ---------------------------------------------------------------------------------------------------- messages
 
 
-def latest_user_turn(messages: Sequence[dict]) -> tuple[str, Any]:
-    """The question of the last user turn and the latest picture anywhere in the conversation (single-turn
-    understanding answers that question about that picture)."""
-    question, picture = None, None
+def _parts(message: dict) -> list[dict]:
+    content = message.get("content")
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
+def last_user_text(messages: Sequence[dict]) -> str:
+    """The text of the conversation's last user turn (its text parts joined)."""
     for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
-        if question is None:
-            question = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").strip()
-        if picture is None:
-            images = [p.get("image") for p in parts if p.get("type") == "image"]
-            if images:
-                picture = images[-1]
-        if picture is not None:
-            break
-    return question or "", picture
+        if message.get("role") == "user":
+            return " ".join(p.get("text", "") for p in _parts(message) if p.get("type") == "text").strip()
+    return ""
 
 
 class _AnswerStreamer(BaseStreamer):
-    """Collects the answer's ids block by block (the engine first puts the prompt) and reports the decoded text."""
+    """Collects the answer's text ids block by block (the engine first puts the prompt) and reports the decoded text."""
 
     def __init__(self, tokenizer, on_text: Callable[[str], None] | None):
         self.tokenizer = tokenizer
@@ -230,7 +323,8 @@ class _AnswerStreamer(BaseStreamer):
 
 class AppEngine:
     r"""
-    The parts of one LLaDA2.0-Uni folder, loaded once, and the app's three tasks on them.
+    The parts of one LLaDA2.0-Uni folder, loaded once, and the app's tasks on them: conversations, text-to-image,
+    editing and inpainting.
 
     Build it with [`AppEngine.from_pretrained`] (a converted or released folder; by default the bundled tiny
     random-weight model) or from an already-loaded text-to-image pipeline. Every public method validates its requests
@@ -239,7 +333,8 @@ class AppEngine:
     Calls are not thread-safe: the app serialises them through one [`RequestScheduler`].
 
     Args:
-        pipeline: a loaded [`LLaDAUniTextToImagePipeline`]; the editing and understanding pipelines share its parts.
+        pipeline: a loaded [`LLaDAUniTextToImagePipeline`]; the editing, inpainting and conversation pipelines share
+            its parts.
         name: how the page names the model.
         random_weights: the page labels every output as noise (default: the config's `llada_uni_random_weights`).
         max_image_side: the largest picture side in pixels the app accepts for text-to-image.
@@ -251,8 +346,9 @@ class AppEngine:
             raise TypeError(f"`pipeline` must be a LLaDAUniTextToImagePipeline, got {type(pipeline).__name__}.")
         self.text_to_image_pipeline = pipeline
         self.edit_pipeline = LLaDAUniImageEditPipeline(**pipeline.components)
-        self.understanding_pipeline = LLaDAUniUnderstandingPipeline(**pipeline.components)
-        for pipe in (self.text_to_image_pipeline, self.edit_pipeline, self.understanding_pipeline):
+        self.inpaint_pipeline = LLaDAUniInpaintPipeline(**pipeline.components)
+        self.chat_pipeline = LLaDAUniInterleavedPipeline(**pipeline.components)
+        for pipe in (self.text_to_image_pipeline, self.edit_pipeline, self.inpaint_pipeline, self.chat_pipeline):
             # A server's log is no place for per-request bars; the page shows its own progress.
             pipe.set_progress_bar_config(disable=True)
         config = pipeline.model.config
@@ -380,7 +476,43 @@ class AppEngine:
             f"picture.{hint}"
         )
 
-    def validate(self, request: TextToImageRequest | EditRequest | ChatRequest) -> None:
+    def repaint_cells(self, request: InpaintRequest) -> torch.BoolTensor:
+        """The `(h, w)` code cells `request.mask` repaints (through the editing crop, as the pipeline maps it)."""
+        processor = self.text_to_image_pipeline.processor.image_processor
+        overrides = {"edit_image_size": request.edit_size} if request.edit_size is not None else {}
+        grid = self.edit_grid(request.image.size, request.crop_mode, request.edit_size)
+        return mask_image_to_code_mask(request.mask.convert("L"), processor, request.image.size, request.crop_mode,
+                                       None, request.mask_dilation, grid=grid, name="mask", **overrides)
+
+    def empty_mask_message(self, request: InpaintRequest) -> str:
+        """Why `request.mask` repaints no code: nothing is painted, or only outside the part the editing crop keeps."""
+        if request.mask.convert("L").getbbox() is None:
+            return "The mask is empty: paint over the part of the picture to repaint."
+        h, w = self.edit_grid(request.image.size, request.crop_mode, request.edit_size)
+        processor = self.text_to_image_pipeline.processor.image_processor
+        budget = request.edit_size or processor.edit_image_size
+        return (f"The painted area lies outside the part of the picture the model edits (the editing crop keeps "
+                f"{w * processor.patch_size} x {h * processor.patch_size} px of this {request.image.size[0]} x {request.image.size[1]} px picture at a "
+                f"crop budget of {budget} px): paint inside it, raise the crop budget, or choose 'Resize, then crop'.")
+
+    def _check_picture_request(self, request: EditRequest | InpaintRequest, what: str, text: str, empty: str):
+        """The checks editing and inpainting share: a readable picture, a text, the crop and its grid."""
+        if not isinstance(request.image, PIL.Image.Image):
+            raise ValueError(f"No picture to {what}: upload one first.")
+        if not self.can_read_pictures:
+            raise ValueError(NO_IMAGE_TOKENIZER)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(empty)
+        if request.crop_mode not in EDIT_CROP_MODES:
+            raise ValueError(f"Crop mode must be one of {list(EDIT_CROP_MODES)}, got {request.crop_mode!r}.")
+        if request.edit_size is not None and (not _is_int(request.edit_size) or request.edit_size < 32):
+            raise ValueError(f"The crop budget must be at least 32 px, got {request.edit_size!r}.")
+        self.check_edit_grid(request.image.size, request.crop_mode, request.edit_size)
+        self._check_decoder(request.decoder, request.decoder_steps)
+        self._check_positive("Steps per block", request.steps)
+        _check_seed(request.seed)
+
+    def validate(self, request: TextToImageRequest | EditRequest | InpaintRequest | ChatRequest) -> None:
         """Raises a ValueError / TypeError, worded for the page, when `request` cannot run."""
         if isinstance(request, TextToImageRequest):
             if not isinstance(request.prompt, str) or not request.prompt.strip():
@@ -391,36 +523,48 @@ class AppEngine:
             self._check_positive("Guidance scale", request.cfg_scale, allow_zero=True)
             _check_seed(request.seed)
         elif isinstance(request, EditRequest):
-            if not isinstance(request.image, PIL.Image.Image):
-                raise ValueError("No picture to edit: upload one first.")
-            if not self.can_read_pictures:
-                raise ValueError(NO_IMAGE_TOKENIZER)
-            if not isinstance(request.instruction, str) or not request.instruction.strip():
-                raise ValueError("The instruction is empty: say how to change the picture.")
-            if request.crop_mode not in EDIT_CROP_MODES:
-                raise ValueError(f"Crop mode must be one of {list(EDIT_CROP_MODES)}, got {request.crop_mode!r}.")
-            if request.edit_size is not None and (not _is_int(request.edit_size) or request.edit_size < 32):
-                raise ValueError(f"The crop budget must be at least 32 px, got {request.edit_size!r}.")
-            self.check_edit_grid(request.image.size, request.crop_mode, request.edit_size)
-            self._check_decoder(request.decoder, request.decoder_steps)
-            self._check_positive("Steps per block", request.steps)
+            self._check_picture_request(request, "edit", request.instruction,
+                                        "The instruction is empty: say how to change the picture.")
             self._check_positive("Text guidance scale", request.cfg_text_scale, allow_zero=True)
             self._check_positive("Picture guidance scale", request.cfg_image_scale, allow_zero=True)
-            _check_seed(request.seed)
+        elif isinstance(request, InpaintRequest):
+            self._check_picture_request(request, "repaint", request.prompt,
+                                        "The prompt is empty: say what to paint in the masked area.")
+            if request.conditioning not in INPAINT_CONDITIONINGS:
+                raise ValueError(f"Conditioning must be one of {list(INPAINT_CONDITIONINGS)}, got "
+                                 f"{request.conditioning!r}.")
+            if not _is_int(request.mask_dilation) or request.mask_dilation < 0:
+                raise ValueError(f"Mask growth must be a whole number of cells of at least 0, got "
+                                 f"{request.mask_dilation!r}.")
+            if not isinstance(request.mask, PIL.Image.Image):
+                raise ValueError("No mask: paint over the part of the picture to repaint.")
+            if request.mask.size != request.image.size:
+                raise ValueError(f"The mask is {request.mask.size[0]} x {request.mask.size[1]} px but the picture is "
+                                 f"{request.image.size[0]} x {request.image.size[1]} px.")
+            if not bool(self.repaint_cells(request).any()):
+                raise ValueError(self.empty_mask_message(request))
+            self._check_positive("Text guidance scale", request.cfg_scale, allow_zero=True)
+            self._check_positive("Picture guidance scale", request.cfg_image_scale, allow_zero=True)
         elif isinstance(request, ChatRequest):
-            if not isinstance(request.messages, (list, tuple)) or not request.messages:
-                raise ValueError("The conversation is empty: ask a question.")
-            if request.messages[-1].get("role") != "user":
+            messages = request.messages
+            if not isinstance(messages, (list, tuple)) or not messages or not all(isinstance(m, dict) for m in messages):
+                raise ValueError("The conversation is empty: type a message.")
+            if messages[-1].get("role") != "user":
                 raise ValueError("The conversation must end with the user's turn.")
-            question, picture = latest_user_turn(request.messages)
-            if not question:
-                raise ValueError("The question is empty: type what you want to know about the picture.")
-            if picture is None:
-                raise ValueError("No picture in this conversation: upload one with your question.")
-            if not self.can_read_pictures:
+            if not last_user_text(messages):
+                raise ValueError("The message is empty: type a question or a request.")
+            pictures = any(p.get("type") == "image" for m in messages for p in _parts(m) if isinstance(p, dict))
+            if pictures and not self.can_read_pictures:
                 raise ValueError(NO_IMAGE_TOKENIZER)
+            if request.history is not None and not isinstance(request.history, LLaDAUniChatHistory):
+                raise TypeError(f"`history` must be a LLaDAUniChatHistory (a reply's `history`), got "
+                                f"{type(request.history).__name__}.")
             self._check_positive("Answer length", request.gen_length)
             self._check_positive("Steps per block", request.steps)
+            self._check_positive("Block length", request.block_length)
+            if self.decoders:
+                self._check_decoder(request.decoder, request.decoder_steps)
+            _check_seed(request.seed)
         else:
             raise TypeError(f"Unknown request type {type(request).__name__}.")
 
@@ -435,42 +579,42 @@ class AppEngine:
             requests: the requests (a single request is accepted too).
             progress: called with `(index, fraction, description)` per block step and decoder step.
         """
-        requests = _as_requests(requests, TextToImageRequest)
-        for request in requests:
-            self.validate(request)
-        results: list[ImageResult | None] = [None] * len(requests)
-        for indices in _groups(requests).values():
-            group = self._text_to_image([requests[i] for i in indices], _sub_progress(progress, indices))
-            for index, result in zip(indices, group):
-                results[index] = result
-        return results
+        return self._batched(requests, TextToImageRequest, self._text_to_image, progress)
 
     def edit(self, requests: Sequence[EditRequest], progress: ProgressFn | None = None) -> list[ImageResult]:
         r"""Edits one picture per request; requests with equal `batch_key()` run in one batched call. `progress` as
         in [`text_to_image`]."""
-        requests = _as_requests(requests, EditRequest)
+        return self._batched(requests, EditRequest, self._edit, progress)
+
+    def inpaint(self, requests: Sequence[InpaintRequest], progress: ProgressFn | None = None) -> list[ImageResult]:
+        r"""Repaints the masked part of one picture per request; requests with equal `batch_key()` run in one batched
+        call. `progress` as in [`text_to_image`]."""
+        return self._batched(requests, InpaintRequest, self._inpaint, progress)
+
+    def chat(self, request: ChatRequest, on_text: Callable[[str], None] | None = None,
+             progress: ProgressFn | None = None) -> ChatReply:
+        r"""
+        The assistant's turn after the conversation's last user turn: text, and pictures wherever the model draws one
+        (the model's conversation API: every turn and picture of the conversation is in the prompt).
+
+        Args:
+            request: the conversation (with the previous reply's `history`, the finished turns are not encoded again).
+            on_text: called with the answer's text so far after every finished block (streaming).
+            progress: called as `progress(0, fraction, description)` per block of a picture the model draws.
+        """
+        self.validate(request)
+        return self._chat(request, on_text, progress)
+
+    def _batched(self, requests, cls, run, progress):
+        requests = _as_requests(requests, cls)
         for request in requests:
             self.validate(request)
         results: list[ImageResult | None] = [None] * len(requests)
         for indices in _groups(requests).values():
-            group = self._edit([requests[i] for i in indices], _sub_progress(progress, indices))
+            group = run([requests[i] for i in indices], _sub_progress(progress, indices))
             for index, result in zip(indices, group):
                 results[index] = result
         return results
-
-    def chat(self, request: ChatRequest, on_text: Callable[[str], None] | None = None) -> str:
-        r"""
-        The assistant's answer to the conversation's last user turn.
-
-        For now this is single-turn understanding: the last question is asked about the latest picture of the
-        conversation, without the earlier turns (the model's conversation API will take the whole history).
-
-        Args:
-            request: the conversation.
-            on_text: called with the answer so far after every finished block (streaming).
-        """
-        self.validate(request)
-        return self._chat(request, on_text)
 
     # The `_` methods trust their (validated) requests: the scheduler validates at submission and calls these.
 
@@ -524,30 +668,87 @@ class AppEngine:
             for r, image, grid, codes in zip(requests, out.images, out.grid_sizes, out.image_tokens)
         ]
 
-    def _chat(self, request: ChatRequest, on_text: Callable[[str], None] | None) -> str:
-        question, picture = latest_user_turn(request.messages)
-        picture = self.load_picture(picture)
+    def _inpaint(self, requests: list[InpaintRequest], progress: ProgressFn | None) -> list[ImageResult]:
+        first = requests[0]
+        edit = first.conditioning == "edit"
+        guidance = (dict(cfg_text_scale=first.cfg_scale, cfg_image_scale=first.cfg_image_scale) if edit
+                    else dict(cfg_scale=first.cfg_scale))
+        repainted = [int(self.repaint_cells(r).sum()) for r in requests]
+        callback = self._step_callback(progress, len(requests), None, first.decoder, first.decoder_steps,
+                                       masked_counts=repainted)
+        out = self.inpaint_pipeline(
+            [r.image for r in requests],
+            mask_image=[r.mask.convert("L") for r in requests],
+            prompt=[r.prompt for r in requests],
+            conditioning=first.conditioning,
+            mask_dilation=first.mask_dilation,
+            steps=first.steps,
+            crop_mode=first.crop_mode,
+            image_kwargs={"edit_image_size": first.edit_size} if first.edit_size is not None else None,
+            decoder=first.decoder,
+            num_inference_steps=first.decoder_steps,
+            generator=[_generator(r.seed) for r in requests],
+            callback_on_step_end=callback,
+            decoder_kwargs={"callback_on_step_end": callback} if callback is not None else None,
+            **guidance,
+        )
+        return [
+            ImageResult(image=image, grid=tuple(grid), codes=codes.tolist(), seed=r.seed, repainted=cells.cpu())
+            for r, image, grid, codes, cells in zip(requests, out.images, out.grid_sizes, out.image_tokens,
+                                                     out.repaint_masks)
+        ]
+
+    def _chat(self, request: ChatRequest, on_text: Callable[[str], None] | None,
+              progress: ProgressFn | None = None) -> ChatReply:
         streamer = _AnswerStreamer(self.tokenizer, on_text)
-        self.understanding_pipeline(
-            picture,
-            question,
+
+        def on_step(info) -> None:
+            if info.kind == "image":
+                progress(0, info.block / info.num_blocks,
+                         f"Drawing a picture: block {info.block + 1} / {info.num_blocks}")
+
+        out = self.chat_pipeline(
+            [dict(message) for message in request.messages],
+            history=request.history,
+            max_new_tokens=request.gen_length,
             steps=request.steps,
             block_length=request.block_length,
-            gen_length=request.gen_length,
-            generation_kwargs={"streamer": streamer},
+            decoder=request.decoder if self.decoders else None,
+            num_inference_steps=request.decoder_steps,
+            output_type="pil" if self.decoders else "codes",
+            streamer=streamer,
+            callback=on_step if progress is not None else None,
+            generator=_generator(request.seed),
         )
-        return streamer.text()
+        segments = [
+            {"type": "text", "text": segment["text"]} if segment["type"] == "text"
+            else {"type": "image", "image": segment["image"]} if segment["image"] is not None
+            # A folder without a decoder still says where the model drew.
+            else {"type": "text", "text": f"[a {segment['h']} x {segment['w']} code picture; this model folder has "
+                                          f"no image decoder to show it]"}
+            for segment in out.segments
+        ]
+        images = [segment["image"] for segment in segments if segment["type"] == "image"]
+        return ChatReply(text=out.text, images=images, segments=segments, history=out.history)
 
     def _step_callback(self, progress: ProgressFn | None, count: int, gen_length: int | None, decoder: str,
-                       decoder_steps: int | None):
+                       decoder_steps: int | None, masked_counts: Sequence[int] | None = None):
         """The pipelines' `callback_on_step_end` -> per-request progress: during the language model, the share of
-        committed codes (`callback_kwargs["image_tokens"]`, -1 where masked); during the decoder, its steps."""
+        committed codes (`callback_kwargs["image_tokens"]`: -1 where masked; inpainting's canvas holds the mask id
+        there, of `masked_counts` cells to repaint per request); during the decoder, its steps."""
         if progress is None:
             return None
         total_steps = decoder_steps or self.default_decoder_steps(decoder)
+        mask_id = self.text_to_image_pipeline.processor.special_token_ids.mask_token_id if masked_counts else None
 
         def on_step_end(pipe, step, block_or_timestep, callback_kwargs):
             codes = callback_kwargs.get("image_tokens")
+            if codes is not None and masked_counts:
+                left = (codes == mask_id).sum(dim=1).tolist()
+                for index, (cells, waiting) in enumerate(zip(masked_counts, left)):
+                    progress(index, 1 - waiting / cells, f"Block {block_or_timestep + 1}: {cells - waiting} / "
+                                                         f"{cells} codes repainted")
+                return {}
             if codes is not None:
                 total = gen_length or codes.shape[1]
                 filled = (codes[:, :total] >= 0).sum(dim=1).tolist()
@@ -603,10 +804,12 @@ def _sub_progress(progress: ProgressFn | None, indices: list[int]) -> ProgressFn
 
 __all__ = [
     "AppEngine",
+    "ChatReply",
     "ChatRequest",
     "ChatSession",
     "EditRequest",
     "ImageResult",
+    "InpaintRequest",
     "TextToImageRequest",
-    "latest_user_turn",
+    "last_user_text",
 ]

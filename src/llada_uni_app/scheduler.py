@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import AppEngine, ChatRequest, EditRequest, TextToImageRequest
+from .engine import AppEngine, ChatRequest, EditRequest, InpaintRequest, TextToImageRequest
 
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Update:
 class Job:
     r"""A submitted request: iterate `updates()` for its progress; `result()` waits for the outcome (or raises)."""
 
-    def __init__(self, request: TextToImageRequest | EditRequest | ChatRequest):
+    def __init__(self, request: TextToImageRequest | EditRequest | InpaintRequest | ChatRequest):
         self.request = request
         self.key = request.batch_key()
         self.submitted = time.monotonic()
@@ -98,10 +98,12 @@ class RequestScheduler:
         self._condition = threading.Condition()
         self._closed = False
         # Each request type: its name, and the name of the engine method that runs a (validated) batch of it as one
-        # call, `method(requests, progress)` -> one result per request. Chat answers one request and streams its text.
+        # call, `method(requests, progress)` -> one result per request. Chat answers one request,
+        # streams its text and reports the progress of the pictures it draws.
         self._runners: dict[type, tuple[str, str | None]] = {
             TextToImageRequest: ("text_to_image", "_text_to_image"),
             EditRequest: ("edit", "_edit"),
+            InpaintRequest: ("inpaint", "_inpaint"),
             ChatRequest: ("chat", None),
         }
         # Sizes of the calls the worker made, by kind (what the tests and the load check read).
@@ -109,7 +111,7 @@ class RequestScheduler:
         self._thread = threading.Thread(target=self._work, name="llada-uni-app-worker", daemon=True)
         self._thread.start()
 
-    def submit(self, request: TextToImageRequest | EditRequest | ChatRequest) -> Job:
+    def submit(self, request: TextToImageRequest | EditRequest | InpaintRequest | ChatRequest) -> Job:
         """Validates `request` (ValueError / TypeError for the page) and queues it."""
         if type(request) not in self._runners:
             raise TypeError(f"Unknown request type {type(request).__name__}.")
@@ -195,8 +197,9 @@ class RequestScheduler:
 
     def _run_chat(self, batch: list[Job]):
         (job,) = batch
-        answer = self.engine._chat(job.request, lambda text: job._report(Update("text", text=text)))
-        job._finish(answer)
+        reply = self.engine._chat(job.request, lambda text: job._report(Update("text", text=text)),
+                                  lambda index, fraction, text: job._report(Update("progress", fraction, text)))
+        job._finish(reply)
 
 
 __all__ = ["Job", "RequestScheduler", "Update"]

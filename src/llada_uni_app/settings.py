@@ -13,6 +13,8 @@ class AppSettings:
 
     The control defaults are the original implementation's; smaller values (used by the tests) make a random-weight
     demo quicker. `edit_size=None` and `decoder_steps=None` mean the image processor's and the decoder's own.
+    `conversation_ttl_s`: a visitor's conversation (and the model's keys / values kept for it) is freed after this
+    many seconds without a new turn.
     """
 
     max_queue_size: int = 16
@@ -30,6 +32,7 @@ class AppSettings:
     crop_mode: str = "edit"
     cfg_text_scale: float = 4.0
     cfg_image_scale: float = 0.0
+    conversation_ttl_s: float = 3600.0
 
     def __post_init__(self):
         if self.max_queue_size < 1 or self.max_batch_size < 1:
