@@ -1879,8 +1879,8 @@ class LLaDAUniGenerationMixin:
                     if problem is not None:
                         logger.warning(problem)
                     if text:
-                        sample.segments.append({"type": "text", "token_ids": list(text),
-                                                "text": tokenizer.decode(text, skip_special_tokens=True)})
+                        decoded = tokenizer.decode(text, skip_special_tokens=True)
+                        sample.segments.append({"type": "text", "text": decoded, "token_ids": list(text)})
                     sample.ids += text
                     sample.stopped = decoder.stopped
                     if grid is None:
