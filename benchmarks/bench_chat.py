@@ -6,14 +6,23 @@ Two ways, measured in the same run on the same model and messages:
   (a) reuse: `model.chat(messages, history=previous.history)`: the keys / values of the finished history blocks seed
       the engine's cache; only the new turn's blocks are run;
   (b) re-encode: `model.chat(messages)` without history: the first forward of every turn runs the whole history.
-Both give the same ids (asserted). Goal: (a)'s turn time flat in the number of turns, (b)'s growing with the history.
+Both give the same ids (asserted on every run). Goal: (a)'s turn time flat in the number of turns, (b)'s growing with
+the history. Each turn runs (a) and (b) `--repeats` times, interleaved and in alternating order (so a change of
+machine load hits both alike), after one untimed warm-up turn; the table shows medians, the ratio (b) / (a) of the
+medians and of the fastest runs, the prompt tokens (a) took from the history instead of running them, and the
+forwards of the turn (the same for both: same ids) with the median time per forward, which separates the cost of the
+history from the answer's length (answers end at EOS, so turns differ in forwards). A forward still attends to the
+whole history (its keys / values), so (a)'s time per forward grows a little with it; (b) also runs it once per turn. The load average is printed before and after:
+on a shared machine, read the ratios, not the seconds.
 
-    python benchmarks/bench_chat.py             # hidden 256, 4 layers, 16 x 16 pictures, 5 turns
+    python benchmarks/bench_chat.py             # hidden 256, 4 layers, 16 x 16 pictures, 5 turns, 3 repeats
     python benchmarks/bench_chat.py --small     # a quick run
 """
 
 import argparse
+import os
 import pathlib
+import statistics
 import time
 
 import torch
@@ -35,11 +44,15 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--block-length", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    # One thread by default: on a shared machine extra threads mostly measure the neighbours.
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--small", action="store_true")
     args = parser.parse_args()
     if args.small:
         args.grid, args.answer, args.hidden, args.layers, args.block_length = 8, 16, 64, 2, 16
     hf_logging.disable_progress_bar()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(FIXTURE_TOKENIZER)
     config = LLaDAUniConfig(
@@ -64,25 +77,46 @@ def main():
                  for turn in range(args.turns)]
     print(f"model: hidden {args.hidden}, {args.layers} layers; {args.grid}x{args.grid} picture per turn, "
           f"{args.answer}-token answers, block {args.block_length}, {args.steps} steps per block, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'turn':>4} {'prompt':>7} {'reused':>7} {'reuse s':>8} {'re-encode s':>12} {'ratio':>6}")
+          f"{torch.get_num_threads()} threads, median of {args.repeats} interleaved runs per turn")
+    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f} on {} cores".format(*os.getloadavg(),
+                                                                                      os.cpu_count()))
+    model.chat(questions[:1], **settings)  # warm-up (allocations, kernels), untimed
+
+    def timed(messages, history):
+        start = time.perf_counter()
+        output = model.chat(messages, history=history, **settings)
+        return time.perf_counter() - start, output
+
+    print(f"{'turn':>4} {'prompt':>7} {'reused':>7} {'reuse s':>8} {'re-encode s':>12} {'ratio':>6} {'ratio(min)':>10} "
+          f"{'forwards':>8} {'reuse ms/fwd':>12} {'re-encode ms/fwd':>16}")
     history = None
-    reuse_times, full_times = [], []
+    reuse_times, full_times, per_forward = [], [], []
     for turn, question in enumerate(questions):
         messages = (history.messages if history else []) + [question]
-        start = time.perf_counter()
-        reused = model.chat(messages, history=history, **settings)
-        reuse_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        full = model.chat(messages, **settings)
-        full_times.append(time.perf_counter() - start)
-        assert reused.segments == full.segments, f"turn {turn + 1}: reuse changed the ids"
+        reuse_runs, full_runs = [], []
+        for repeat in range(args.repeats):
+            order = ((history, reuse_runs), (None, full_runs))
+            for seed, runs in order if repeat % 2 == 0 else order[::-1]:
+                runs.append(timed(messages, seed))
+        reused = reuse_runs[0][1]
+        for _, output in reuse_runs + full_runs:
+            assert output.segments == reused.segments, f"turn {turn + 1}: reuse changed the ids"
+        assert all(output.reused_tokens == 0 for _, output in full_runs)
+        reuse_times.append(statistics.median(seconds for seconds, _ in reuse_runs))
+        full_times.append(statistics.median(seconds for seconds, _ in full_runs))
         prompt = reused.sequences.shape[1] - sum(len(s.get("token_ids", [])) for s in reused.segments)
+        fastest = min(seconds for seconds, _ in full_runs) / min(seconds for seconds, _ in reuse_runs)
+        forwards = reused.num_forward_passes
+        per_forward.append((reuse_times[-1] / forwards * 1e3, full_times[-1] / forwards * 1e3))
         print(f"{turn + 1:>4} {prompt:>7} {reused.reused_tokens:>7} {reuse_times[-1]:>8.3f} {full_times[-1]:>12.3f} "
-              f"{full_times[-1] / reuse_times[-1]:>6.2f}")
+              f"{full_times[-1] / reuse_times[-1]:>6.2f} {fastest:>10.2f} {forwards:>8} {per_forward[-1][0]:>12.1f} "
+              f"{per_forward[-1][1]:>16.1f}")
         history = reused.history
     print(f"last / first turn time: reuse {reuse_times[-1] / reuse_times[0]:.2f}x, "
-          f"re-encode {full_times[-1] / full_times[0]:.2f}x; same ids with and without reuse in every turn")
+          f"re-encode {full_times[-1] / full_times[0]:.2f}x; per forward: reuse "
+          f"{per_forward[-1][0] / per_forward[0][0]:.2f}x, re-encode {per_forward[-1][1] / per_forward[0][1]:.2f}x; "
+          "same ids with and without reuse in every run")
+    print("load average (1, 5, 15 min) after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -141,23 +141,40 @@ def test_forced_header_gives_generate_image_codes_then_text_continues(model, tok
         assert output.segments[1]["token_ids"] == sequence[after + 1 : after + 1 + len(output.segments[1]["token_ids"])]
 
 
-def test_picture_after_text_equals_thinking_modes_second_phase(model, tokenizer, special, monkeypatch):
+def test_thinking_mode_is_interleaved_generation_with_one_final_picture(model, tokenizer, special):
+    header = image_header_ids(tokenizer, 8, 8)
+    unconditional = build_text_to_image_unconditional_prompt(tokenizer, 8, 8, thinking=True)[: -len(header)]
+    settings = dict(block_length=8, cfg_scale=3.0)
+    prompts = ["A fox", "A red house by the sea"]
+    thought = model.generate_image(prompts, tokenizer=tokenizer, mode="thinking", image_h=256, image_w=256, steps=4,
+                                   thinking_steps=2, thinking_gen_length=16, **settings)
+    for prompt, expected in zip(prompts, thought):
+        # The same prompt, the reasoning's settings for text, and the picture forced after the reasoning.
+        output = model.generate_interleaved(build_thinking_prompt(tokenizer, prompt), tokenizer=tokenizer,
+                                            unconditional_ids=unconditional, image_size=(8, 8), final_image=True,
+                                            steps=2, max_new_tokens=16, image_steps=4, **settings)
+        assert [segment["type"] for segment in output.segments] == ["text", "image"]
+        assert output.segments[0]["text"] == expected.thinking
+        codes = torch.tensor(output.segments[1]["image"]["image_tokens"]) - special.image_token_offset
+        assert codes.tolist() == expected.token_ids.tolist()
+        assert output.sequences[0].tolist() == expected.sequences[0].tolist() + [special.end_image_token_id]
+
+
+def test_a_final_picture_ends_the_output_where_the_model_opens_it(model, tokenizer, special):
     header = image_header_ids(tokenizer, 8, 8)
     prompt = build_thinking_prompt(tokenizer, "A fox")
     unconditional = build_text_to_image_unconditional_prompt(tokenizer, 8, 8, thinking=True)[: -len(header)]
-    settings = dict(steps=4, block_length=8, cfg_scale=3.0)
-    output = model.generate_interleaved(prompt, tokenizer=tokenizer, unconditional_ids=unconditional,
-                                        logit_rules=[force(header, 5)], image_steps=4, max_new_tokens=80, **settings)
-    kinds = [segment["type"] for segment in output.segments]
-    assert kinds[:2] == ["text", "image"]
-    thinking = output.segments[0]["token_ids"]
-    assert len(thinking) == 5
-    # Thinking mode with its reasoning phase replaced by the same text: its codes are the picture span's.
-    monkeypatch.setattr(model, "_think", lambda *args: ([thinking], ["x"], 0))
-    expected = model.generate_image("A fox", tokenizer=tokenizer, mode="thinking", image_h=256, image_w=256,
-                                    **settings)
-    codes = torch.tensor(output.segments[1]["image"]["image_tokens"]) - special.image_token_offset
-    assert codes.tolist() == expected.token_ids.tolist()
+    settings = dict(steps=4, block_length=8, cfg_scale=3.0, image_steps=4, max_new_tokens=90,
+                    unconditional_ids=unconditional, logit_rules=[force(header, 5)], tokenizer=tokenizer)
+    going_on = model.generate_interleaved(prompt, **settings)
+    final = model.generate_interleaved(prompt, final_image=True, **settings)
+    assert [segment["type"] for segment in final.segments] == ["text", "image"]
+    assert len(final.segments[0]["token_ids"]) == 5
+    # Up to the picture's end both are one decode; without `final_image` text follows it.
+    assert going_on.segments[:2] == final.segments
+    assert going_on.sequences[0, : final.sequences.shape[1]].tolist() == final.sequences[0].tolist()
+    assert final.sequences[0, -1] == special.end_image_token_id
+    assert going_on.sequences.shape[1] > final.sequences.shape[1]
 
 
 def test_header_without_size_tokens_gets_the_default_grid(model, tokenizer, special, caplog):

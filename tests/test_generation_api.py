@@ -10,8 +10,13 @@ from transformers.utils import logging as hf_logging
 
 import transformers_llada_uni  # noqa: F401
 from transformers_llada_uni import generation_llada_uni
-from transformers_llada_uni.generation_llada_uni import _split_thinking
-from transformers_llada_uni.prompting_llada_uni import get_special_token_ids, image_header_ids
+from transformers_llada_uni.generation_llada_uni import _Guidance, _split_text_span
+from transformers_llada_uni.prompting_llada_uni import (
+    build_text_to_image_unconditional_prompt,
+    build_thinking_prompt,
+    get_special_token_ids,
+    image_header_ids,
+)
 
 from conftest import EXPECTED
 from generation_testing import model, progress_bars_off, tokenizer  # noqa: F401  (fixtures)
@@ -297,13 +302,103 @@ def test_thinking_mode_returns_thinking_text_and_codes(model, tokenizer, no_prog
     assert result.sequences[0, -64 - 4 : -64].tolist() == image_header_ids(tokenizer, 8, 8)
 
 
-def test_thinking_split_warns_on_other_header_size(tokenizer):
+def test_one_rule_ends_a_text_span(tokenizer):
     special = get_special_token_ids(tokenizer)
     reasoning = tokenizer("a fox", add_special_tokens=False).input_ids
-    ids, problem = _split_thinking(tokenizer, reasoning + image_header_ids(tokenizer, 10, 12), special, 8, 8)
-    assert ids == reasoning and "10 x 12" in problem
-    ids, problem = _split_thinking(tokenizer, reasoning + image_header_ids(tokenizer, 8, 8), special, 8, 8)
-    assert ids == reasoning and problem is None
+
+    def split(ids, image_size=(8, 8), final_image=True, stopped=False):
+        return _split_text_span(tokenizer, special, ids, stopped, image_size, (10, 8), final_image)
+
+    assert split(reasoning + image_header_ids(tokenizer, 8, 8)) == (reasoning, (8, 8), None)
+    text, grid, problem = split(reasoning + image_header_ids(tokenizer, 10, 12))
+    assert (text, grid) == (reasoning, (8, 8)) and "10 x 12" in problem and "requested 8 x 8" in problem
+    assert split(reasoning + image_header_ids(tokenizer, 10, 12), image_size=None) == (reasoning, (10, 12), None)
+    sizeless = [special.image_token_id, 10, 11, special.boi_token_id]
+    text, grid, problem = split(reasoning + sizeless, image_size=None)
+    assert (text, grid) == (reasoning, (10, 8)) and "not size tokens" in problem and "default 10 x 8" in problem
+    # Thinking mode (`final_image`): the picture follows the reasoning whatever ended it; otherwise EOS ends the text.
+    text, grid, problem = split(reasoning + [special.eos_token_id])
+    assert (text, grid) == (reasoning, (8, 8)) and "did not end its thinking" in problem
+    assert split(reasoning + [special.eos_token_id], final_image=False) == (reasoning, None, None)
+    assert split(reasoning + [special.mask_token_id, 5], stopped=True) == (reasoning, None, None)
+
+
+def force(ids, at):
+    """A logit rule that makes the output hold `ids` from position `at`."""
+
+    def rule(logits, positions):
+        logits = logits.clone()
+        for offset, token in enumerate(ids):
+            hit = positions == at + offset
+            logits[hit] = float("-inf")
+            logits[..., token][hit] = 0.0
+        return logits
+
+    return rule
+
+
+def two_phase_thinking(model, tokenizer, prompts, thinking_steps, thinking_gen_length, image_steps, cfg_scale,
+                       **settings):
+    """Thinking mode as two engine calls, as it was written before it became interleaved decoding: the reasoning
+    (thinking prompt, text until `<boi>` or EOS), then the codes after the reasoning and the requested header."""
+    special = get_special_token_ids(tokenizer)
+    header = image_header_ids(tokenizer, 8, 8)
+    text_config = model._generation_settings(steps=thinking_steps, **settings)
+    reasoning = model._decode([[build_thinking_prompt(tokenizer, p)] for p in prompts], thinking_gen_length,
+                              text_config, _Guidance("none"), special.mask_token_id, special.image_token_offset,
+                              stop_ids=[special.boi_token_id, special.eos_token_id])
+    conditional = []
+    for prompt, ids in zip(prompts, reasoning.outputs(cut_at_stop=True)):
+        ids = ids.tolist()
+        if ids[-1] == special.boi_token_id:
+            ids = ids[: len(ids) - 1 - ids[::-1].index(special.image_token_id)]
+        elif ids[-1] == special.eos_token_id:
+            ids = ids[:-1]
+        conditional.append(build_thinking_prompt(tokenizer, prompt) + ids + header)
+    image_config = model._generation_settings(mode="text_to_image", steps=image_steps, cfg_scale=cfg_scale, **settings)
+    guidance = _Guidance.text_to_image(cfg_scale, image_config.guidance_rescale)
+    unconditional = build_text_to_image_unconditional_prompt(tokenizer, 8, 8, thinking=True)
+    branches = [[c, unconditional] if guidance.guided else [c] for c in conditional]
+    picture = model._decode(branches, 64, image_config, guidance, special.mask_token_id, special.image_token_offset,
+                            logit_rules=[model._image_ids_only(special)])
+    return [(c, codes - special.image_token_offset) for c, codes in zip(conditional, picture.outputs(False))]
+
+
+@pytest.mark.parametrize("case", [
+    dict(prompts=["A fox"]),
+    dict(prompts=["A fox", "A red house by the sea at night"]),
+    dict(prompts=["A fox", "A red house by the sea"], use_sprint=True, keep_ratio=0.5),
+    dict(prompts=["A fox", "A cat"], cfg_scale=1.0),
+    dict(prompts=["A fox", "A cat"], header_at=5),  # the model opens the picture itself
+    dict(prompts=["A fox"], header_at=5, cfg_scale=1.0),  # the picture starts from the reasoning's cached blocks
+], ids=["one", "batch", "sprint", "unguided", "opened", "opened-unguided"])
+def test_thinking_mode_gives_the_ids_of_its_two_phases(model, tokenizer, no_progress, monkeypatch, case):
+    case = dict(case)
+    prompts, header_at = case.pop("prompts"), case.pop("header_at", None)
+    settings = {**dict(block_length=8, thinking_steps=4, thinking_gen_length=24, image_steps=4, cfg_scale=3.0), **case}
+    if header_at is not None:
+        # The reasoning span (the one that stops at `<boi>`) writes the header at `header_at`.
+        boi = get_special_token_ids(tokenizer).boi_token_id
+        decode = type(model)._decode
+
+        def reasoning_opens_a_picture(self, branches, length, config, guidance, *args, stop_ids=(), logit_rules=(),
+                                      **kwargs):
+            if boi in list(stop_ids):
+                logit_rules = list(logit_rules) + [force(image_header_ids(tokenizer, 8, 8), header_at)]
+            return decode(self, branches, length, config, guidance, *args, stop_ids=stop_ids,
+                          logit_rules=logit_rules, **kwargs)
+
+        monkeypatch.setattr(type(model), "_decode", reasoning_opens_a_picture)
+    expected = two_phase_thinking(model, tokenizer, prompts, **settings)
+    image_steps = settings.pop("image_steps")
+    results = model.generate_image(prompts, tokenizer=tokenizer, mode="thinking", image_h=256, image_w=256,
+                                   steps=image_steps, **settings)
+    for prompt, result, (conditional, codes) in zip(prompts, results, expected):
+        assert result.token_ids.tolist() == codes.tolist()
+        assert result.sequences[0].tolist() == conditional + (codes + model.config.image_token_offset).tolist()
+        if header_at is not None:
+            reasoning = len(result.sequences[0]) - 64 - 4 - len(build_thinking_prompt(tokenizer, prompt))
+            assert reasoning == header_at
 
 
 def test_editing_without_guidance_and_without_the_image_branch(model, tokenizer, edit_case, no_progress):

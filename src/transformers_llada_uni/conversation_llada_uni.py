@@ -1,23 +1,21 @@
 # Copyright 2026 The LLaDA-Uni HF integration authors. Apache-2.0.
-"""Conversations with pictures and interleaved text-and-image generation, on the one block-diffusion engine.
+"""Conversations with pictures, on the engine's interleaved decoding (`generation_llada_uni`).
 
-Nothing here denoises: every span is filled by the engine of `generation_llada_uni` (`model._decode`).
+Nothing here denoises or switches between text and pictures: the engine's interleaved decoding
+(`LLaDAUniGenerationMixin._decode_interleaved`, which thinking mode uses too) writes text spans and picture spans on one
+sequence, parses the image headers the model writes and reuses finished blocks between spans. This module is what a
+conversation adds on top:
 
-- Interleaved generation alternates two engine modes on one growing sequence. A text phase decodes until EOS, the
-  length limit, or `<boi>`; when it ends with `<boi>` the model opened a picture (`<|image|><|reserved_token_h|>
-  <|reserved_token_w|><boi>`, as thinking mode's second phase starts), and an image phase fills `h * w` codes after it
-  with image ids only and the text-to-image guidance, whose unconditional branch is the same conversation with the
-  current request replaced by `<uncondition>`. `<|/image|>` closes the picture and the next text phase continues.
-  A header whose sides are not size tokens cannot say its grid: the picture gets the generation config's default grid
-  (`image_h` x `image_w`), its header is rewritten to that grid, and a warning says so.
-- Conversations render `messages` (transformers' chat format; content a string or text / image parts) with the
+- prompts: `messages` (transformers' chat format; content a string or text / image parts) rendered with the
   processor's chat template; pictures (given or generated earlier) are image blocks of ids in the prompt, and the
   assistant's earlier text parts keep the ids the model wrote (`token_ids`), so the prompt of turn n + 1 starts with
-  exactly the ids of turn n.
-- History reuse: the engine's cache of finished blocks (keys / values of whole blocks, which block-causal attention
-  makes independent of everything after them) is kept after each decode and seeds the next decode of a prompt that
-  starts with the same ids, block-aligned from position 0; only the blocks that differ are run again. This is exact:
-  the ids are the same with and without reuse (tests/test_conversations.py).
+  exactly the ids of turn n. A picture's unconditional branch is the same conversation with the current request
+  replaced by `<uncondition>`.
+- history reuse: the engine's cache of finished blocks (keys / values of whole blocks, which block-causal attention
+  makes independent of everything after them) is kept after each turn (`LLaDAUniPrefixCache`) and seeds the next
+  turn's decode of a prompt that starts with the same ids, block-aligned from position 0; only the blocks that differ
+  are run again. This is exact: the ids are the same with and without reuse (tests/test_conversations.py).
+- outputs: segments, the history to continue, and step information for callbacks (`LLaDAUniStepInfo`).
 """
 
 from __future__ import annotations
@@ -25,22 +23,19 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
-from transformers.utils import logging as hf_logging
 
+# The engine's prefix cache is a name of this module's API too (history reuse).
+from .generation_llada_uni import LLaDAUniPrefixCache, _Guidance
 from .processing_llada_uni import CHAT_TEMPLATE
 from .prompting_llada_uni import (
     UNCONDITIONAL_TEXT,
     encode_text,
     image_block_ids,
-    image_grid_size,
-    image_header_ids,
-    parse_image_header,
     validate_image_token_ids,
 )
 
@@ -51,28 +46,10 @@ if TYPE_CHECKING:
     from .generation_llada_uni import LLaDAUniGenerationConfig, LLaDAUniGenerationMixin
     from .prompting_llada_uni import LLaDAUniSpecialTokenIds
 
-
-logger = hf_logging.get_logger(__name__)
-
 _ROLES = ("system", "user", "assistant")
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-@dataclass
-class LLaDAUniPrefixCache:
-    """Keys / values of the finished blocks of one decoded sequence, to start a later decode of the same prefix.
-
-    Args:
-        ids (`list[int]`): the ids of the cached columns (whole blocks from position 0).
-        past_key_values (`DynamicCache`): their keys / values (batch 1).
-        block_length (`int`): the block length they were computed with.
-    """
-
-    ids: list[int]
-    past_key_values: DynamicCache
-    block_length: int
-
-
 @dataclass
 class LLaDAUniChatHistory:
     """A conversation after a turn of [`~LLaDAUniGenerationMixin.chat`].
@@ -222,284 +199,62 @@ def build_conversation_unconditional_prompt(tokenizer: PreTrainedTokenizerBase, 
     return build_conversation_prompt(tokenizer, messages, special, chat_template=chat_template)
 
 
-# ------------------------------------------------------------------------------------------------ history reuse
-def _reusable(prefix: LLaDAUniPrefixCache | None, prompt: Sequence[int], block_length: int) -> int:
-    """Columns of `prompt` whose keys / values `prefix` holds exactly: whole blocks from position 0 that are equal,
-    before the block that holds the first generated position."""
-    if prefix is None or prefix.block_length != block_length:
-        return 0
-    limit = min(len(prefix.ids), (len(prompt) // block_length) * block_length)
-    same = 0
-    while same < limit and prefix.ids[same] == prompt[same]:
-        same += 1
-    return (same // block_length) * block_length
+# ------------------------------------------------------------------------------------------------ turns
+def _guided(config: LLaDAUniGenerationConfig) -> bool:
+    return _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale).guided
 
 
-def _seeder(model, prompts, prefixes, block_length, record):
-    """The engine's `seed_cache`: one `DynamicCache` for all rows of the layout (single-branch only), the columns each
-    sample reuses from its prefix cache, zeros on left padding (never attended). `record[s]` gets the reused count."""
+def _step_callback(callback: Callable[[LLaDAUniStepInfo], bool | None], block_length: int) -> Callable:
+    """The engine's `span_callback` for a `LLaDAUniStepInfo` callback: True stops generation."""
 
-    def seed(layout):
-        if layout.num_branches != 1 or not any(prefixes):
-            return None
-        starts = layout.sample_start.tolist()
-        reuse = [_reusable(prefix, prompt, block_length) for prefix, prompt in zip(prefixes, prompts)]
-        columns = min(start + count for start, count in zip(starts, reuse))
-        if columns <= 0:
-            return None
-        cache = DynamicCache(config=model.config)
-        reference = next(p for p in prefixes if p is not None).past_key_values
-        for layer_idx, layer in enumerate(reference.layers):
-            shape = (len(prompts), layer.keys.shape[1], columns, layer.keys.shape[-1])
-            keys = layer.keys.new_zeros(shape)
-            values = layer.values.new_zeros(shape[:3] + (layer.values.shape[-1],))
-            for s, (start, prefix) in enumerate(zip(starts, prefixes)):
-                if start < columns:
-                    own = prefix.past_key_values.layers[layer_idx]
-                    keys[s, :, start:] = own.keys[0, :, : columns - start]
-                    values[s, :, start:] = own.values[0, :, : columns - start]
-            cache.update(keys.to(model.device), values.to(model.device), layer_idx)
-        for s, start in enumerate(starts):
-            record[s] = max(0, columns - start)
-        return cache
+    def for_span(kind, samples, length):
+        first = samples[0]
+        # The span's blocks on the canvas of the group's first sample (it need not start on a block boundary).
+        num_blocks = -(-(len(first.ids) % block_length + length) // block_length)
 
-    return seed
+        def call(step, block, ids):
+            info = LLaDAUniStepInfo(kind=kind, segment=len(first.segments), step=step, block=block,
+                                    num_blocks=num_blocks, generated_ids=ids)
+            return callback(info) is True
 
+        return call
 
-def _take_prefix(decoder, sample: int, block_length: int) -> LLaDAUniPrefixCache | None:
-    """The finished blocks a decode leaves in its cache, for the conditional row of `sample`."""
-    cache, layout = decoder.forwarder.exact_cache, decoder.layout
-    if cache is None or decoder.use_sprint:
-        return None
-    row = sample * layout.num_branches
-    start, columns = int(layout.sample_start[row]), cache.get_seq_length()
-    if int(layout.row_start[row]) != start or columns <= start:
-        return None
-    taken = DynamicCache(config=decoder.forwarder.model.config)
-    for layer_idx, layer in enumerate(cache.layers):
-        taken.update(layer.keys[row : row + 1, :, start:columns].clone(),
-                     layer.values[row : row + 1, :, start:columns].clone(), layer_idx)
-    return LLaDAUniPrefixCache(ids=layout.x[row, start:columns].tolist(), past_key_values=taken,
-                               block_length=block_length)
-
-
-# ------------------------------------------------------------------------------------------------ interleaving
-class _SpanStreamer:
-    """Passes a span's finished blocks to the call's streamer: not the span's prompt (the call's prompt was put once)
-    and no mask ids (a stopped block)."""
-
-    def __init__(self, streamer, mask_id):
-        self.streamer, self.mask_id, self.prompt_seen = streamer, mask_id, False
-
-    def put(self, value):
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        value = value[value != self.mask_id]
-        if value.numel():
-            self.streamer.put(value)
-
-    def end(self):
-        pass
-
-
-@dataclass
-class _Sample:
-    ids: list
-    unconditional: list | None
-    prompt_length: int
-    prefix: LLaDAUniPrefixCache | None
-    segments: list = field(default_factory=list)
-    pending: tuple | None = None  # (h, w) of an opened picture
-    done: bool = False
-    stopped: bool = False
-    reused: int = 0
-
-
-class _OffsetRules:
-    """The caller's logit rules see positions counted from the start of the call's output, across text spans."""
-
-    def __init__(self, rules, offsets):
-        self.rules, self.offsets = rules, offsets
-
-    def __call__(self, logits, positions):
-        positions = positions + self.offsets[:, None]
-        for rule in self.rules:
-            logits = rule(logits, positions)
-        return logits
+    return for_span
 
 
 def interleaved_generate(model: LLaDAUniGenerationMixin, tokenizer: PreTrainedTokenizerBase,
                          config: LLaDAUniGenerationConfig, special: LLaDAUniSpecialTokenIds,
                          prompts: Sequence[Sequence[int]], unconditional: Sequence[Sequence[int]] | None,
                          prefixes: Sequence[LLaDAUniPrefixCache | None] | None = None,
-                         image_size: tuple[int, int] | None = None, logit_rules: Sequence[Callable] = (),
+                         image_size: tuple[int, int] | None = None, final_image: bool = False,
+                         logit_rules: Sequence[Callable] = (),
                          callback: Callable[[LLaDAUniStepInfo], bool | None] | None = None,
-                         streamer: BaseStreamer | None = None,
-                         generator: torch.Generator | None = None) -> list[LLaDAUniInterleavedOutput]:
-    """Interleaved text-and-image generation after each prompt (see the module docstring); the callers validate.
+                         streamer: BaseStreamer | None = None, generator: torch.Generator | None = None,
+                         keep_history: bool = False) -> list[LLaDAUniInterleavedOutput]:
+    """The engine's interleaved decoding after each prompt, as outputs (the callers validate).
 
     `config` is the call's text settings; a picture uses the same with `steps = image_steps`. `unconditional[s]` is
-    the unconditional prompt (before the picture's header) of sample `s`, or None for unguided pictures.
-    `image_size` (`(h, w)` codes) forces every picture's grid (a header of another size is rewritten, with a
-    warning). `max_new_tokens` (else `gen_length`) counts every generated id; a picture that was opened is finished.
+    the unconditional prompt (before the picture's header) of sample `s`, or None for unguided pictures. With
+    `keep_history`, each output's `history.prefix_cache` holds the finished blocks for the next turn.
     """
-    from .generation_llada_uni import _Guidance  # the engine's (imported here: it imports this module's users)
-
-    block_length = config.block_length
-    guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale)
     image_config = copy.deepcopy(config)
     image_config.steps = config.image_steps
-    budget = config.max_new_tokens if config.max_new_tokens is not None else config.gen_length
-    default_grid = image_grid_size(config.image_h, config.image_w)
-    reuse = config.use_cache and not config.use_sprint
-    samples = [
-        _Sample(ids=list(p), unconditional=None if unconditional is None else list(unconditional[s]),
-                prompt_length=len(p), prefix=(prefixes[s] if prefixes and reuse else None))
-        for s, p in enumerate(prompts)
-    ]
-    stop_ids = [special.boi_token_id, *special.eos_token_ids]
-    nfe = 0
-    first_span = True
-    if streamer is not None:
-        streamer.put(torch.tensor(samples[0].ids))
-
-    def engine_callback(kind, group, length):
-        if callback is None:
-            return None
-        # The span's blocks on the canvas of the group's first sample (it need not start on a block boundary).
-        num_blocks = -(-(len(samples[group[0]].ids) % block_length + length) // block_length)
-
-        def call(step, block, ids):
-            info = LLaDAUniStepInfo(kind=kind, segment=len(samples[group[0]].segments), step=step, block=block,
-                                    num_blocks=num_blocks, generated_ids=ids)
-            return callback(info) is True
-
-        return call
-
-    while True:
-        # Text spans: every sample not done, grouped by the tokens left (one canvas length per decode).
-        groups = {}
-        for s, sample in enumerate(samples):
-            if not sample.done:
-                left = budget - (len(sample.ids) - sample.prompt_length)
-                if left <= 0:
-                    sample.done = True
-                else:
-                    groups.setdefault(left, []).append(s)
-        if not groups:
-            break
-        for left, group in groups.items():
-            group_prompts = [samples[s].ids for s in group]
-            record = [0] * len(group)
-            offsets = torch.tensor([len(samples[s].ids) - samples[s].prompt_length for s in group],
-                                   device=model.device)
-            rules = [_OffsetRules(list(logit_rules), offsets)] if logit_rules else []
-            seed = _seeder(model, group_prompts, [samples[s].prefix for s in group], block_length, record)
-            decoder = model._decode(
-                [[p] for p in group_prompts], left, config, _Guidance("none"), special.mask_token_id,
-                special.image_token_offset, stop_ids=stop_ids, logit_rules=rules,
-                callback=engine_callback("text", group, left),
-                streamer=_SpanStreamer(streamer, special.mask_token_id) if streamer is not None else None,
-                generator=generator, seed_cache=seed if reuse else None,
-            )
-            nfe += decoder.nfe
-            for index, (s, generated) in enumerate(zip(group, decoder.outputs(cut_at_stop=True))):
-                sample = samples[s]
-                if first_span:
-                    sample.reused = record[index]
-                sample.prefix = _take_prefix(decoder, index, block_length) if reuse else None
-                _end_text_span(tokenizer, special, sample, generated.tolist(), decoder.stopped, image_size,
-                               default_grid)
-        first_span = False
-        # Picture spans: the samples that opened one, grouped by grid.
-        groups = {}
-        for s, sample in enumerate(samples):
-            if sample.pending is not None:
-                groups.setdefault(sample.pending, []).append(s)
-        for (h, w), group in groups.items():
-            header = image_header_ids(tokenizer, h, w)
-            if guidance.guided:
-                branches = [[samples[s].ids, samples[s].unconditional + header] for s in group]
-            else:
-                branches = [[samples[s].ids] for s in group]
-            record = [0] * len(group)
-            seed = _seeder(model, [b[0] for b in branches], [samples[s].prefix for s in group], block_length, record)
-            decoder = model._decode(
-                branches, h * w, image_config, guidance, special.mask_token_id, special.image_token_offset,
-                logit_rules=[model._image_ids_only(special)],
-                callback=engine_callback("image", group, h * w), generator=generator,
-                seed_cache=seed if reuse else None,
-            )
-            nfe += decoder.nfe
-            for index, (s, generated) in enumerate(zip(group, decoder.outputs(cut_at_stop=False))):
-                sample = samples[s]
-                sample.pending = None
-                if decoder.stopped:
-                    # An unfinished picture is left out, its header too.
-                    del sample.ids[len(sample.ids) - len(header) :]
-                    sample.done = sample.stopped = True
-                    continue
-                codes = generated[: h * w].tolist()
-                sample.ids += codes + [special.end_image_token_id]
-                sample.segments.append({"type": "image", "image": {"image_tokens": codes, "h": h, "w": w}})
-                sample.prefix = _take_prefix(decoder, index, block_length) if reuse else None
-    if streamer is not None:
-        streamer.end()
+    samples, nfe = model._decode_interleaved(
+        tokenizer, special, prompts, unconditional, config, image_config, prefixes=prefixes, image_size=image_size,
+        final_image=final_image, logit_rules=logit_rules,
+        span_callback=_step_callback(callback, config.block_length) if callback is not None else None,
+        streamer=streamer, generator=generator, keep_history=keep_history,
+    )
     return [
-        LLaDAUniInterleavedOutput(segments=sample.segments, sequences=torch.tensor([sample.ids], device=model.device),
-                                  num_forward_passes=nfe, reused_tokens=sample.reused, stopped=sample.stopped,
-                                  history=LLaDAUniChatHistory(messages=[], prefix_cache=sample.prefix))
+        LLaDAUniInterleavedOutput(
+            segments=sample.segments, sequences=torch.tensor([sample.ids], device=model.device),
+            num_forward_passes=nfe, reused_tokens=sample.reused, stopped=sample.stopped,
+            history=LLaDAUniChatHistory(messages=[], prefix_cache=sample.prefix) if keep_history else None,
+        )
         for sample in samples
     ]
 
 
-def _end_text_span(tokenizer, special, sample: _Sample, generated: list, stopped: bool, image_size, default_grid):
-    """Append a finished text span to `sample`: its text segment, and the picture it opened (if any)."""
-    grid = None
-    if stopped:
-        masked = [i for i, t in enumerate(generated) if t == special.mask_token_id]
-        generated = generated[: masked[0]] if masked else generated
-        sample.done = sample.stopped = True
-        text = generated
-    elif generated and generated[-1] == special.boi_token_id:
-        written = parse_image_header(tokenizer, generated)
-        # The header starts at the last `<|image|>` before `<boi>` (thinking mode's rule); without one only `<boi>`
-        # is dropped.
-        image_id = special.image_token_id
-        cut = len(generated) - 1
-        if image_id in generated:
-            cut = len(generated) - 1 - generated[::-1].index(image_id)
-        text = generated[:cut]
-        if image_size is not None:
-            grid = tuple(image_size)
-            if written is not None and written != grid:
-                logger.warning(f"The model opened a {written[0]} x {written[1]} picture; generating the requested "
-                               f"{grid[0]} x {grid[1]} instead.")
-        elif written is None:
-            grid = default_grid
-            logger.warning(
-                "The model opened a picture with a header whose sides are not size tokens "
-                f"({tokenizer.decode(generated[cut:])!r}); generating the default {grid[0]} x {grid[1]} grid "
-                "(`image_h` x `image_w` of the generation config) and rewrites the header to it."
-            )
-        else:
-            grid = written
-    else:
-        text = generated
-        if text and text[-1] in special.eos_token_ids:
-            text = text[:-1]
-        sample.done = True
-    if text:
-        sample.segments.append({"type": "text", "text": tokenizer.decode(text, skip_special_tokens=True),
-                                "token_ids": list(text)})
-    sample.ids += text
-    if grid is not None:
-        sample.ids += image_header_ids(tokenizer, *grid)
-        sample.pending = grid
-
-
-# ------------------------------------------------------------------------------------------------ public helpers
 def is_conversation(value: Any) -> bool:
     """True for a list of message dicts (one conversation)."""
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(m, dict) for m in value)
@@ -521,16 +276,12 @@ def chat_turn(model: LLaDAUniGenerationMixin, tokenizer: PreTrainedTokenizerBase
     prefixes = [history.prefix_cache if history is not None else None for history in histories]
     outputs = interleaved_generate(model, tokenizer, config, special, prompts, unconditional, prefixes=prefixes,
                                    image_size=image_size, logit_rules=logit_rules, callback=callback,
-                                   streamer=streamer, generator=generator)
+                                   streamer=streamer, generator=generator, keep_history=True)
     for messages, output in zip(conversations, outputs):
         reply = {"role": "assistant", "content": list(output.segments)}
         output.history = LLaDAUniChatHistory(messages=list(messages) + [reply],
                                              prefix_cache=output.history.prefix_cache)
     return outputs
-
-
-def _guided(config) -> bool:
-    return config.cfg_scale != 1.0
 
 
 class LLaDAUniConversationMixin:
@@ -558,7 +309,7 @@ class LLaDAUniConversationMixin:
     def generate_interleaved(self, prompt: str | Sequence[dict] | Sequence[int] | torch.LongTensor,
                              tokenizer: PreTrainedTokenizerBase | None = None,
                              unconditional_ids: Sequence[int] | torch.LongTensor | None = None,
-                             image_size: tuple[int, int] | None = None,
+                             image_size: tuple[int, int] | None = None, final_image: bool = False,
                              steps: int | None = None, image_steps: int | None = None,
                              max_new_tokens: int | None = None, cfg_scale: float | None = None,
                              generation_config: GenerationConfig | None = None, logit_rules: Sequence[Callable] = (),
@@ -567,7 +318,9 @@ class LLaDAUniConversationMixin:
                              **kwargs: Any) -> LLaDAUniInterleavedOutput:
         """Interleaved text-and-image generation: text until EOS or the length limit, and wherever the model opens a
         picture (an image header ending in `<boi>`) its `h * w` codes with image ids only and text-to-image guidance,
-        then `<|/image|>` and text again (see `conversation_llada_uni`).
+        then `<|/image|>` and text again (the engine's interleaved decoding, see `generation_llada_uni`).
+        `final_image=True` is thinking mode's form: the text, then one picture whatever ended the text, then the end
+        (`generate_image(..., mode="thinking")` is this call on the thinking prompt).
 
         Args:
             prompt: a string (one user turn of the chat template), a conversation (`messages`, see `chat`), or the
@@ -578,6 +331,9 @@ class LLaDAUniConversationMixin:
                 branch's ids.
             image_size (`tuple[int, int]`, *optional*): force every picture's grid (codes); by default the header's.
                 A header whose sides are not size tokens gets the default grid (`image_h` x `image_w`), with a warning.
+            final_image (`bool`, defaults to `False`): the output is text followed by one picture: the text ends at
+                the first `<boi>`, EOS or the length limit, and the picture (grid `image_size`, else the header's or
+                the default) comes after it even when the model opened none (with a warning); nothing follows it.
             steps, image_steps (`int`, *optional*): steps per block of text and of pictures.
             max_new_tokens (`int`, *optional*): every generated id counts (default `gen_length`); an opened picture
                 is always finished.
@@ -595,7 +351,9 @@ class LLaDAUniConversationMixin:
         tokenizer, config, special = self._interleaved_settings(
             tokenizer, "generate_interleaved", generation_config,
             dict(steps=steps, image_steps=image_steps, max_new_tokens=max_new_tokens, cfg_scale=cfg_scale, **kwargs))
-        guided = config.cfg_scale != 1.0
+        guided = _guided(config)
+        if not isinstance(final_image, bool):
+            raise TypeError(f"`final_image` must be a bool, got {type(final_image).__name__}.")
         if isinstance(prompt, str) or is_conversation(prompt):
             messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
             ids = build_conversation_prompt(tokenizer, messages, special)
@@ -613,8 +371,8 @@ class LLaDAUniConversationMixin:
                              "`cfg_scale=1.0`.")
         return interleaved_generate(
             self, tokenizer, config, special, [list(ids)], [list(unconditional_ids)] if guided else None,
-            image_size=self._image_size(image_size), logit_rules=logit_rules, callback=callback, streamer=streamer,
-            generator=generator,
+            image_size=self._image_size(image_size), final_image=final_image, logit_rules=logit_rules,
+            callback=callback, streamer=streamer, generator=generator,
         )[0]
 
     def chat(self, messages: Sequence[dict] | Sequence[Sequence[dict]],

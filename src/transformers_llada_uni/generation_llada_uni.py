@@ -14,6 +14,10 @@ branches, a `_Guidance` (how the branch logits of a sample combine, with the opt
 Positions that hold no mask are never changed and a block with nothing to fill is skipped, so canvases with given
 positions (inpainting) and rules that vary along the canvas (a span of image ids) fit the same loop.
 
+Interleaved decoding (`_decode_interleaved`) alternates text spans and picture spans of the engine on one sequence,
+switching wherever the model writes an image header; thinking mode is its case "one picture after the reasoning", and
+conversations (`conversation_llada_uni`) build on it.
+
 Exactness: the loop reproduces the original implementation's token ids (DESIGN.md section 3). The keys/values of
 finished blocks are cached, which is exact because attention is block-causal; the LM head only runs on the active
 block.
@@ -25,7 +29,7 @@ import copy
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,7 +45,6 @@ from .prompting_llada_uni import (
     build_editing_prompts,
     build_text_to_image_prompt,
     build_text_to_image_unconditional_prompt,
-    build_thinking_image_prompt,
     build_thinking_prompt,
     build_understanding_prompt,
     encode_text,
@@ -808,8 +811,8 @@ class _BlockForwarder:
         self.branch_names = branch_names
         self.nfe = 0
         self.exact_cache = DynamicCache(config=model.config) if config.use_cache else None
-        # [conversations] A cache seeded with the keys/values of finished blocks of an earlier decode of the same
-        # prefix (whole blocks from column 0; see `conversation_llada_uni`): exact for the same reason as above.
+        # A cache seeded with the keys/values of finished blocks of an earlier decode of the same prefix (whole blocks
+        # from column 0; see `LLaDAUniPrefixCache`): exact for the same reason as above.
         if past_key_values is not None and config.use_cache:
             self.exact_cache = past_key_values
         self.block_start = self.block_end = 0
@@ -1140,30 +1143,194 @@ class _BlockDiffusionDecoder:
         return {"scores": probs[None], "commit_steps": steps[None]}
 
 
-def _split_thinking(tokenizer, ids, special, h, w):
-    """Split phase-1 output of thinking mode into the reasoning ids (without the image header the model wrote) and a
-    description of what disagrees with the requested `h x w` grid (None when the header is as requested)."""
-    ids = list(ids)
-    if ids and ids[-1] == special.boi_token_id:
-        written = parse_image_header(tokenizer, ids)
-        problem = None
+# ----------------------------------------------------------------------------------------------------- interleaving
+# Interleaved decoding writes text and pictures on one growing sequence by alternating two uses of the engine: a text
+# span decodes until EOS, the length limit or `<boi>`; a span that ends with an image header (`<|image|>
+# <|reserved_token_h|><|reserved_token_w|><boi>`) opens a picture, whose `h * w` codes the next span fills with image
+# ids only and the text-to-image guidance (its unconditional branch: the caller's unconditional prompt + the header);
+# `<|/image|>` closes it and text continues. Thinking mode is the special case "one picture after the reasoning"
+# (`final_image`); conversations (`conversation_llada_uni`) are chat prompts and history on top of it.
+@dataclass
+class LLaDAUniPrefixCache:
+    """Keys / values of the finished blocks of one decoded sequence, to start a later decode of the same prefix.
+
+    Args:
+        ids (`list[int]`): the ids of the cached columns (whole blocks from position 0).
+        past_key_values (`DynamicCache`): their keys / values (batch 1).
+        block_length (`int`): the block length they were computed with.
+    """
+
+    ids: list[int]
+    past_key_values: DynamicCache
+    block_length: int
+
+
+def _reusable(prefix: LLaDAUniPrefixCache | None, prompt: Sequence[int], block_length: int) -> int:
+    """Columns of `prompt` whose keys / values `prefix` holds exactly: whole blocks from position 0 that are equal,
+    before the block that holds the first generated position."""
+    if prefix is None or prefix.block_length != block_length:
+        return 0
+    limit = min(len(prefix.ids), (len(prompt) // block_length) * block_length)
+    same = 0
+    while same < limit and prefix.ids[same] == prompt[same]:
+        same += 1
+    return (same // block_length) * block_length
+
+
+def _seeder(model, prompts, prefixes, block_length, record):
+    """The engine's `seed_cache`: one `DynamicCache` for all rows of the layout (single-branch only), the columns each
+    sample reuses from its prefix cache, zeros on left padding (never attended). `record[s]` gets the reused count."""
+
+    def seed(layout):
+        if layout.num_branches != 1 or not any(prefixes):
+            return None
+        starts = layout.sample_start.tolist()
+        reuse = [_reusable(prefix, prompt, block_length) for prefix, prompt in zip(prefixes, prompts)]
+        columns = min(start + count for start, count in zip(starts, reuse))
+        if columns <= 0:
+            return None
+        cache = DynamicCache(config=model.config)
+        reference = next(p for p in prefixes if p is not None).past_key_values
+        for layer_idx, layer in enumerate(reference.layers):
+            shape = (len(prompts), layer.keys.shape[1], columns, layer.keys.shape[-1])
+            keys = layer.keys.new_zeros(shape)
+            values = layer.values.new_zeros(shape[:3] + (layer.values.shape[-1],))
+            for s, (start, prefix) in enumerate(zip(starts, prefixes)):
+                if start < columns:
+                    own = prefix.past_key_values.layers[layer_idx]
+                    keys[s, :, start:] = own.keys[0, :, : columns - start]
+                    values[s, :, start:] = own.values[0, :, : columns - start]
+            cache.update(keys.to(model.device), values.to(model.device), layer_idx)
+        for s, start in enumerate(starts):
+            record[s] = max(0, columns - start)
+        return cache
+
+    return seed
+
+
+def _take_prefix(decoder, sample: int, block_length: int) -> LLaDAUniPrefixCache | None:
+    """The finished blocks a decode leaves in its cache, for the conditional row of `sample`."""
+    cache, layout = decoder.forwarder.exact_cache, decoder.layout
+    if cache is None or decoder.use_sprint:
+        return None
+    row = sample * layout.num_branches
+    start, columns = int(layout.sample_start[row]), cache.get_seq_length()
+    if int(layout.row_start[row]) != start or columns <= start:
+        return None
+    taken = DynamicCache(config=decoder.forwarder.model.config)
+    for layer_idx, layer in enumerate(cache.layers):
+        taken.update(layer.keys[row : row + 1, :, start:columns].clone(),
+                     layer.values[row : row + 1, :, start:columns].clone(), layer_idx)
+    return LLaDAUniPrefixCache(ids=layout.x[row, start:columns].tolist(), past_key_values=taken,
+                               block_length=block_length)
+
+
+class _SpanStreamer:
+    """Passes a span's finished blocks to the call's streamer: not the span's prompt (the call's prompt was put once)
+    and no mask ids (a stopped block)."""
+
+    def __init__(self, streamer, mask_id):
+        self.streamer, self.mask_id, self.prompt_seen = streamer, mask_id, False
+
+    def put(self, value):
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        value = value[value != self.mask_id]
+        if value.numel():
+            self.streamer.put(value)
+
+    def end(self):
+        pass
+
+
+class _OffsetRules:
+    """The caller's logit rules see positions counted from the start of the call's output, across text spans."""
+
+    def __init__(self, rules, offsets):
+        self.rules, self.offsets = rules, offsets
+
+    def __call__(self, logits, positions):
+        positions = positions + self.offsets[:, None]
+        for rule in self.rules:
+            logits = rule(logits, positions)
+        return logits
+
+
+@dataclass
+class _PictureSpan:
+    """The last picture span of a sample as the engine left it: the ids before it, the span's ids (its whole length,
+    codes first) and the decoder with the sample's index in it (for its scores and SPRINT record)."""
+
+    prompt: list
+    generated: torch.LongTensor
+    decoder: _BlockDiffusionDecoder
+    index: int
+
+
+@dataclass
+class _InterleavedSample:
+    """One sample of an interleaved decode: its growing ids, its segments (chat-format content parts) and state."""
+
+    ids: list
+    unconditional: list | None
+    prompt_length: int
+    prefix: LLaDAUniPrefixCache | None
+    segments: list = field(default_factory=list)
+    pending: tuple | None = None  # (h, w) of an opened picture
+    picture: _PictureSpan | None = None
+    done: bool = False
+    stopped: bool = False
+    reused: int = 0
+
+
+def _split_text_span(tokenizer, special, generated, stopped, image_size, default_grid, final_image):
+    """The one rule for how a text span ends: `(text ids, grid of the picture that follows or None, warning or None)`.
+
+    - stopped by a callback: the text up to the first mask, no picture;
+    - ends with `<boi>`: the model opened a picture; the text ends before its header (the last `<|image|>`, else only
+      `<boi>` is dropped) and the grid is `image_size` if given, else the header's; a header whose sides are not size
+      tokens gets `image_size` or the `default_grid`, and a header of another size than `image_size` is rewritten;
+    - EOS or the length limit: the text without the EOS; no picture, except with `final_image` (thinking mode: the
+      picture after the reasoning comes anyway, of `image_size` or the `default_grid`).
+    """
+    if stopped:
+        masked = [i for i, t in enumerate(generated) if t == special.mask_token_id]
+        return (generated[: masked[0]] if masked else generated), None, None
+    if generated and generated[-1] == special.boi_token_id:
+        written = parse_image_header(tokenizer, generated)
+        cut = len(generated) - 1
+        if special.image_token_id in generated:
+            cut = len(generated) - 1 - generated[::-1].index(special.image_token_id)
         if written is None:
-            problem = "The model's thinking ended with `<boi>` but not with a well-formed image header."
-        elif written != (h, w):
-            problem = f"The model wrote an image header for a {written[0]} x {written[1]} grid, not {h} x {w}."
-        cut = len(ids) - 1
-        if special.image_token_id in ids:
-            cut = len(ids) - 1 - ids[::-1].index(special.image_token_id)
-        return ids[:cut], problem
-    problem = "The model did not end its thinking with an image header within `thinking_gen_length`."
-    if ids and ids[-1] == special.eos_token_id:
-        ids = ids[:-1]
-    return [t for t in ids if t != special.mask_token_id], problem
+            grid = tuple(image_size or default_grid)
+            which = "requested" if image_size else "default"
+            source = "" if image_size else " (`image_h` x `image_w` of the generation config)"
+            return generated[:cut], grid, (
+                "The model opened a picture with a header whose sides are not size tokens "
+                f"({tokenizer.decode(generated[cut:])!r}); generating the {which} {grid[0]} x {grid[1]} grid{source} "
+                "and rewriting the header to it."
+            )
+        if image_size is not None and written != tuple(image_size):
+            return generated[:cut], tuple(image_size), (
+                f"The model opened a {written[0]} x {written[1]} picture; generating the requested {image_size[0]} x "
+                f"{image_size[1]} instead (its header is rewritten)."
+            )
+        return generated[:cut], written, None
+    text = generated[:-1] if generated and generated[-1] in special.eos_token_ids else generated
+    if not final_image:
+        return text, None, None
+    grid = tuple(image_size or default_grid)
+    return text, grid, (
+        "The model did not end its thinking (the text before the picture) with an image header within the length "
+        f"limit; generating the {'requested' if image_size else 'default'} {grid[0]} x {grid[1]} picture after it."
+    )
 
 
 class LLaDAUniGenerationMixin:
     """Block-diffusion generation for [`LLaDAUniForConditionalGeneration`]: `generate` (text), `understand_image`,
-    `generate_image` (normal and thinking), `edit_image` and `inpaint_image`, all driven by one engine.
+    `generate_image` (normal and thinking), `edit_image` and `inpaint_image`, all driven by one engine (and, through
+    the model's other mixins, `chat` / `generate_interleaved` on its interleaved decoding).
 
     Image and understanding methods need a tokenizer: pass `tokenizer=` or set one with `set_tokenizer`.
     """
@@ -1621,6 +1788,148 @@ class LLaDAUniGenerationMixin:
             )
         return gen_length
 
+    def _decode_picture(self, conditional, unconditional, length, config, special, callback=None, generator=None,
+                        seed_cache=None):
+        """A picture span of every sample: `length` ids after `conditional[s]` (a prompt ending with an image header),
+        image ids only, the text-to-image guidance of `config` with `unconditional[s]` (ending with the same header)
+        as its unconditional branch (unused when guidance is off). Returns the decoder."""
+        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale)
+        if guidance.guided:
+            branches = [[c, u] for c, u in zip(conditional, unconditional)]
+        else:
+            branches = [[c] for c in conditional]
+        return self._decode(branches, length, config, guidance, special.mask_token_id, special.image_token_offset,
+                            logit_rules=[self._image_ids_only(special)], callback=callback, generator=generator,
+                            seed_cache=seed_cache)
+
+    def _decode_interleaved(self, tokenizer, special, prompts, unconditional, text_config, image_config,
+                            prefixes=None, image_size=None, final_image=False, picture_length=None, logit_rules=(),
+                            span_callback=None, streamer=None, generator=None, keep_history=False):
+        """Interleaved decoding after each prompt (see the section comment above `LLaDAUniPrefixCache`); the callers
+        validate. Returns `(samples, forwards)`: one `_InterleavedSample` per prompt and the forwards of all spans.
+
+        Args:
+            prompts, unconditional: per sample, the prompt ids and the unconditional branch's ids before a picture's
+                header (None: pictures unguided).
+            text_config, image_config: the settings of text spans (`max_new_tokens`, else `gen_length`, counts every
+                generated id; an opened picture is always finished) and of picture spans.
+            prefixes: per sample, a `LLaDAUniPrefixCache` whose finished blocks seed the first span (history reuse).
+            image_size: `(h, w)` codes of every picture (a header of another size is rewritten, with a warning);
+                unset, the header's, or `image_h` x `image_w` for a header without size tokens.
+            final_image: thinking mode's form: text, then one picture whatever ended the text, then the end.
+            picture_length: ids decoded per picture span (defaults to `h * w`; the codes are its first `h * w`).
+            logit_rules: rules on text spans, positions counted from the start of the output.
+            span_callback: `span_callback(kind, samples, length)` per span (`kind` "text" / "image", the span's
+                samples, its length) returns the engine callback of the span, or None.
+            streamer: receives the first prompt once, then the text spans' finished blocks of sample 0.
+            keep_history: keep each sample's finished blocks after the last span (`sample.prefix`).
+        """
+        block_length = text_config.block_length
+        guided = _Guidance.text_to_image(image_config.cfg_scale, image_config.guidance_rescale).guided
+        budget = text_config.max_new_tokens if text_config.max_new_tokens is not None else text_config.gen_length
+        default_grid = image_size or image_grid_size(text_config.image_h, text_config.image_w)
+        reuse = text_config.use_cache and not text_config.use_sprint
+        samples = [
+            _InterleavedSample(ids=list(p), unconditional=None if unconditional is None else list(unconditional[s]),
+                               prompt_length=len(p), prefix=(prefixes[s] if prefixes and reuse else None))
+            for s, p in enumerate(prompts)
+        ]
+        stop_ids = [special.boi_token_id, *special.eos_token_ids]
+        nfe = 0
+        first_span = True
+        if streamer is not None:
+            streamer.put(torch.tensor(samples[0].ids))
+
+        def callback_of(kind, group, length):
+            return span_callback(kind, [samples[s] for s in group], length) if span_callback is not None else None
+
+        while True:
+            # Text spans: every sample not done, grouped by the tokens left (one canvas length per decode).
+            groups = {}
+            for s, sample in enumerate(samples):
+                if not sample.done:
+                    left = budget - (len(sample.ids) - sample.prompt_length)
+                    if left <= 0:
+                        sample.done = True
+                    else:
+                        groups.setdefault(left, []).append(s)
+            if not groups:
+                break
+            for left, group in groups.items():
+                group_prompts = [samples[s].ids for s in group]
+                record = [0] * len(group)
+                offsets = torch.tensor([len(samples[s].ids) - samples[s].prompt_length for s in group],
+                                       device=self.device)
+                rules = [_OffsetRules(list(logit_rules), offsets)] if logit_rules else []
+                seed = _seeder(self, group_prompts, [samples[s].prefix for s in group], block_length, record)
+                decoder = self._decode(
+                    [[p] for p in group_prompts], left, text_config, _Guidance("none"), special.mask_token_id,
+                    special.image_token_offset, stop_ids=stop_ids, logit_rules=rules,
+                    callback=callback_of("text", group, left),
+                    streamer=_SpanStreamer(streamer, special.mask_token_id) if streamer is not None else None,
+                    generator=generator, seed_cache=seed if reuse else None,
+                )
+                nfe += decoder.nfe
+                for index, (s, generated) in enumerate(zip(group, decoder.outputs(cut_at_stop=True))):
+                    sample = samples[s]
+                    if first_span:
+                        sample.reused = record[index]
+                    text, grid, problem = _split_text_span(tokenizer, special, generated.tolist(), decoder.stopped,
+                                                           image_size, default_grid, final_image)
+                    if problem is not None:
+                        logger.warning(problem)
+                    if text:
+                        decoded = tokenizer.decode(text, skip_special_tokens=True)
+                        sample.segments.append({"type": "text", "text": decoded, "token_ids": list(text)})
+                    sample.ids += text
+                    sample.stopped = decoder.stopped
+                    if grid is None:
+                        sample.done = True
+                    else:
+                        sample.ids += image_header_ids(tokenizer, *grid)
+                        sample.pending = grid
+                    # The finished blocks seed what follows: a picture (single-branch only) or the next turn.
+                    wanted = (not guided) if grid is not None else keep_history
+                    sample.prefix = _take_prefix(decoder, index, block_length) if reuse and wanted else None
+            first_span = False
+            # Picture spans: the samples that opened one, grouped by grid.
+            groups = {}
+            for s, sample in enumerate(samples):
+                if sample.pending is not None:
+                    groups.setdefault(sample.pending, []).append(s)
+            for (h, w), group in groups.items():
+                header = image_header_ids(tokenizer, h, w)
+                length = picture_length or h * w
+                record = [0] * len(group)
+                seed = _seeder(self, [samples[s].ids for s in group], [samples[s].prefix for s in group],
+                               block_length, record)
+                decoder = self._decode_picture(
+                    [samples[s].ids for s in group],
+                    [samples[s].unconditional + header for s in group] if guided else None, length, image_config,
+                    special, callback=callback_of("image", group, length), generator=generator,
+                    seed_cache=seed if reuse else None,
+                )
+                nfe += decoder.nfe
+                for index, (s, generated) in enumerate(zip(group, decoder.outputs(cut_at_stop=False))):
+                    sample = samples[s]
+                    sample.pending = None
+                    sample.picture = _PictureSpan(prompt=list(sample.ids), generated=generated, decoder=decoder,
+                                                  index=index)
+                    if decoder.stopped:
+                        # An unfinished picture is left out, its header too.
+                        del sample.ids[len(sample.ids) - len(header) :]
+                        sample.done = sample.stopped = True
+                        continue
+                    codes = generated[: h * w].tolist()
+                    sample.ids += codes + [special.end_image_token_id]
+                    sample.segments.append({"type": "image", "image": {"image_tokens": codes, "h": h, "w": w}})
+                    sample.done = final_image
+                    wanted = keep_history or not final_image
+                    sample.prefix = _take_prefix(decoder, index, block_length) if reuse and wanted else None
+        if streamer is not None:
+            streamer.end()
+        return samples, nfe
+
     def generate_image(self, prompt: str | Sequence[str], tokenizer: PreTrainedTokenizerBase | None = None,
                        image_h: int | None = None,
                        image_w: int | None = None, steps: int | None = None, block_length: int | None = None,
@@ -1640,8 +1949,10 @@ class LLaDAUniGenerationMixin:
         step; guidance is `Lu + cfg_scale (Lc - Lu)`, rescaled (`guidance_rescale`), text ids excluded.
 
         `mode="thinking"`: the model first writes its reasoning (up to `thinking_gen_length` tokens, `thinking_steps`
-        steps per block) ending with an image header, then the codes. If the header it wrote
-        names another size, a warning is logged and the requested size is used.
+        steps per block) ending with an image header, then the codes. If the header it wrote names another size, or
+        the reasoning ends without one, a warning is logged and the requested size is used. This is interleaved
+        decoding with one picture after the reasoning: `generate_interleaved(..., final_image=True)` on the thinking
+        prompt gives the same ids.
 
         Returns a [`LLaDAUniImageGenerationOutput`] (`.token_ids` codes without offset, `.h`, `.w`, `.thinking`), or a
         list of them for a list of prompts.
@@ -1704,52 +2015,57 @@ class LLaDAUniGenerationMixin:
         image_header_ids(tokenizer, h, w)  # validates the grid before any work
         gen_length = self._image_gen_length(gen_length, h, w)
         special = self._special_ids(tokenizer, config)
-        thinking_texts = [None] * len(prompts)
-        nfe = 0
         if mode == "thinking":
-            thinking_ids, thinking_texts, nfe = self._think(tokenizer, prompts, h, w, config, special, generator)
-            conditional = [build_thinking_image_prompt(tokenizer, p, t, h, w) for p, t in zip(prompts, thinking_ids)]
-        else:
-            conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
-        guidance = _Guidance.text_to_image(config.cfg_scale, config.guidance_rescale)
-        if guidance.guided:
-            branches = [[c, build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=mode == "thinking",
-                                                                     text=n)]
-                        for c, n in zip(conditional, negatives)]
-        else:
-            branches = [[c] for c in conditional]
-        decoder = self._decode(branches, gen_length, config, guidance, special.mask_token_id,
-                               special.image_token_offset, logit_rules=[self._image_ids_only(special)],
-                               callback=callback, generator=generator)
+            return self._generate_thinking_image(tokenizer, special, config, prompts, negatives, h, w, gen_length,
+                                                 callback, generator, batched)
+        conditional = [build_text_to_image_prompt(tokenizer, p, h, w) for p in prompts]
+        unconditional = [build_text_to_image_unconditional_prompt(tokenizer, h, w, text=n) for n in negatives]
+        decoder = self._decode_picture(conditional, unconditional, gen_length, config, special, callback=callback,
+                                       generator=generator)
         results = []
         for s, generated in enumerate(decoder.outputs(cut_at_stop=False)):
             sequence = torch.cat([torch.tensor(conditional[s], dtype=torch.long, device=generated.device), generated])
             results.append(LLaDAUniImageGenerationOutput(
-                token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, thinking=thinking_texts[s],
-                sequences=sequence[None], num_forward_passes=decoder.nfe + nfe, **decoder.sprint_stats(s),
+                token_ids=generated[: h * w] - special.image_token_offset, h=h, w=w, sequences=sequence[None],
+                num_forward_passes=decoder.nfe, **decoder.sprint_stats(s),
                 **(decoder.scores(s, h * w) if config.output_scores else {}),
             ))
         return results if batched else results[0]
 
-    def _think(self, tokenizer, prompts, h, w, config, special, generator):
-        """Phase 1 of thinking mode: text generation until the model writes `<boi>` (or EOS), with the thinking
-        fields of `config` (SPRINT settings apply here too, as in the original)."""
-        think_config = copy.deepcopy(config)
-        for shared, field in _MODE_FIELDS["thinking"].items():
-            setattr(think_config, shared, getattr(config, field))
-        think_config.eos_early_stop = True
-        stop = [special.boi_token_id, special.eos_token_id]
-        branches = [[build_thinking_prompt(tokenizer, p)] for p in prompts]
-        decoder = self._decode(branches, think_config.gen_length, think_config, _Guidance("none"),
-                               special.mask_token_id, special.image_token_offset, stop_ids=stop, generator=generator)
-        thinking_ids, texts = [], []
-        for generated in decoder.outputs(cut_at_stop=True):
-            ids, problem = _split_thinking(tokenizer, generated.tolist(), special, h, w)
-            if problem is not None:
-                logger.warning(problem + f" Using the requested grid {h} x {w}.")
-            thinking_ids.append(ids)
-            texts.append(tokenizer.decode(ids, skip_special_tokens=True))
-        return thinking_ids, texts, decoder.nfe
+    def _generate_thinking_image(self, tokenizer, special, config, prompts, negatives, h, w, gen_length, callback,
+                                 generator, batched):
+        """Thinking mode: interleaved decoding of the thinking prompt with one picture after the reasoning
+        (`final_image`), of the requested grid. The reasoning has the thinking fields of `config` (and its SPRINT
+        settings, as in the original); the picture the text-to-image ones, its unconditional branch the thinking
+        system prompt with `<uncondition>` (or the negative prompt); `callback` follows the picture, as in normal
+        mode."""
+        text_config = copy.deepcopy(config)
+        for shared, field_name in _MODE_FIELDS["thinking"].items():
+            setattr(text_config, shared, getattr(config, field_name))
+        text_config.max_new_tokens = None  # `thinking_gen_length` is the reasoning's limit
+        text_config.eos_early_stop = True
+        header = image_header_ids(tokenizer, h, w)
+        # The unconditional branch before the header (interleaved decoding appends the picture's header).
+        unconditional = [build_text_to_image_unconditional_prompt(tokenizer, h, w, thinking=True, text=n)
+                         [: -len(header)] for n in negatives]
+        samples, nfe = self._decode_interleaved(
+            tokenizer, special, [build_thinking_prompt(tokenizer, p) for p in prompts], unconditional, text_config,
+            config, image_size=(h, w), final_image=True, picture_length=gen_length,
+            span_callback=(lambda kind, group, length: callback if kind == "image" else None), generator=generator,
+        )
+        results = []
+        for sample in samples:
+            span = sample.picture
+            thinking = span.prompt[sample.prompt_length : -len(header)]
+            sequence = torch.cat([torch.tensor(span.prompt, dtype=torch.long, device=span.generated.device),
+                                  span.generated])
+            results.append(LLaDAUniImageGenerationOutput(
+                token_ids=span.generated[: h * w] - special.image_token_offset, h=h, w=w,
+                thinking=tokenizer.decode(thinking, skip_special_tokens=True), sequences=sequence[None],
+                num_forward_passes=nfe, **span.decoder.sprint_stats(span.index),
+                **(span.decoder.scores(span.index, h * w) if config.output_scores else {}),
+            ))
+        return results if batched else results[0]
 
     def edit_image(self, image_tokens: Sequence[int] | torch.LongTensor | dict[str, Any] | Sequence[dict[str, Any]],
                    h: int | None = None, w: int | None = None, instruction: str | Sequence[str] | None = None,
@@ -1840,6 +2156,7 @@ __all__ = [
     "LLaDAUniGenerationMixin",
     "LLaDAUniGenerateOutput",
     "LLaDAUniImageGenerationOutput",
+    "LLaDAUniPrefixCache",
     "LLaDAUniUnderstandingOutput",
     "REMASKING_STRATEGIES",
 ]
