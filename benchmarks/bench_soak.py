@@ -146,8 +146,11 @@ def memory_snapshot() -> dict:
         # `type()`, not `isinstance`: deprecated torch proxies warn when their `__class__` is read.
         if issubclass(type(obj), torch.Tensor):
             tensors += 1
-            storage = obj.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+            try:
+                storage = obj.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+            except (RuntimeError, NotImplementedError):
+                pass  # no memory of its own (a fake tensor left by a traced model elsewhere in the process, sparse)
     obj = storage = None  # the loop's last ones, not kept into the count
     # Counted after the tensors: torch keeps the Python storage objects made above while their tensor lives, so
     # counting first would show them as new objects in the next snapshot.
