@@ -461,16 +461,14 @@ def _uploaded_file(payload) -> tuple[str | None, str | None]:
 
 def _wire_between_tabs(page: _Page):
     parts = page.components
-    if "send_to_edit" in parts and "edit_source" in parts:
-        parts["send_to_edit"].click(
-            lambda picture: (picture, gr.Tabs(selected="edit")), parts["generated_image"],
-            [parts["edit_source"], page.tabs], queue=False, api_visibility="private",
-        )
-    if "send_to_inpaint" in parts and "inpaint_source" in parts:
-        parts["send_to_inpaint"].click(
-            lambda picture: (picture, gr.Tabs(selected="inpaint")), parts["generated_image"],
-            [parts["inpaint_source"], page.tabs], queue=False, api_visibility="private",
-        )
+    # "Edit this picture" / "Repaint part of it": the generated picture becomes the source of that tab.
+    for tab in ("edit", "inpaint"):
+        button, source = parts.get(f"send_to_{tab}"), parts.get(f"{tab}_source")
+        if button is not None and source is not None:
+            button.click(
+                lambda picture, tab=tab: (picture, gr.Tabs(selected=tab)), parts["generated_image"],
+                [source, page.tabs], queue=False, api_visibility="private",
+            )
 
 
 # The tabs in page order. Adding a task: write its function here and append it.
