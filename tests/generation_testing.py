@@ -45,3 +45,17 @@ def model():
 @pytest.fixture(scope="module")
 def tokenizer():
     return PreTrainedTokenizerFast.from_pretrained(TINY_RELEASED)
+
+
+def force(ids, at):
+    """A logit rule that makes the output hold `ids` from position `at`."""
+
+    def rule(logits, positions):
+        logits = logits.clone()
+        for offset, token in enumerate(ids):
+            hit = positions == at + offset
+            logits[hit] = float("-inf")
+            logits[..., token][hit] = 0.0
+        return logits
+
+    return rule

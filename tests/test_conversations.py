@@ -13,7 +13,7 @@ from transformers_llada_uni.prompting_llada_uni import (
     image_header_ids,
 )
 
-from generation_testing import model, quiet, tokenizer  # noqa: F401
+from generation_testing import force, model, quiet, tokenizer  # noqa: F401
 
 
 pytestmark = pytest.mark.usefixtures("quiet")
@@ -35,20 +35,6 @@ def picture(special, seed):
 def user(text, image=None):
     return {"role": "user", "content": ([{"type": "image", "image": image}] if image else [])
             + [{"type": "text", "text": text}]}
-
-
-def force(ids, at):
-    """A logit rule that makes the output hold `ids` from position `at`."""
-
-    def rule(logits, positions):
-        logits = logits.clone()
-        for offset, token in enumerate(ids):
-            hit = positions == at + offset
-            logits[hit] = float("-inf")
-            logits[..., token][hit] = 0.0
-        return logits
-
-    return rule
 
 
 def text_only(output):

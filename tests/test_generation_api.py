@@ -19,7 +19,7 @@ from transformers_llada_uni.prompting_llada_uni import (
 )
 
 from conftest import EXPECTED
-from generation_testing import model, progress_bars_off, tokenizer  # noqa: F401  (fixtures)
+from generation_testing import force, model, progress_bars_off, tokenizer  # noqa: F401  (fixtures)
 
 
 SMALL_IMAGE = dict(image_h=256, image_w=256, steps=4, block_length=8)  # an 8 x 8 grid
@@ -321,20 +321,6 @@ def test_one_rule_ends_a_text_span(tokenizer):
     assert (text, grid) == (reasoning, (8, 8)) and "did not end its thinking" in problem
     assert split(reasoning + [special.eos_token_id], final_image=False) == (reasoning, None, None)
     assert split(reasoning + [special.mask_token_id, 5], stopped=True) == (reasoning, None, None)
-
-
-def force(ids, at):
-    """A logit rule that makes the output hold `ids` from position `at`."""
-
-    def rule(logits, positions):
-        logits = logits.clone()
-        for offset, token in enumerate(ids):
-            hit = positions == at + offset
-            logits[hit] = float("-inf")
-            logits[..., token][hit] = 0.0
-        return logits
-
-    return rule
 
 
 def two_phase_thinking(model, tokenizer, prompts, thinking_steps, thinking_gen_length, image_steps, cfg_scale,
