@@ -31,6 +31,7 @@ from diffusers_llada_uni import (
 from diffusers_llada_uni.pipeline_llada_uni import DECODER_FOLDERS
 from diffusers_llada_uni.pipeline_llada_uni_decoder import SAMPLER_DEFAULTS
 from transformers_llada_uni import LLaDAUniChatHistory
+from transformers_llada_uni.image_processing_llada_uni import LLaDAUniImageProcessor
 from transformers_llada_uni.inpainting_llada_uni import mask_image_to_code_mask
 from transformers_llada_uni.prompting_llada_uni import image_grid_size, valid_image_grid_sizes
 
@@ -394,6 +395,10 @@ class AppEngine:
         return int(SAMPLER_DEFAULTS[decoder == "turbo"]["num_inference_steps"])
 
     @property
+    def image_processor(self) -> LLaDAUniImageProcessor:
+        return self.text_to_image_pipeline.processor.image_processor
+
+    @property
     def can_read_pictures(self) -> bool:
         return self.text_to_image_pipeline.image_tokenizer is not None
 
@@ -402,8 +407,6 @@ class AppEngine:
     @staticmethod
     def load_picture(picture: str | os.PathLike | PIL.Image.Image | None, name: str | None = None) -> PIL.Image.Image:
         """A path or PIL image -> a loaded PIL image, or a ValueError that names the upload."""
-        from transformers_llada_uni.image_processing_llada_uni import LLaDAUniImageProcessor
-
         if picture is None:
             raise ValueError("No picture: upload one first.")
         shown = name or (os.path.basename(os.fspath(picture)) if isinstance(picture, (str, os.PathLike)) else None)
@@ -454,9 +457,8 @@ class AppEngine:
 
     def edit_grid(self, size: tuple[int, int], crop_mode: str, edit_size: int | None) -> tuple[int, int]:
         """The code grid `(h, w)` a picture of `size = (width, height)` px is edited on."""
-        processor = self.text_to_image_pipeline.processor.image_processor
-        overrides = {"edit_image_size": edit_size} if edit_size is not None else {}
-        crop_w, crop_h = processor.get_processed_size(size[0], size[1], mode=crop_mode, **overrides)
+        processor = self.image_processor
+        crop_w, crop_h = processor.get_processed_size(size[0], size[1], mode=crop_mode, **_crop_kwargs(edit_size))
         return crop_h // processor.patch_size, crop_w // processor.patch_size
 
     def check_edit_grid(self, size: tuple[int, int], crop_mode: str, edit_size: int | None) -> tuple[int, int]:
@@ -466,7 +468,7 @@ class AppEngine:
         missing = [side for side in (h, w) if side not in valid]
         if not missing:
             return h, w
-        budget = edit_size or self.text_to_image_pipeline.processor.image_processor.edit_image_size
+        budget = edit_size or self.image_processor.edit_image_size
         larger = next((b for b in (256, 512, 1024, 2048) if b > budget
                        and all(side in valid for side in self.edit_grid(size, crop_mode, b))), None)
         hint = f" A crop budget of {larger} px works for this picture." if larger else ""
@@ -478,22 +480,21 @@ class AppEngine:
 
     def repaint_cells(self, request: InpaintRequest) -> torch.BoolTensor:
         """The `(h, w)` code cells `request.mask` repaints (through the editing crop, as the pipeline maps it)."""
-        processor = self.text_to_image_pipeline.processor.image_processor
-        overrides = {"edit_image_size": request.edit_size} if request.edit_size is not None else {}
         grid = self.edit_grid(request.image.size, request.crop_mode, request.edit_size)
-        return mask_image_to_code_mask(request.mask.convert("L"), processor, request.image.size, request.crop_mode,
-                                       None, request.mask_dilation, grid=grid, name="mask", **overrides)
+        return mask_image_to_code_mask(request.mask.convert("L"), self.image_processor, request.image.size,
+                                       request.crop_mode, None, request.mask_dilation, grid=grid, name="mask",
+                                       **_crop_kwargs(request.edit_size))
 
     def empty_mask_message(self, request: InpaintRequest) -> str:
         """Why `request.mask` repaints no code: nothing is painted, or only outside the part the editing crop keeps."""
         if request.mask.convert("L").getbbox() is None:
             return "The mask is empty: paint over the part of the picture to repaint."
         h, w = self.edit_grid(request.image.size, request.crop_mode, request.edit_size)
-        processor = self.text_to_image_pipeline.processor.image_processor
-        budget = request.edit_size or processor.edit_image_size
+        patch, (width, height) = self.image_processor.patch_size, request.image.size
+        budget = request.edit_size or self.image_processor.edit_image_size
         return (f"The painted area lies outside the part of the picture the model edits (the editing crop keeps "
-                f"{w * processor.patch_size} x {h * processor.patch_size} px of this {request.image.size[0]} x {request.image.size[1]} px picture at a "
-                f"crop budget of {budget} px): paint inside it, raise the crop budget, or choose 'Resize, then crop'.")
+                f"{w * patch} x {h * patch} px of this {width} x {height} px picture at a crop budget of {budget} "
+                f"px): paint inside it, raise the crop budget, or choose 'Resize, then crop'.")
 
     def _check_picture_request(self, request: EditRequest | InpaintRequest, what: str, text: str, empty: str):
         """The checks editing and inpainting share: a readable picture, a text, the crop and its grid."""
@@ -648,7 +649,6 @@ class AppEngine:
 
     def _edit(self, requests: list[EditRequest], progress: ProgressFn | None) -> list[ImageResult]:
         first = requests[0]
-        image_kwargs = {"edit_image_size": first.edit_size} if first.edit_size is not None else None
         out = self.edit_pipeline(
             [r.image for r in requests],
             [r.instruction for r in requests],
@@ -656,7 +656,7 @@ class AppEngine:
             cfg_text_scale=first.cfg_text_scale,
             cfg_image_scale=first.cfg_image_scale,
             crop_mode=first.crop_mode,
-            image_kwargs=image_kwargs,
+            image_kwargs=_crop_kwargs(first.edit_size),
             decoder=first.decoder,
             num_inference_steps=first.decoder_steps,
             generator=[_generator(r.seed) for r in requests],
@@ -673,18 +673,18 @@ class AppEngine:
         edit = first.conditioning == "edit"
         guidance = (dict(cfg_text_scale=first.cfg_scale, cfg_image_scale=first.cfg_image_scale) if edit
                     else dict(cfg_scale=first.cfg_scale))
-        repainted = [int(self.repaint_cells(r).sum()) for r in requests]
+        # The masks are mapped onto the code grids once (dilation included); the pipeline takes code masks as given.
+        cells = [self.repaint_cells(r) for r in requests]
         callback = self._step_callback(progress, len(requests), None, first.decoder, first.decoder_steps,
-                                       masked_counts=repainted)
+                                       masked_counts=[int(c.sum()) for c in cells])
         out = self.inpaint_pipeline(
             [r.image for r in requests],
-            mask_image=[r.mask.convert("L") for r in requests],
+            mask_image=cells,
             prompt=[r.prompt for r in requests],
             conditioning=first.conditioning,
-            mask_dilation=first.mask_dilation,
             steps=first.steps,
             crop_mode=first.crop_mode,
-            image_kwargs={"edit_image_size": first.edit_size} if first.edit_size is not None else None,
+            image_kwargs=_crop_kwargs(first.edit_size),
             decoder=first.decoder,
             num_inference_steps=first.decoder_steps,
             generator=[_generator(r.seed) for r in requests],
@@ -767,6 +767,11 @@ class AppEngine:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _crop_kwargs(edit_size: int | None) -> dict:
+    """The image processor's override of the editing crop budget (none: its own setting)."""
+    return {"edit_image_size": edit_size} if edit_size is not None else {}
 
 
 def _check_seed(seed):

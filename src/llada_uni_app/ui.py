@@ -126,6 +126,16 @@ def _decoder_controls(page: _Page, prefix: str):
     return decoder, steps
 
 
+def _crop_controls(settings: AppSettings, prefix: str):
+    """How a picture is cropped for editing and inpainting: the fit and the crop budget."""
+    with gr.Row():
+        crop_mode = gr.Radio([("Crop (original)", "edit"), ("Resize, then crop", "edit_resize_crop")],
+                             value=settings.crop_mode, label="Fit", elem_id=f"{prefix}-crop-mode")
+        edit_size = gr.Dropdown([128, 256, 512, 1024], label="Crop budget (px)", value=settings.edit_size or 512,
+                                elem_id=f"{prefix}-size")
+    return crop_mode, edit_size
+
+
 def _header(engine: AppEngine) -> str:
     return (f"# LLaDA2.0-Uni\nOne masked-diffusion model that reads and writes text and pictures: ask about a "
             f"picture, create one from a prompt, edit one, or repaint part of one.\n\nModel: **{engine.name}**")
@@ -277,11 +287,7 @@ def edit_tab(page: _Page) -> None:
                                   sources=["upload", "clipboard"], elem_id="edit-source")
                 instruction = gr.Textbox(label="Instruction", placeholder="Make it a watercolor painting", lines=2,
                                          elem_id="edit-instruction")
-                with gr.Row():
-                    crop_mode = gr.Radio([("Crop (original)", "edit"), ("Resize, then crop", "edit_resize_crop")],
-                                         value=settings.crop_mode, label="Fit", elem_id="edit-crop-mode")
-                    edit_size = gr.Dropdown([128, 256, 512, 1024], label="Crop budget (px)",
-                                            value=settings.edit_size or 512, elem_id="edit-size")
+                crop_mode, edit_size = _crop_controls(settings, "edit")
                 decoder, decoder_steps = _decoder_controls(page, "edit")
                 seed = gr.Number(settings.seed, label="Seed", precision=0, minimum=0, elem_id="edit-seed")
                 with gr.Accordion("Language model", open=False):
@@ -349,11 +355,7 @@ def inpaint_tab(page: _Page) -> None:
                                             value="edit", label="The text is", elem_id="inpaint-conditioning")
                     grow = gr.Slider(0, 4, step=1, value=0, label="Grow the mask (code cells)",
                                      elem_id="inpaint-grow")
-                with gr.Row():
-                    crop_mode = gr.Radio([("Crop (original)", "edit"), ("Resize, then crop", "edit_resize_crop")],
-                                         value=settings.crop_mode, label="Fit", elem_id="inpaint-crop-mode")
-                    edit_size = gr.Dropdown([128, 256, 512, 1024], label="Crop budget (px)",
-                                            value=settings.edit_size or 512, elem_id="inpaint-size")
+                crop_mode, edit_size = _crop_controls(settings, "inpaint")
                 decoder, decoder_steps = _decoder_controls(page, "inpaint")
                 seed = gr.Number(settings.seed, label="Seed", precision=0, minimum=0, elem_id="inpaint-seed")
                 with gr.Accordion("Language model", open=False):
